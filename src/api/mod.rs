@@ -1,0 +1,25 @@
+//! The HTTP and WebSocket API (actix-web + actix-ws).
+//!
+//! - `GET /ws` — the JSON signalling protocol ([`ws`]).
+//! - `GET /healthz` — liveness.
+//! - `GET /api/status` — node status as JSON.
+//! - `/` — the bundled browser demo from `http.static_dir`.
+
+pub mod http;
+pub mod ws;
+
+use std::sync::Arc;
+
+use actix::Addr;
+
+use crate::config::Config;
+use crate::server::ServerActor;
+
+/// What every request handler needs.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    /// The node actor.
+    pub server: Addr<ServerActor>,
+    /// The node configuration.
+    pub config: Arc<Config>,
+}

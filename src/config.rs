@@ -1,0 +1,295 @@
+//! Node configuration: a TOML file whose every field has an embedded default.
+//!
+//! `mafalda node` with no `--config` runs on [`Config::default`], which serves
+//! one node on 127.0.0.1 with one worker per core.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The whole node configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Node identity.
+    pub node: NodeSection,
+    /// HTTP and WebSocket listener.
+    pub http: HttpSection,
+    /// Where mediasoup listens for WebRTC media.
+    pub rtc: RtcSection,
+    /// mediasoup workers.
+    pub workers: WorkersSection,
+    /// Signalling limits.
+    pub signalling: SignallingSection,
+    /// Logging.
+    pub log: LogSection,
+}
+
+/// `[node]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeSection {
+    /// Human-readable node name, used in logs, spans and status.
+    pub name: String,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        Self {
+            name: "mafalda-1".to_owned(),
+        }
+    }
+}
+
+/// `[http]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSection {
+    /// Address the HTTP/WebSocket server binds.
+    pub listen: SocketAddr,
+    /// Directory with the bundled browser demo, served at `/`. Relative paths
+    /// are resolved against the working directory.
+    pub static_dir: PathBuf,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3000),
+            static_dir: PathBuf::from("web/dist"),
+        }
+    }
+}
+
+/// `[rtc]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtcSection {
+    /// IP the WebRTC transports bind.
+    pub listen_ip: IpAddr,
+    /// IP or host name announced in ICE candidates (for NAT); defaults to
+    /// `listen_ip`.
+    pub announced_address: Option<String>,
+    /// Lowest RTC port (inclusive).
+    pub port_min: u16,
+    /// Highest RTC port (inclusive).
+    pub port_max: u16,
+    /// Offer TCP candidates beside UDP.
+    pub enable_tcp: bool,
+    /// Initial outgoing bitrate estimate of each transport, in bps.
+    pub initial_outgoing_bitrate: u32,
+}
+
+impl Default for RtcSection {
+    fn default() -> Self {
+        Self {
+            listen_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            announced_address: None,
+            port_min: 40000,
+            port_max: 49999,
+            enable_tcp: true,
+            initial_outgoing_bitrate: 1_000_000,
+        }
+    }
+}
+
+/// `[workers]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkersSection {
+    /// Number of mediasoup workers; 0 means one per available core.
+    pub count: usize,
+    /// mediasoup worker log level: `debug`, `warn`, `error` or `none`.
+    pub log_level: String,
+}
+
+impl Default for WorkersSection {
+    fn default() -> Self {
+        Self {
+            count: 0,
+            log_level: "warn".to_owned(),
+        }
+    }
+}
+
+/// `[signalling]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignallingSection {
+    /// Largest accepted WebSocket message, in bytes.
+    pub max_message_bytes: usize,
+    /// Events queued for one slow client before it is disconnected.
+    pub max_pending_events: usize,
+    /// Largest display name, in characters.
+    pub max_display_name_chars: usize,
+    /// Largest room name, in characters.
+    pub max_room_name_chars: usize,
+}
+
+impl Default for SignallingSection {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 64 * 1024,
+            max_pending_events: 1024,
+            max_display_name_chars: 128,
+            max_room_name_chars: 128,
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    /// A `tracing` filter, e.g. `info` or `mafalda=debug,info`. `RUST_LOG`
+    /// overrides it.
+    pub level: String,
+    /// Emit JSON lines instead of human-readable text.
+    pub json: bool,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            json: false,
+        }
+    }
+}
+
+/// Error loading or validating a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown or mistyped fields.
+    #[error("invalid config: {0}")]
+    Parse(#[from] toml::de::Error),
+    /// A value is out of range.
+    #[error("invalid config value `{field}`: {reason}")]
+    Invalid {
+        /// Dotted field name.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Parses a TOML document and validates it.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Checks value ranges that serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, reason: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.node.name.trim().is_empty() {
+            return invalid("node.name", "must not be empty");
+        }
+        if self.rtc.port_min == 0 || self.rtc.port_min > self.rtc.port_max {
+            return invalid("rtc.port_min", "must be non-zero and not above rtc.port_max");
+        }
+        if self.worker_count() > 256 {
+            return invalid("workers.count", "at most 256 workers per node");
+        }
+        if !["debug", "warn", "error", "none"].contains(&self.workers.log_level.as_str()) {
+            return invalid("workers.log_level", "one of debug, warn, error, none");
+        }
+        if self.signalling.max_message_bytes < 1024 {
+            return invalid("signalling.max_message_bytes", "at least 1024");
+        }
+        if self.signalling.max_pending_events == 0 {
+            return invalid("signalling.max_pending_events", "at least 1");
+        }
+        Ok(())
+    }
+
+    /// The number of workers to run: `workers.count`, or one per core.
+    pub fn worker_count(&self) -> usize {
+        if self.workers.count == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.workers.count
+        }
+    }
+
+    /// The default configuration as a commented TOML document.
+    pub fn default_toml() -> String {
+        toml::to_string_pretty(&Config::default()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_document_is_the_default() {
+        assert_eq!(Config::from_toml("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn default_round_trips_through_toml() {
+        let text = Config::default_toml();
+        assert_eq!(Config::from_toml(&text).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn partial_sections_keep_other_defaults() {
+        let c = Config::from_toml("[rtc]\nport_min = 41000\nport_max = 41010\n[workers]\ncount = 2\n")
+            .unwrap();
+        assert_eq!(c.rtc.port_min, 41000);
+        assert_eq!(c.worker_count(), 2);
+        assert_eq!(c.http, HttpSection::default());
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = Config::from_toml("[http]\nlisten_addr = \"1.2.3.4:5\"\n").unwrap_err();
+        assert!(matches!(err, ConfigError::Parse(_)), "{err}");
+        assert!(err.to_string().contains("listen_addr"), "{err}");
+    }
+
+    #[test]
+    fn bad_ranges_are_refused() {
+        let err = Config::from_toml("[rtc]\nport_min = 5000\nport_max = 4000\n").unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { field: "rtc.port_min", .. }));
+        let err = Config::from_toml("[workers]\nlog_level = \"loud\"\n").unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { field: "workers.log_level", .. }));
+    }
+
+    #[test]
+    fn zero_workers_means_one_per_core() {
+        assert!(Config::default().worker_count() >= 1);
+    }
+
+    #[test]
+    fn missing_file_is_a_read_error() {
+        let err = Config::load(Path::new("/nonexistent/mafalda.toml")).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }));
+    }
+}

@@ -1,0 +1,35 @@
+//! # Mafalda
+//!
+//! A WebRTC SFU cluster on top of [mediasoup]: rooms spread over every worker
+//! (core) of a node and, through the [`mafalda_actors`] fabric, over many
+//! nodes, with no central coordinator.
+//!
+//! # Layout
+//!
+//! - [`config`] — the TOML node configuration with embedded defaults.
+//! - [`ids`] — newtype ids for Mafalda's own entities (peers, rooms, worker slots).
+//! - [`metrics`] — resource counters, decremented by mediasoup close callbacks.
+//! - [`worker`] — `WorkerActor`: one mediasoup worker (one core), router factory.
+//! - [`room`] — `RoomActor`: a room's router, peers, transports, producers, consumers.
+//! - [`server`] — `ServerActor`: the node; workers, room registry, placement, status.
+//! - [`signalling`] — the JSON WebSocket protocol types (pure, no I/O).
+//! - [`api`] — actix-web routes: `/ws`, `/healthz`, `/api/status`, the demo.
+//! - [`node`] — start and stop a node on an injected listener.
+//!
+//! The supervision tree and message flow are in `docs/architecture.md`, the
+//! protocol in `docs/protocol.md`.
+//!
+//! [mediasoup]: https://mediasoup.org
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod config;
+pub mod ids;
+pub mod metrics;
+pub mod node;
+pub mod room;
+pub mod server;
+pub mod signalling;
+pub mod worker;
+
+pub use mafalda_actors;

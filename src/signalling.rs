@@ -1,0 +1,609 @@
+//! The JSON signalling protocol spoken over WebSocket (see `docs/protocol.md`).
+//!
+//! Pure protocol logic: parsing requests into typed values and rendering
+//! responses and events. No I/O happens here, so every rule is unit-tested.
+
+use mediasoup::prelude::{ConsumerId, ProducerId, TransportId};
+use mediasoup::types::data_structures::{DtlsParameters, IceCandidate, IceParameters};
+use mediasoup::types::rtp_parameters::{
+    MediaKind, RtpCapabilities, RtpCapabilitiesFinalized, RtpParameters,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ids::{PeerId, RoomId};
+
+/// The signalling protocol version this node speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Machine-readable error codes sent to clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Malformed JSON, wrong field types or a binary frame.
+    BadRequest,
+    /// The method name is unknown.
+    UnknownMethod,
+    /// The requested protocol version is not supported.
+    UnsupportedVersion,
+    /// A method other than `join` before `join`.
+    NotJoined,
+    /// A second `join` on one socket.
+    AlreadyJoined,
+    /// The room is gone.
+    UnknownRoom,
+    /// Not one of this peer's transports.
+    UnknownTransport,
+    /// Not a producer this peer may act on.
+    UnknownProducer,
+    /// Not one of this peer's consumers.
+    UnknownConsumer,
+    /// The RTP capabilities cannot receive the producer.
+    CannotConsume,
+    /// mediasoup refused the parameters.
+    InvalidParameters,
+    /// No capacity left on this node.
+    Capacity,
+    /// Anything else.
+    Internal,
+}
+
+/// An error reply: a code and a human-readable message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct SignalError {
+    /// What kind of error.
+    pub code: ErrorCode,
+    /// Details for humans.
+    pub message: String,
+}
+
+impl SignalError {
+    /// Builds an error.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// `join` arguments.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JoinRequest {
+    /// Room name.
+    pub room: String,
+    /// The name other peers see.
+    pub display_name: String,
+    /// Protocol version the client speaks; absent means the current one.
+    #[serde(default)]
+    pub protocol_version: Option<u32>,
+}
+
+/// Transport direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Direction {
+    /// The client sends media on it.
+    Send,
+    /// The client receives media on it.
+    Recv,
+}
+
+/// `createWebRtcTransport` arguments.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateTransportRequest {
+    /// What the transport is for.
+    pub direction: Direction,
+}
+
+/// `connectWebRtcTransport` arguments.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConnectTransportRequest {
+    /// One of this peer's transports.
+    pub transport_id: TransportId,
+    /// The client's DTLS role and fingerprints.
+    pub dtls_parameters: DtlsParameters,
+}
+
+/// `produce` arguments.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProduceRequest {
+    /// One of this peer's send transports.
+    pub transport_id: TransportId,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// What the client sends.
+    pub rtp_parameters: RtpParameters,
+    /// Opaque application data (ignored by the node).
+    #[serde(default)]
+    pub app_data: Option<Value>,
+}
+
+/// `consume` arguments.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConsumeRequest {
+    /// One of this peer's receive transports.
+    pub transport_id: TransportId,
+    /// A producer of another peer in the room.
+    pub producer_id: ProducerId,
+    /// What the client can receive.
+    pub rtp_capabilities: RtpCapabilities,
+}
+
+/// Arguments naming a consumer.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConsumerRequest {
+    /// One of this peer's consumers.
+    pub consumer_id: ConsumerId,
+}
+
+/// Arguments naming a producer.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProducerRequest {
+    /// One of this peer's producers.
+    pub producer_id: ProducerId,
+}
+
+/// A parsed client request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// `join`
+    Join(JoinRequest),
+    /// `getRouterRtpCapabilities`
+    GetRouterRtpCapabilities,
+    /// `createWebRtcTransport`
+    CreateWebRtcTransport(CreateTransportRequest),
+    /// `connectWebRtcTransport`
+    ConnectWebRtcTransport(ConnectTransportRequest),
+    /// `produce`
+    Produce(ProduceRequest),
+    /// `consume`
+    Consume(ConsumeRequest),
+    /// `resumeConsumer`
+    ResumeConsumer(ConsumerRequest),
+    /// `pauseConsumer`
+    PauseConsumer(ConsumerRequest),
+    /// `pauseProducer`
+    PauseProducer(ProducerRequest),
+    /// `resumeProducer`
+    ResumeProducer(ProducerRequest),
+    /// `closeProducer`
+    CloseProducer(ProducerRequest),
+    /// `leave`
+    Leave,
+}
+
+impl Request {
+    /// The method name, for logs.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Request::Join(_) => "join",
+            Request::GetRouterRtpCapabilities => "getRouterRtpCapabilities",
+            Request::CreateWebRtcTransport(_) => "createWebRtcTransport",
+            Request::ConnectWebRtcTransport(_) => "connectWebRtcTransport",
+            Request::Produce(_) => "produce",
+            Request::Consume(_) => "consume",
+            Request::ResumeConsumer(_) => "resumeConsumer",
+            Request::PauseConsumer(_) => "pauseConsumer",
+            Request::PauseProducer(_) => "pauseProducer",
+            Request::ResumeProducer(_) => "resumeProducer",
+            Request::CloseProducer(_) => "closeProducer",
+            Request::Leave => "leave",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    id: Option<Value>,
+    method: Option<Value>,
+    #[serde(default)]
+    data: Value,
+}
+
+/// A request that could not be parsed; `id` is echoed when it was readable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParseFailure {
+    /// The request id, when the envelope had a valid one.
+    pub id: Option<u64>,
+    /// Why parsing failed.
+    pub error: SignalError,
+}
+
+fn data<T: serde::de::DeserializeOwned>(method: &str, value: Value) -> Result<T, SignalError> {
+    let value = if value.is_null() {
+        Value::Object(Default::default())
+    } else {
+        value
+    };
+    serde_json::from_value(value).map_err(|e| {
+        SignalError::new(
+            ErrorCode::BadRequest,
+            format!("invalid data for `{method}`: {e}"),
+        )
+    })
+}
+
+/// Parses one text frame into a request id and a typed request.
+pub fn parse_request(text: &str) -> Result<(u64, Request), ParseFailure> {
+    let envelope: Envelope = serde_json::from_str(text).map_err(|e| ParseFailure {
+        id: None,
+        error: SignalError::new(ErrorCode::BadRequest, format!("malformed JSON: {e}")),
+    })?;
+    let id = match envelope.id.as_ref().and_then(Value::as_u64) {
+        Some(id) => id,
+        None => {
+            return Err(ParseFailure {
+                id: None,
+                error: SignalError::new(
+                    ErrorCode::BadRequest,
+                    "`id` must be an unsigned integer",
+                ),
+            })
+        }
+    };
+    let fail = |error| ParseFailure {
+        id: Some(id),
+        error,
+    };
+    let method = match envelope.method.as_ref().and_then(Value::as_str) {
+        Some(m) => m.to_owned(),
+        None => {
+            return Err(fail(SignalError::new(
+                ErrorCode::BadRequest,
+                "`method` must be a string",
+            )))
+        }
+    };
+    let d = envelope.data;
+    let request = match method.as_str() {
+        "join" => Request::Join(data(&method, d).map_err(fail)?),
+        "getRouterRtpCapabilities" => Request::GetRouterRtpCapabilities,
+        "createWebRtcTransport" => Request::CreateWebRtcTransport(data(&method, d).map_err(fail)?),
+        "connectWebRtcTransport" => {
+            Request::ConnectWebRtcTransport(data(&method, d).map_err(fail)?)
+        }
+        "produce" => Request::Produce(data(&method, d).map_err(fail)?),
+        "consume" => Request::Consume(data(&method, d).map_err(fail)?),
+        "resumeConsumer" => Request::ResumeConsumer(data(&method, d).map_err(fail)?),
+        "pauseConsumer" => Request::PauseConsumer(data(&method, d).map_err(fail)?),
+        "pauseProducer" => Request::PauseProducer(data(&method, d).map_err(fail)?),
+        "resumeProducer" => Request::ResumeProducer(data(&method, d).map_err(fail)?),
+        "closeProducer" => Request::CloseProducer(data(&method, d).map_err(fail)?),
+        "leave" => Request::Leave,
+        other => {
+            let shown: String = other.chars().take(64).collect();
+            return Err(fail(SignalError::new(
+                ErrorCode::UnknownMethod,
+                format!("unknown method `{shown}`"),
+            )));
+        }
+    };
+    Ok((id, request))
+}
+
+/// A peer as other peers see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerInfo {
+    /// Its id.
+    pub peer_id: PeerId,
+    /// Its display name.
+    pub display_name: String,
+}
+
+/// A producer as other peers see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProducerInfo {
+    /// Its id.
+    pub producer_id: ProducerId,
+    /// Who sends it.
+    pub peer_id: PeerId,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// Whether it is paused.
+    pub paused: bool,
+}
+
+/// `join` reply.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinReply {
+    /// The id the node gave this peer.
+    pub peer_id: PeerId,
+    /// The room joined.
+    pub room_id: RoomId,
+    /// Load `mediasoup-client`'s device with this.
+    pub router_rtp_capabilities: RtpCapabilitiesFinalized,
+    /// The other peers already in the room.
+    pub peers: Vec<PeerInfo>,
+    /// Their producers.
+    pub producers: Vec<ProducerInfo>,
+}
+
+/// `createWebRtcTransport` reply.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransportReply {
+    /// Transport id.
+    pub id: TransportId,
+    /// ICE username fragment and password.
+    pub ice_parameters: IceParameters,
+    /// Where to send media.
+    pub ice_candidates: Vec<IceCandidate>,
+    /// The node's DTLS fingerprints.
+    pub dtls_parameters: DtlsParameters,
+}
+
+/// `produce` reply.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProduceReply {
+    /// The new producer's id.
+    pub id: ProducerId,
+}
+
+/// `consume` reply.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumeReply {
+    /// The new consumer's id.
+    pub id: ConsumerId,
+    /// The producer it receives.
+    pub producer_id: ProducerId,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// What the client will receive.
+    pub rtp_parameters: RtpParameters,
+    /// Whether the producer is paused right now.
+    pub producer_paused: bool,
+}
+
+/// An event pushed to a client.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", content = "data", rename_all = "camelCase")]
+pub enum Event {
+    /// Another peer joined.
+    PeerJoined(PeerInfo),
+    /// Another peer left.
+    #[serde(rename_all = "camelCase")]
+    PeerLeft {
+        /// Who.
+        peer_id: PeerId,
+    },
+    /// Another peer started sending.
+    NewProducer(ProducerInfo),
+    /// A producer went away.
+    #[serde(rename_all = "camelCase")]
+    ProducerClosed {
+        /// Which.
+        producer_id: ProducerId,
+    },
+    /// A producer was paused.
+    #[serde(rename_all = "camelCase")]
+    ProducerPaused {
+        /// Which.
+        producer_id: ProducerId,
+    },
+    /// A producer was resumed.
+    #[serde(rename_all = "camelCase")]
+    ProducerResumed {
+        /// Which.
+        producer_id: ProducerId,
+    },
+    /// One of this peer's consumers was closed because its producer went away.
+    #[serde(rename_all = "camelCase")]
+    ConsumerClosed {
+        /// Which consumer.
+        consumer_id: ConsumerId,
+        /// Its producer.
+        producer_id: ProducerId,
+    },
+}
+
+#[derive(Serialize)]
+struct ResponseOut<'a> {
+    response: bool,
+    id: Option<u64>,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a SignalError>,
+}
+
+/// Renders a success response.
+pub fn ok_response(id: u64, data: &Value) -> String {
+    serde_json::to_string(&ResponseOut {
+        response: true,
+        id: Some(id),
+        ok: true,
+        data: Some(data),
+        error: None,
+    })
+    .unwrap_or_default()
+}
+
+/// Renders an error response; `id` is `None` when the request had no readable id.
+pub fn error_response(id: Option<u64>, error: &SignalError) -> String {
+    serde_json::to_string(&ResponseOut {
+        response: true,
+        id,
+        ok: false,
+        data: None,
+        error: Some(error),
+    })
+    .unwrap_or_default()
+}
+
+/// Renders an event.
+pub fn event_message(event: &Event) -> String {
+    serde_json::to_string(event).unwrap_or_default()
+}
+
+/// Checks a join request's version and names against the limits.
+pub fn validate_join(
+    join: &JoinRequest,
+    max_room_chars: usize,
+    max_name_chars: usize,
+) -> Result<(), SignalError> {
+    if let Some(v) = join.protocol_version {
+        if v != PROTOCOL_VERSION {
+            return Err(SignalError::new(
+                ErrorCode::UnsupportedVersion,
+                format!("client speaks protocol version {v}, this node speaks {PROTOCOL_VERSION}"),
+            ));
+        }
+    }
+    let room_len = join.room.chars().count();
+    if room_len == 0 || room_len > max_room_chars || join.room.chars().any(char::is_control) {
+        return Err(SignalError::new(
+            ErrorCode::BadRequest,
+            format!("`room` must be 1..={max_room_chars} printable characters"),
+        ));
+    }
+    let name_len = join.display_name.chars().count();
+    if name_len > max_name_chars || join.display_name.chars().any(char::is_control) {
+        return Err(SignalError::new(
+            ErrorCode::BadRequest,
+            format!("`displayName` must be at most {max_name_chars} printable characters"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_join() {
+        let (id, req) =
+            parse_request(r#"{"id":1,"method":"join","data":{"room":"r","displayName":"A"}}"#)
+                .unwrap();
+        assert_eq!(id, 1);
+        assert_eq!(
+            req,
+            Request::Join(JoinRequest {
+                room: "r".into(),
+                display_name: "A".into(),
+                protocol_version: None
+            })
+        );
+    }
+
+    #[test]
+    fn methods_without_data_parse() {
+        let (_, req) = parse_request(r#"{"id":2,"method":"leave"}"#).unwrap();
+        assert_eq!(req, Request::Leave);
+        let (_, req) = parse_request(r#"{"id":3,"method":"getRouterRtpCapabilities"}"#).unwrap();
+        assert_eq!(req, Request::GetRouterRtpCapabilities);
+    }
+
+    #[test]
+    fn malformed_json_has_no_id() {
+        let f = parse_request("{not json").unwrap_err();
+        assert_eq!(f.id, None);
+        assert_eq!(f.error.code, ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn non_integer_id_is_bad_request() {
+        for text in [
+            r#"{"id":"x","method":"leave"}"#,
+            r#"{"id":-1,"method":"leave"}"#,
+            r#"{"method":"leave"}"#,
+            r#"[1,2]"#,
+        ] {
+            let f = parse_request(text).unwrap_err();
+            assert_eq!(f.error.code, ErrorCode::BadRequest, "{text}");
+        }
+    }
+
+    #[test]
+    fn unknown_method_keeps_id() {
+        let f = parse_request(r#"{"id":9,"method":"fly"}"#).unwrap_err();
+        assert_eq!(f.id, Some(9));
+        assert_eq!(f.error.code, ErrorCode::UnknownMethod);
+        assert!(f.error.message.contains("fly"));
+    }
+
+    #[test]
+    fn wrong_data_types_are_bad_request() {
+        let f = parse_request(r#"{"id":4,"method":"createWebRtcTransport","data":{"direction":"up"}}"#)
+            .unwrap_err();
+        assert_eq!(f.id, Some(4));
+        assert_eq!(f.error.code, ErrorCode::BadRequest);
+        let f = parse_request(r#"{"id":5,"method":"resumeConsumer","data":{"consumerId":"nope"}}"#)
+            .unwrap_err();
+        assert_eq!(f.error.code, ErrorCode::BadRequest);
+        let f = parse_request(r#"{"id":6,"method":"join","data":{"room":1}}"#).unwrap_err();
+        assert_eq!(f.error.code, ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn parses_browser_style_connect() {
+        let text = json!({"id": 7, "method": "connectWebRtcTransport", "data": {
+            "transportId": "3b0c8b7e-6a5e-4b7b-9e57-7c8f6f2b1d10",
+            "dtlsParameters": {"role": "client", "fingerprints": [
+                {"algorithm": "sha-256", "value": "AB:CD"}]}}})
+        .to_string();
+        let (_, req) = parse_request(&text).unwrap();
+        assert!(matches!(req, Request::ConnectWebRtcTransport(_)));
+        // pymediasoup's flavour: role server with sha-512.
+        let text = json!({"id": 8, "method": "connectWebRtcTransport", "data": {
+            "transportId": "3b0c8b7e-6a5e-4b7b-9e57-7c8f6f2b1d10",
+            "dtlsParameters": {"role": "server", "fingerprints": [
+                {"algorithm": "sha-512", "value": "AB:CD"}]}}})
+        .to_string();
+        assert!(parse_request(&text).is_ok());
+    }
+
+    #[test]
+    fn responses_and_events_render() {
+        let ok = ok_response(3, &json!({"a": 1}));
+        assert_eq!(ok, r#"{"response":true,"id":3,"ok":true,"data":{"a":1}}"#);
+        let err = error_response(None, &SignalError::new(ErrorCode::UnknownProducer, "x"));
+        assert_eq!(
+            err,
+            r#"{"response":true,"id":null,"ok":false,"error":{"code":"unknown_producer","message":"x"}}"#
+        );
+        let peer_id = PeerId::new();
+        let ev = event_message(&Event::PeerLeft { peer_id });
+        let v: Value = serde_json::from_str(&ev).unwrap();
+        assert_eq!(v["event"], "peerLeft");
+        assert_eq!(v["data"]["peerId"], peer_id.to_string());
+    }
+
+    #[test]
+    fn join_validation() {
+        let mut j = JoinRequest {
+            room: "room".into(),
+            display_name: "me".into(),
+            protocol_version: Some(PROTOCOL_VERSION),
+        };
+        assert!(validate_join(&j, 16, 16).is_ok());
+        j.protocol_version = Some(99);
+        let e = validate_join(&j, 16, 16).unwrap_err();
+        assert_eq!(e.code, ErrorCode::UnsupportedVersion);
+        assert!(e.message.contains("99") && e.message.contains(&PROTOCOL_VERSION.to_string()));
+        j.protocol_version = None;
+        j.room = "x".repeat(17);
+        assert_eq!(validate_join(&j, 16, 16).unwrap_err().code, ErrorCode::BadRequest);
+        j.room = String::new();
+        assert_eq!(validate_join(&j, 16, 16).unwrap_err().code, ErrorCode::BadRequest);
+        j.room = "ok".into();
+        j.display_name = "a\u{0}b".into();
+        assert_eq!(validate_join(&j, 16, 16).unwrap_err().code, ErrorCode::BadRequest);
+    }
+}
