@@ -1,0 +1,94 @@
+# Mafalda: every set-up step is here, so that `make run` and `make test` work
+# on a fresh machine (package registries only, no other network).
+#
+# Persistent caches live outside the clone so that CI and later runs reuse the
+# C++ worker build, npm and pip downloads.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+MAFALDA_CACHE ?= /var/cache/mafalda
+CARGO_TARGET_DIR ?= $(MAFALDA_CACHE)/target
+export MAFALDA_CACHE CARGO_TARGET_DIR
+export npm_config_cache := $(MAFALDA_CACHE)/npm
+export PIP_CACHE_DIR := $(MAFALDA_CACHE)/pip
+
+CARGO ?= cargo
+BIN := $(CARGO_TARGET_DIR)/debug/mafalda
+# Run a command in a private network namespace that has only loopback:
+# nothing under test can reach (or be reached from) outside the machine.
+ISOLATED := unshare -n -- bash -c 'ip link set lo up && exec "$$@"' isolated
+
+.PHONY: help deps deps-sys mediasoup web python build run test test-rust test-srtp test-e2e \
+        bench fuzz lint fmt clean-cache
+
+help:
+	@echo "make run    - set up everything, build, and run one node with the browser demo"
+	@echo "make test   - set up everything, build, and run every test (unit, integration, e2e)"
+	@echo "make bench  - run the benchmarks (figures go in docs/benchmarks.md)"
+	@echo "make fuzz   - long property/garbage-input run of the cluster frame codec"
+	@echo "make lint   - rustfmt check and clippy -D warnings"
+
+## ---- set-up -------------------------------------------------------------
+
+deps-sys:
+	@need=(); \
+	command -v unshare >/dev/null || need+=(util-linux); \
+	command -v ip >/dev/null || need+=(iproute2); \
+	command -v pkg-config >/dev/null || need+=(pkg-config); \
+	if [ $${#need[@]} -gt 0 ]; then \
+	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; \
+	  apt-get install -y --no-install-recommends "$${need[@]}"; fi
+
+mediasoup: deps-sys
+	scripts/setup-mediasoup.sh
+
+web:
+	scripts/setup-web.sh
+
+python:
+	scripts/setup-python.sh
+
+deps: deps-sys mediasoup web python
+
+build: mediasoup
+	$(CARGO) build --workspace --all-targets
+
+## ---- run ----------------------------------------------------------------
+
+run: mediasoup web
+	$(CARGO) build --bin mafalda
+	$(BIN) node $(if $(CONFIG),--config $(CONFIG),)
+
+## ---- tests --------------------------------------------------------------
+
+test: deps build
+	$(MAKE) --no-print-directory test-rust test-srtp test-e2e
+
+test-rust:
+	$(ISOLATED) $(CARGO) test --workspace --offline
+
+test-srtp:
+	scripts/test-srtp-compat.sh
+
+test-e2e:
+	MAFALDA_BIN=$(BIN) scripts/e2e.sh
+
+## ---- other --------------------------------------------------------------
+
+bench: mediasoup
+	$(CARGO) bench -p mafalda-actors --bench fabric
+
+fuzz:
+	PROPTEST_CASES=$${PROPTEST_CASES:-20000} $(CARGO) test -p mafalda-actors --release --test codec_props
+
+lint: mediasoup
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean-cache:
+	rm -rf $(MAFALDA_CACHE)
