@@ -130,9 +130,18 @@ record() { # name rc seconds
   fi
 }
 
+NODE_STATUS=""
 node_alive() {
   if [[ -n "$NODE_PID" ]] && kill -0 "$NODE_PID" 2>/dev/null; then return 0; fi
-  say "the node process is gone"
+  if [[ -z "$NODE_STATUS" && -n "$NODE_PID" ]]; then
+    wait "$NODE_PID" 2>/dev/null
+    NODE_STATUS=$?
+    if (( NODE_STATUS > 128 )); then
+      NODE_STATUS="$NODE_STATUS (killed by signal $(kill -l $((NODE_STATUS - 128)) 2>/dev/null || echo $((NODE_STATUS - 128))))"
+    fi
+    NODE_PID=""
+  fi
+  say "the node process is gone (exit status ${NODE_STATUS:-unknown})"
   return 1
 }
 

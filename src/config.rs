@@ -211,7 +211,10 @@ impl Config {
             return invalid("node.name", "must not be empty");
         }
         if self.rtc.port_min == 0 || self.rtc.port_min > self.rtc.port_max {
-            return invalid("rtc.port_min", "must be non-zero and not above rtc.port_max");
+            return invalid(
+                "rtc.port_min",
+                "must be non-zero and not above rtc.port_max",
+            );
         }
         if self.worker_count() > 256 {
             return invalid("workers.count", "at most 256 workers per node");
@@ -260,8 +263,9 @@ mod tests {
 
     #[test]
     fn partial_sections_keep_other_defaults() {
-        let c = Config::from_toml("[rtc]\nport_min = 41000\nport_max = 41010\n[workers]\ncount = 2\n")
-            .unwrap();
+        let c =
+            Config::from_toml("[rtc]\nport_min = 41000\nport_max = 41010\n[workers]\ncount = 2\n")
+                .unwrap();
         assert_eq!(c.rtc.port_min, 41000);
         assert_eq!(c.worker_count(), 2);
         assert_eq!(c.http, HttpSection::default());
@@ -277,9 +281,21 @@ mod tests {
     #[test]
     fn bad_ranges_are_refused() {
         let err = Config::from_toml("[rtc]\nport_min = 5000\nport_max = 4000\n").unwrap_err();
-        assert!(matches!(err, ConfigError::Invalid { field: "rtc.port_min", .. }));
+        assert!(matches!(
+            err,
+            ConfigError::Invalid {
+                field: "rtc.port_min",
+                ..
+            }
+        ));
         let err = Config::from_toml("[workers]\nlog_level = \"loud\"\n").unwrap_err();
-        assert!(matches!(err, ConfigError::Invalid { field: "workers.log_level", .. }));
+        assert!(matches!(
+            err,
+            ConfigError::Invalid {
+                field: "workers.log_level",
+                ..
+            }
+        ));
     }
 
     #[test]

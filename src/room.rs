@@ -74,6 +74,17 @@ pub enum RoomError {
 }
 
 impl RoomError {
+    /// A failed worker request: the worker's own refusal (`Response`) means
+    /// the client's parameters were invalid; anything else is internal.
+    fn from_request(e: mediasoup::worker::RequestError) -> Self {
+        match e {
+            mediasoup::worker::RequestError::Response { .. } => {
+                RoomError::InvalidParameters(e.to_string())
+            }
+            other => RoomError::Mediasoup(other.to_string()),
+        }
+    }
+
     /// The signalling error sent to the client.
     pub fn to_signal(&self) -> SignalError {
         let code = match self {
@@ -230,7 +241,9 @@ impl RoomActor {
     }
 
     fn peer(&self, peer_id: PeerId) -> Result<&Peer, RoomError> {
-        self.peers.get(&peer_id).ok_or(RoomError::UnknownPeer(peer_id))
+        self.peers
+            .get(&peer_id)
+            .ok_or(RoomError::UnknownPeer(peer_id))
     }
 
     fn transport(
@@ -428,9 +441,7 @@ impl Handler<GetRtpCapabilities> for RoomActor {
     type Result = ResponseActFuture<Self, Result<RtpCapabilitiesFinalized, RoomError>>;
     fn handle(&mut self, _msg: GetRtpCapabilities, _ctx: &mut Self::Context) -> Self::Result {
         let router = self.router_future();
-        Box::pin(
-            async move { Ok(router?.await?.router.rtp_capabilities()) }.into_actor(self),
-        )
+        Box::pin(async move { Ok(router?.await?.router.rtp_capabilities()) }.into_actor(self))
     }
 }
 
@@ -520,7 +531,7 @@ impl Handler<ConnectTransport> for RoomActor {
                     dtls_parameters: msg.dtls_parameters,
                 })
                 .await
-                .map_err(|e| RoomError::InvalidParameters(e.to_string()))
+                .map_err(RoomError::from_request)
         }
         .instrument(self.span.clone());
         Box::pin(fut.into_actor(self))
@@ -545,8 +556,7 @@ impl Handler<Produce> for RoomActor {
     type Result = ResponseActFuture<Self, Result<ProduceReply, RoomError>>;
 
     fn handle(&mut self, msg: Produce, _ctx: &mut Self::Context) -> Self::Result {
-        let transport = match self.transport(msg.peer_id, msg.transport_id, Some(Direction::Send))
-        {
+        let transport = match self.transport(msg.peer_id, msg.transport_id, Some(Direction::Send)) {
             Ok(t) => t,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
@@ -556,7 +566,7 @@ impl Handler<Produce> for RoomActor {
                 .produce(ProducerOptions::new(msg.kind, msg.rtp_parameters))
                 .await
                 .map_err(|e| match e {
-                    ProduceError::Request(e) => RoomError::Mediasoup(e.to_string()),
+                    ProduceError::Request(e) => RoomError::from_request(e),
                     other => RoomError::InvalidParameters(other.to_string()),
                 })?;
             let tracked = Tracked::new(Resource::Producer, &counters.iter().collect::<Vec<_>>());
@@ -662,8 +672,7 @@ impl Handler<Consume> for RoomActor {
 
     fn handle(&mut self, msg: Consume, ctx: &mut Self::Context) -> Self::Result {
         let checked = (|| {
-            let transport =
-                self.transport(msg.peer_id, msg.transport_id, Some(Direction::Recv))?;
+            let transport = self.transport(msg.peer_id, msg.transport_id, Some(Direction::Recv))?;
             match self.find_producer(msg.producer_id) {
                 Some((owner, _)) if owner != msg.peer_id => {}
                 _ => return Err(RoomError::UnknownProducer(msg.producer_id)),
@@ -690,7 +699,7 @@ impl Handler<Consume> for RoomActor {
             options.paused = true;
             let consumer = transport.consume(options).await.map_err(|e| match e {
                 ConsumeError::ProducerNotFound(id) => RoomError::UnknownProducer(id),
-                ConsumeError::Request(e) => RoomError::Mediasoup(e.to_string()),
+                ConsumeError::Request(e) => RoomError::from_request(e),
                 other => RoomError::InvalidParameters(other.to_string()),
             })?;
             let tracked = Tracked::new(Resource::Consumer, &counters.iter().collect::<Vec<_>>());

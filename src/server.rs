@@ -52,7 +52,9 @@ impl std::fmt::Debug for ServerActor {
 
 impl ServerActor {
     /// Starts the node actor and its workers (one actor per worker).
-    pub async fn start(config: Arc<Config>) -> Result<Addr<ServerActor>, crate::worker::SpawnWorkerError> {
+    pub async fn start(
+        config: Arc<Config>,
+    ) -> Result<Addr<ServerActor>, crate::worker::SpawnWorkerError> {
         let node: Arc<str> = Arc::from(config.node.name.as_str());
         let counters = Arc::new(Counters::default());
         let manager = WorkerManager::new();

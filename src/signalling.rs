@@ -243,10 +243,7 @@ pub fn parse_request(text: &str) -> Result<(u64, Request), ParseFailure> {
         None => {
             return Err(ParseFailure {
                 id: None,
-                error: SignalError::new(
-                    ErrorCode::BadRequest,
-                    "`id` must be an unsigned integer",
-                ),
+                error: SignalError::new(ErrorCode::BadRequest, "`id` must be an unsigned integer"),
             })
         }
     };
@@ -540,8 +537,9 @@ mod tests {
 
     #[test]
     fn wrong_data_types_are_bad_request() {
-        let f = parse_request(r#"{"id":4,"method":"createWebRtcTransport","data":{"direction":"up"}}"#)
-            .unwrap_err();
+        let f =
+            parse_request(r#"{"id":4,"method":"createWebRtcTransport","data":{"direction":"up"}}"#)
+                .unwrap_err();
         assert_eq!(f.id, Some(4));
         assert_eq!(f.error.code, ErrorCode::BadRequest);
         let f = parse_request(r#"{"id":5,"method":"resumeConsumer","data":{"consumerId":"nope"}}"#)
@@ -556,7 +554,7 @@ mod tests {
         let text = json!({"id": 7, "method": "connectWebRtcTransport", "data": {
             "transportId": "3b0c8b7e-6a5e-4b7b-9e57-7c8f6f2b1d10",
             "dtlsParameters": {"role": "client", "fingerprints": [
-                {"algorithm": "sha-256", "value": "AB:CD"}]}}})
+                {"algorithm": "sha-256", "value": (["AB"; 32].join(":"))}]}}})
         .to_string();
         let (_, req) = parse_request(&text).unwrap();
         assert!(matches!(req, Request::ConnectWebRtcTransport(_)));
@@ -564,7 +562,7 @@ mod tests {
         let text = json!({"id": 8, "method": "connectWebRtcTransport", "data": {
             "transportId": "3b0c8b7e-6a5e-4b7b-9e57-7c8f6f2b1d10",
             "dtlsParameters": {"role": "server", "fingerprints": [
-                {"algorithm": "sha-512", "value": "AB:CD"}]}}})
+                {"algorithm": "sha-512", "value": (["CD"; 64].join(":"))}]}}})
         .to_string();
         assert!(parse_request(&text).is_ok());
     }
@@ -599,11 +597,20 @@ mod tests {
         assert!(e.message.contains("99") && e.message.contains(&PROTOCOL_VERSION.to_string()));
         j.protocol_version = None;
         j.room = "x".repeat(17);
-        assert_eq!(validate_join(&j, 16, 16).unwrap_err().code, ErrorCode::BadRequest);
+        assert_eq!(
+            validate_join(&j, 16, 16).unwrap_err().code,
+            ErrorCode::BadRequest
+        );
         j.room = String::new();
-        assert_eq!(validate_join(&j, 16, 16).unwrap_err().code, ErrorCode::BadRequest);
+        assert_eq!(
+            validate_join(&j, 16, 16).unwrap_err().code,
+            ErrorCode::BadRequest
+        );
         j.room = "ok".into();
         j.display_name = "a\u{0}b".into();
-        assert_eq!(validate_join(&j, 16, 16).unwrap_err().code, ErrorCode::BadRequest);
+        assert_eq!(
+            validate_join(&j, 16, 16).unwrap_err().code,
+            ErrorCode::BadRequest
+        );
     }
 }

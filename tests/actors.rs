@@ -25,7 +25,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
@@ -38,7 +41,9 @@ async fn concurrent_first_joins_share_one_room_and_one_router() {
     let mut keep = Vec::new();
     for i in 0..10 {
         let room = server
-            .send(GetOrCreateRoom { room: room_id.clone() })
+            .send(GetOrCreateRoom {
+                room: room_id.clone(),
+            })
             .await
             .unwrap()
             .unwrap();
@@ -46,7 +51,10 @@ async fn concurrent_first_joins_share_one_room_and_one_router() {
         keep.push(rx);
         joins.push(async move {
             let reply = room
-                .send(Join { display_name: format!("p{i}"), events: tx })
+                .send(Join {
+                    display_name: format!("p{i}"),
+                    events: tx,
+                })
                 .await
                 .unwrap()
                 .unwrap();
@@ -73,10 +81,25 @@ async fn concurrent_first_joins_share_one_room_and_one_router() {
     })
     .await;
     // A new join of the same name gets a fresh, working room.
-    let room = server.send(GetOrCreateRoom { room: room_id }).await.unwrap().unwrap();
+    let room = server
+        .send(GetOrCreateRoom { room: room_id })
+        .await
+        .unwrap()
+        .unwrap();
     let (tx, _rx) = mpsc::channel(8);
-    let reply = room.send(Join { display_name: "again".into(), events: tx }).await.unwrap().unwrap();
-    room.send(Leave { peer_id: reply.peer_id }).await.unwrap();
+    let reply = room
+        .send(Join {
+            display_name: "again".into(),
+            events: tx,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    room.send(Leave {
+        peer_id: reply.peer_id,
+    })
+    .await
+    .unwrap();
     server.send(mafalda::server::Shutdown).await.unwrap();
 }
 
@@ -101,7 +124,9 @@ async fn a_dead_worker_slot_is_refilled() {
     .await;
     // The refilled slot serves rooms.
     let room = server
-        .send(GetOrCreateRoom { room: RoomId::new("after") })
+        .send(GetOrCreateRoom {
+            room: RoomId::new("after"),
+        })
         .await
         .unwrap()
         .unwrap();

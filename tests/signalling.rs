@@ -14,7 +14,13 @@ async fn two_peers_publish_consume_pause_close_and_leave() {
     let mut b = Client::connect(node.http_addr).await;
 
     let ja = a.join("room-1", "Alice").await;
-    assert!(ja["routerRtpCapabilities"]["codecs"].as_array().unwrap().len() >= 2);
+    assert!(
+        ja["routerRtpCapabilities"]["codecs"]
+            .as_array()
+            .unwrap()
+            .len()
+            >= 2
+    );
     assert_eq!(ja["peers"], json!([]));
     let jb = b.join("room-1", "Bob").await;
     assert_eq!(jb["peers"][0]["displayName"], "Alice");
@@ -23,7 +29,9 @@ async fn two_peers_publish_consume_pause_close_and_leave() {
     assert_eq!(joined["displayName"], "Bob");
 
     let (_, producer_id) = publish_video(&mut a, 1111).await;
-    let audio_t = a.ok("createWebRtcTransport", json!({"direction": "send"})).await;
+    let audio_t = a
+        .ok("createWebRtcTransport", json!({"direction": "send"}))
+        .await;
     a.ok(
         "produce",
         json!({"transportId": audio_t["id"], "kind": "audio", "rtpParameters": opus_rtp_parameters(3333)}),
@@ -34,7 +42,9 @@ async fn two_peers_publish_consume_pause_close_and_leave() {
     assert_eq!(np["peerId"], ja["peerId"]);
     assert_eq!(np["kind"], "video");
 
-    let recv = b.ok("createWebRtcTransport", json!({"direction": "recv"})).await;
+    let recv = b
+        .ok("createWebRtcTransport", json!({"direction": "recv"}))
+        .await;
     assert!(!recv["iceCandidates"].as_array().unwrap().is_empty());
     assert_eq!(recv["iceCandidates"][0]["address"], "127.0.0.1");
     b.ok(
@@ -50,26 +60,49 @@ async fn two_peers_publish_consume_pause_close_and_leave() {
         .await;
     assert_eq!(consumer["producerId"], json!(producer_id));
     assert_eq!(consumer["kind"], "video");
-    assert_eq!(consumer["rtpParameters"]["codecs"][0]["mimeType"], "video/VP8");
-    b.ok("resumeConsumer", json!({"consumerId": consumer["id"]})).await;
-    b.ok("pauseConsumer", json!({"consumerId": consumer["id"]})).await;
-    b.ok("resumeConsumer", json!({"consumerId": consumer["id"]})).await;
+    assert_eq!(
+        consumer["rtpParameters"]["codecs"][0]["mimeType"],
+        "video/VP8"
+    );
+    b.ok("resumeConsumer", json!({"consumerId": consumer["id"]}))
+        .await;
+    b.ok("pauseConsumer", json!({"consumerId": consumer["id"]}))
+        .await;
+    b.ok("resumeConsumer", json!({"consumerId": consumer["id"]}))
+        .await;
 
     let s = status(&node).await;
     assert_eq!((s.rooms, s.peers, s.routers), (1, 2, 1));
     assert_eq!((s.transports, s.producers, s.consumers), (3, 2, 1));
     assert_eq!(s.worker_details[0].counts.consumers, 1);
 
-    a.ok("pauseProducer", json!({"producerId": producer_id})).await;
-    assert_eq!(b.event("producerPaused").await["producerId"], json!(producer_id));
-    a.ok("resumeProducer", json!({"producerId": producer_id})).await;
-    assert_eq!(b.event("producerResumed").await["producerId"], json!(producer_id));
+    a.ok("pauseProducer", json!({"producerId": producer_id}))
+        .await;
+    assert_eq!(
+        b.event("producerPaused").await["producerId"],
+        json!(producer_id)
+    );
+    a.ok("resumeProducer", json!({"producerId": producer_id}))
+        .await;
+    assert_eq!(
+        b.event("producerResumed").await["producerId"],
+        json!(producer_id)
+    );
 
     // Bob may not act on Alice's producer.
-    b.fails("closeProducer", json!({"producerId": producer_id}), "unknown_producer").await;
+    b.fails(
+        "closeProducer",
+        json!({"producerId": producer_id}),
+        "unknown_producer",
+    )
+    .await;
 
-    a.ok("closeProducer", json!({"producerId": producer_id})).await;
-    assert_eq!(b.event("producerClosed").await["producerId"], json!(producer_id));
+    a.ok("closeProducer", json!({"producerId": producer_id}))
+        .await;
+    assert_eq!(
+        b.event("producerClosed").await["producerId"],
+        json!(producer_id)
+    );
     let cc = b.event("consumerClosed").await;
     assert_eq!(cc["consumerId"], consumer["id"]);
     assert_eq!(status(&node).await.consumers, 0);
@@ -94,7 +127,9 @@ async fn late_joiner_sees_existing_producers_and_both_dtls_flavours_connect() {
     assert_eq!(jb["producers"][0]["producerId"], json!(producer_id));
     assert_eq!(jb["producers"][0]["kind"], "video");
     // pymediasoup's flavour: DTLS role server, sha-512.
-    let t = b.ok("createWebRtcTransport", json!({"direction": "recv"})).await;
+    let t = b
+        .ok("createWebRtcTransport", json!({"direction": "recv"}))
+        .await;
     b.ok(
         "connectWebRtcTransport",
         json!({"transportId": t["id"], "dtlsParameters": {"role": "server", "fingerprints": [{"algorithm": "sha-512",
@@ -114,37 +149,93 @@ async fn malformed_and_unknown_requests_get_typed_errors_and_the_socket_survives
 
     c.send_raw(Message::Text("{this is not json".into())).await;
     let r = c.next_response().await;
-    assert_eq!((r["id"].clone(), r["error"]["code"].clone()), (json!(null), json!("bad_request")));
+    assert_eq!(
+        (r["id"].clone(), r["error"]["code"].clone()),
+        (json!(null), json!("bad_request"))
+    );
 
-    c.send_raw(Message::Text(r#"{"id":"seven","method":"join"}"#.into())).await;
+    c.send_raw(Message::Text(r#"{"id":"seven","method":"join"}"#.into()))
+        .await;
     assert_eq!(c.next_response().await["error"]["code"], "bad_request");
 
     c.send_raw(Message::Binary(vec![1, 2, 3])).await;
     assert_eq!(c.next_response().await["error"]["code"], "bad_request");
 
     c.fails("teleport", json!({}), "unknown_method").await;
-    c.fails("createWebRtcTransport", json!({"direction": "send"}), "not_joined").await;
-    c.fails("join", json!({"room": "r", "displayName": "x", "protocolVersion": 99}), "unsupported_version").await;
-    c.fails("join", json!({"room": "", "displayName": "x"}), "bad_request").await;
+    c.fails(
+        "createWebRtcTransport",
+        json!({"direction": "send"}),
+        "not_joined",
+    )
+    .await;
+    c.fails(
+        "join",
+        json!({"room": "r", "displayName": "x", "protocolVersion": 99}),
+        "unsupported_version",
+    )
+    .await;
+    c.fails(
+        "join",
+        json!({"room": "", "displayName": "x"}),
+        "bad_request",
+    )
+    .await;
     c.fails("join", json!({"room": 5}), "bad_request").await;
     c.join("room-3", "C").await;
-    c.fails("join", json!({"room": "room-3", "displayName": "again"}), "already_joined").await;
+    c.fails(
+        "join",
+        json!({"room": "room-3", "displayName": "again"}),
+        "already_joined",
+    )
+    .await;
 
     let ghost = "8c6e0b1e-2b1f-4f5e-9d38-6d0c4f1d9a11";
-    c.fails("connectWebRtcTransport", json!({"transportId": ghost, "dtlsParameters": client_dtls()}), "unknown_transport").await;
-    c.fails("produce", json!({"transportId": ghost, "kind": "video", "rtpParameters": vp8_rtp_parameters(1)}), "unknown_transport").await;
-    c.fails("resumeConsumer", json!({"consumerId": ghost}), "unknown_consumer").await;
-    c.fails("pauseProducer", json!({"producerId": ghost}), "unknown_producer").await;
-    c.fails("closeProducer", json!({"producerId": "not-a-uuid"}), "bad_request").await;
+    c.fails(
+        "connectWebRtcTransport",
+        json!({"transportId": ghost, "dtlsParameters": client_dtls()}),
+        "unknown_transport",
+    )
+    .await;
+    c.fails(
+        "produce",
+        json!({"transportId": ghost, "kind": "video", "rtpParameters": vp8_rtp_parameters(1)}),
+        "unknown_transport",
+    )
+    .await;
+    c.fails(
+        "resumeConsumer",
+        json!({"consumerId": ghost}),
+        "unknown_consumer",
+    )
+    .await;
+    c.fails(
+        "pauseProducer",
+        json!({"producerId": ghost}),
+        "unknown_producer",
+    )
+    .await;
+    c.fails(
+        "closeProducer",
+        json!({"producerId": "not-a-uuid"}),
+        "bad_request",
+    )
+    .await;
 
     // A receive transport cannot produce, and a send transport cannot consume.
-    let recv = c.ok("createWebRtcTransport", json!({"direction": "recv"})).await;
-    c.fails("produce", json!({"transportId": recv["id"], "kind": "video", "rtpParameters": vp8_rtp_parameters(1)}), "unknown_transport").await;
+    let recv = c
+        .ok("createWebRtcTransport", json!({"direction": "recv"}))
+        .await;
+    c.fails(
+        "produce",
+        json!({"transportId": recv["id"], "kind": "video", "rtpParameters": vp8_rtp_parameters(1)}),
+        "unknown_transport",
+    )
+    .await;
     // Invalid RTP parameters are refused by mediasoup with a typed error.
     let (send_id, own_producer) = publish_video(&mut c, 7000).await;
     c.fails(
         "produce",
-        json!({"transportId": send_id, "kind": "video", "rtpParameters": {"codecs": [], "encodings": []}}),
+        json!({"transportId": send_id, "kind": "video", "rtpParameters": {"mid": "9", "codecs": [], "headerExtensions": [], "encodings": [], "rtcp": {"reducedSize": true}}}),
         "invalid_parameters",
     )
     .await;
@@ -167,7 +258,9 @@ async fn incompatible_capabilities_cannot_consume() {
     let (_, producer_id) = publish_video(&mut a, 100).await;
     let mut b = Client::connect(node.http_addr).await;
     b.join("room-4", "B").await;
-    let t = b.ok("createWebRtcTransport", json!({"direction": "recv"})).await;
+    let t = b
+        .ok("createWebRtcTransport", json!({"direction": "recv"}))
+        .await;
     b.fails(
         "consume",
         json!({"transportId": t["id"], "producerId": producer_id, "rtpCapabilities": audio_only_capabilities()}),
@@ -188,7 +281,10 @@ async fn oversized_message_closes_only_that_socket() {
     let mut bad = Client::connect(node.http_addr).await;
     bad.join("room-5", "bad").await;
 
-    let huge = format!(r#"{{"id":1,"method":"join","data":{{"room":"{}"}}}}"#, "x".repeat(64 * 1024));
+    let huge = format!(
+        r#"{{"id":1,"method":"join","data":{{"room":"{}"}}}}"#,
+        "x".repeat(64 * 1024)
+    );
     bad.send_raw(Message::Text(huge)).await;
     let frame = bad.closed().await.expect("close frame");
     assert_eq!(frame.code, CloseCode::Size);
@@ -212,7 +308,8 @@ async fn clients_vanishing_mid_handshake_leak_nothing() {
             c.join("room-6", &format!("p{step}")).await;
         }
         if step >= 2 {
-            c.ok("createWebRtcTransport", json!({"direction": "recv"})).await;
+            c.ok("createWebRtcTransport", json!({"direction": "recv"}))
+                .await;
         }
         if step >= 3 {
             publish_video(&mut c, 9000 + step as u32 * 10).await;
@@ -220,7 +317,8 @@ async fn clients_vanishing_mid_handshake_leak_nothing() {
         if step == 4 {
             // Vanish with a request still in flight.
             c.send_raw(Message::Text(
-                json!({"id": 99, "method": "createWebRtcTransport", "data": {"direction": "send"}}).to_string(),
+                json!({"id": 99, "method": "createWebRtcTransport", "data": {"direction": "send"}})
+                    .to_string(),
             ))
             .await;
         }
@@ -237,7 +335,10 @@ async fn clients_vanishing_mid_handshake_leak_nothing() {
     }
     drop(c);
     let s = wait_idle(&node).await;
-    assert!(s.worker_details.iter().all(|w| w.counts.transports == 0 && w.counts.routers == 0));
+    assert!(s
+        .worker_details
+        .iter()
+        .all(|w| w.counts.transports == 0 && w.counts.routers == 0));
     node.stop().await;
 }
 
@@ -253,7 +354,10 @@ async fn rooms_are_isolated_and_spread_over_workers() {
     let s = status(&node).await;
     assert_eq!((s.rooms, s.routers, s.workers), (2, 2, 2));
     // Placement picked the least-loaded worker for the second room.
-    assert!(s.worker_details.iter().all(|w| w.counts.routers == 1), "{s:?}");
+    assert!(
+        s.worker_details.iter().all(|w| w.counts.routers == 1),
+        "{s:?}"
+    );
     // Neither peer heard of the other room.
     assert!(a.events.iter().all(|e| e["event"] != "newProducer"));
     drop((a, b));

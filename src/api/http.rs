@@ -20,10 +20,12 @@ pub async fn status(state: web::Data<ApiState>) -> HttpResponse {
 
 /// `GET /` when the demo has not been built.
 pub async fn demo_missing(state: web::Data<ApiState>) -> HttpResponse {
-    HttpResponse::NotFound().content_type("text/plain").body(format!(
-        "The browser demo is not built: {} does not exist. Run `make web`.\n",
-        state.config.http.static_dir.display()
-    ))
+    HttpResponse::NotFound()
+        .content_type("text/plain")
+        .body(format!(
+            "The browser demo is not built: {} does not exist. Run `make web`.\n",
+            state.config.http.static_dir.display()
+        ))
 }
 
 /// Registers the routes on an actix-web app.

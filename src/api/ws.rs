@@ -19,7 +19,7 @@ use super::ApiState;
 use crate::ids::{PeerId, RoomId};
 use crate::room::{
     ActOnProducer, ConnectTransport, Consume, CreateTransport, GetRtpCapabilities, Join, Leave,
-    ProducerAction, Produce, RoomActor, RoomError, Toggle, ToggleConsumer,
+    Produce, ProducerAction, RoomActor, RoomError, Toggle, ToggleConsumer,
 };
 use crate::server::GetOrCreateRoom;
 use crate::signalling::{
@@ -199,7 +199,11 @@ impl SignallingSession {
 
     async fn join(&mut self, join: JoinRequest) -> Result<Value, SignalError> {
         let limits = &self.state.config.signalling;
-        validate_join(&join, limits.max_room_name_chars, limits.max_display_name_chars)?;
+        validate_join(
+            &join,
+            limits.max_room_name_chars,
+            limits.max_display_name_chars,
+        )?;
         let room_id = RoomId::new(join.room);
         // A room that is closing as we join is replaced by a fresh one.
         for _ in 0..5 {
@@ -222,7 +226,8 @@ impl SignallingSession {
             {
                 Ok(Ok(reply)) => {
                     self.span.record("room", room_id.as_str());
-                    self.span.record("peer", tracing::field::display(reply.peer_id));
+                    self.span
+                        .record("peer", tracing::field::display(reply.peer_id));
                     self.joined = Some(Joined {
                         room,
                         peer_id: reply.peer_id,

@@ -34,7 +34,9 @@ pub async fn start_node(config: Config) -> RunningNode {
         .with_test_writer()
         .try_init();
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    RunningNode::start(config, listener).await.expect("node starts")
+    RunningNode::start(config, listener)
+        .await
+        .expect("node starts")
 }
 
 pub async fn status(node: &RunningNode) -> NodeStatus {
@@ -46,7 +48,13 @@ pub async fn wait_idle(node: &RunningNode) -> NodeStatus {
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     loop {
         let s = status(node).await;
-        if s.peers == 0 && s.transports == 0 && s.producers == 0 && s.consumers == 0 && s.rooms == 0 && s.routers == 0 {
+        if s.peers == 0
+            && s.transports == 0
+            && s.producers == 0
+            && s.consumers == 0
+            && s.rooms == 0
+            && s.routers == 0
+        {
             return s;
         }
         assert!(
@@ -148,7 +156,10 @@ impl Client {
     /// Waits for the server to close the socket; returns the close frame.
     pub async fn closed(&mut self) -> Option<CloseFrame<'static>> {
         loop {
-            match tokio::time::timeout(TIMEOUT, self.ws.next()).await.expect("close within timeout") {
+            match tokio::time::timeout(TIMEOUT, self.ws.next())
+                .await
+                .expect("close within timeout")
+            {
                 Some(Ok(Message::Close(frame))) => return frame.map(|f| f.into_owned()),
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => return None,
@@ -157,7 +168,8 @@ impl Client {
     }
 
     pub async fn join(&mut self, room: &str, name: &str) -> Value {
-        self.ok("join", json!({"room": room, "displayName": name})).await
+        self.ok("join", json!({"room": room, "displayName": name}))
+            .await
     }
 }
 
@@ -229,11 +241,20 @@ pub fn audio_only_capabilities() -> Value {
 /// Joins, creates a send transport, connects it and produces VP8; returns
 /// (transport id, producer id).
 pub async fn publish_video(c: &mut Client, ssrc: u32) -> (String, String) {
-    let t = c.ok("createWebRtcTransport", json!({"direction": "send"})).await;
+    let t = c
+        .ok("createWebRtcTransport", json!({"direction": "send"}))
+        .await;
     let tid = t["id"].as_str().expect("transport id").to_owned();
-    c.ok("connectWebRtcTransport", json!({"transportId": tid, "dtlsParameters": client_dtls()})).await;
+    c.ok(
+        "connectWebRtcTransport",
+        json!({"transportId": tid, "dtlsParameters": client_dtls()}),
+    )
+    .await;
     let p = c
-        .ok("produce", json!({"transportId": tid, "kind": "video", "rtpParameters": vp8_rtp_parameters(ssrc)}))
+        .ok(
+            "produce",
+            json!({"transportId": tid, "kind": "video", "rtpParameters": vp8_rtp_parameters(ssrc)}),
+        )
         .await;
     (tid, p["id"].as_str().expect("producer id").to_owned())
 }
