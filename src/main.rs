@@ -27,6 +27,50 @@ enum Command {
         #[arg(long)]
         print_config: bool,
     },
+    /// Cluster certificates (mutual TLS between nodes).
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Generate the cluster CA: `ca.pem` and `ca.key` in `--out`.
+    Ca {
+        /// Output directory.
+        #[arg(long, default_value = "certs")]
+        out: PathBuf,
+    },
+    /// Issue a node certificate signed by the cluster CA: `NAME.pem` and
+    /// `NAME.key` in `--out`.
+    Cert {
+        /// Node name (lowercase DNS label); it is the node's identity.
+        #[arg(long)]
+        node: String,
+        /// Directory holding `ca.pem` and `ca.key`.
+        #[arg(long, default_value = "certs")]
+        ca_dir: PathBuf,
+        /// Output directory.
+        #[arg(long, default_value = "certs")]
+        out: PathBuf,
+    },
+}
+
+fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
+    use mafalda::mafalda_actors::{tls, NodeId};
+    match command {
+        ClusterCommand::Ca { out } => {
+            let files = tls::write_ca(&out)?;
+            println!("cluster CA: {} (key {})", files.cert.display(), files.key.display());
+        }
+        ClusterCommand::Cert { node, ca_dir, out } => {
+            let id = NodeId::new(&node).with_context(|| format!("invalid node name `{node}`"))?;
+            let files = tls::write_node_cert(&out, &ca_dir.join("ca.pem"), &ca_dir.join("ca.key"), &id)?;
+            println!("node `{id}`: {} (key {})", files.cert.display(), files.key.display());
+        }
+    }
+    Ok(())
 }
 
 fn init_logging(config: &Config) {
@@ -92,5 +136,6 @@ fn main() -> anyhow::Result<()> {
             init_logging(&config);
             actix_web::rt::System::new().block_on(run_node(config))
         }
+        Command::Cluster { command } => cluster(command),
     }
 }
