@@ -1,0 +1,356 @@
+//! Joining a node to the cluster fabric ([`mafalda_actors`]).
+//!
+//! When `[cluster] enabled = true`, a node starts a fabric [`Node`] next to
+//! its SFU actors. It then
+//!
+//! - gossips its load (CPU, workers, rooms, peers, consumers) and drain flag in
+//!   SWIM metadata, refreshed every `load_publish_ms` — the figures that
+//!   cross-node placement reads;
+//! - serves [`GetNodeLoad`] asks from other nodes under the actor name
+//!   [`LOAD_ACTOR`], with exact resource counts;
+//! - shows the members it sees, with their latest load, in `/api/status`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use mafalda_actors::{
+    EndpointSource, LoadFigures, MemberState, Node, NodeConfig, NodeId, NodeMetadata,
+    RemoteMessage, SwimConfig, TlsConfig,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::Counters;
+
+/// `[cluster]` configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSection {
+    /// Join the cluster fabric.
+    pub enabled: bool,
+    /// UDP address of the node's QUIC endpoint.
+    pub listen: SocketAddr,
+    /// Address other nodes dial (required when `listen` is a wildcard).
+    pub advertise: Option<SocketAddr>,
+    /// Nodes to join through.
+    pub seeds: Vec<SocketAddr>,
+    /// Cluster CA certificate (`mafalda cluster ca`).
+    pub ca: PathBuf,
+    /// This node's certificate (`mafalda cluster cert --node NAME`); its name
+    /// must be `node.name`.
+    pub cert: PathBuf,
+    /// This node's private key.
+    pub key: PathBuf,
+    /// SWIM probe period, in milliseconds.
+    pub probe_period_ms: u64,
+    /// How long a suspect member has to refute before it is down, in ms.
+    pub suspect_to_down_ms: u64,
+    /// How often the node's load is re-gossiped, in milliseconds.
+    pub load_publish_ms: u64,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 7000)),
+            advertise: None,
+            seeds: Vec::new(),
+            ca: PathBuf::from("certs/ca.pem"),
+            cert: PathBuf::from("certs/node.pem"),
+            key: PathBuf::from("certs/node.key"),
+            probe_period_ms: 1000,
+            suspect_to_down_ms: 3000,
+            load_publish_ms: 1000,
+        }
+    }
+}
+
+impl ClusterSection {
+    /// Range checks serde cannot express.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        if !self.enabled {
+            return Ok(());
+        }
+        if self.probe_period_ms < 50 || self.suspect_to_down_ms < self.probe_period_ms {
+            return Err("probe_period_ms >= 50 and suspect_to_down_ms >= probe_period_ms");
+        }
+        if self.load_publish_ms < 100 {
+            return Err("load_publish_ms >= 100");
+        }
+        Ok(())
+    }
+}
+
+/// Error joining the cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// `node.name` is not a valid cluster node name.
+    #[error("node.name cannot be a cluster node name: {0}")]
+    Name(#[from] mafalda_actors::NameError),
+    /// The certificates could not be loaded.
+    #[error("cluster certificates: {0}")]
+    Certs(#[from] mafalda_actors::CertError),
+    /// The fabric node could not start.
+    #[error("cluster fabric: {0}")]
+    Start(#[from] mafalda_actors::StartError),
+}
+
+/// The actor name under which every node serves [`GetNodeLoad`].
+pub const LOAD_ACTOR: &str = "sfu.load";
+
+/// Asks a node for its exact load (a plain wire type).
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "NodeLoad")]
+pub struct GetNodeLoad;
+
+impl RemoteMessage for GetNodeLoad {
+    const TAG: &'static str = "mafalda.sfu.GetNodeLoad/v1";
+}
+
+/// A node's load, as answered to [`GetNodeLoad`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeLoad {
+    /// Node name.
+    pub node: String,
+    /// Configured workers.
+    pub workers: u32,
+    /// Process CPU use, percent of one core (may exceed 100).
+    pub cpu_percent: f32,
+    /// Rooms.
+    pub rooms: i64,
+    /// Peers.
+    pub peers: i64,
+    /// Routers.
+    pub routers: i64,
+    /// Transports.
+    pub transports: i64,
+    /// Producers.
+    pub producers: i64,
+    /// Consumers.
+    pub consumers: i64,
+}
+
+/// Process CPU time (user + system) from `/proc/self/stat`, in seconds.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name may contain spaces; fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after ')'.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // /proc reports USER_HZ ticks, 100 per second on Linux.
+    Some((utime + stime) / 100.0)
+}
+
+/// Publishes the node's load in SWIM metadata and answers [`GetNodeLoad`].
+struct LoadReporter {
+    node: Node,
+    counters: Arc<Counters>,
+    workers: u32,
+    period: Duration,
+    last_cpu: Option<(Instant, f64)>,
+    cpu_percent: f32,
+}
+
+impl LoadReporter {
+    fn sample(&mut self) -> NodeLoad {
+        let now = Instant::now();
+        if let Some(cpu) = process_cpu_seconds() {
+            if let Some((at, prev)) = self.last_cpu {
+                let wall = now.duration_since(at).as_secs_f64();
+                if wall > 0.0 {
+                    self.cpu_percent = ((cpu - prev) / wall * 100.0) as f32;
+                }
+            }
+            self.last_cpu = Some((now, cpu));
+        }
+        let c = self.counters.snapshot();
+        NodeLoad {
+            node: self.node.id().to_string(),
+            workers: self.workers,
+            cpu_percent: self.cpu_percent,
+            rooms: c.rooms,
+            peers: c.peers,
+            routers: c.routers,
+            transports: c.transports,
+            producers: c.producers,
+            consumers: c.consumers,
+        }
+    }
+
+    fn publish(&mut self) {
+        let load = self.sample();
+        let clamp = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
+        let metadata = NodeMetadata {
+            draining: false,
+            load: LoadFigures {
+                cpu_percent: load.cpu_percent,
+                workers: load.workers,
+                rooms: clamp(load.rooms),
+                peers: clamp(load.peers),
+                consumers: clamp(load.consumers),
+            },
+            app: Vec::new(),
+        };
+        if let Err(e) = self.node.set_local_metadata(metadata) {
+            tracing::warn!(error = %e, "cannot publish load metadata");
+        }
+    }
+}
+
+impl std::fmt::Debug for LoadReporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadReporter").finish_non_exhaustive()
+    }
+}
+
+impl Actor for LoadReporter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.publish();
+        ctx.run_interval(self.period, |act, _| act.publish());
+    }
+}
+
+impl Handler<GetNodeLoad> for LoadReporter {
+    type Result = MessageResult<GetNodeLoad>;
+    fn handle(&mut self, _msg: GetNodeLoad, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.sample())
+    }
+}
+
+/// A member as shown in `/api/status`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberView {
+    /// Node name.
+    pub node: String,
+    /// Its fabric address.
+    pub addr: SocketAddr,
+    /// `alive`, `suspect` or `down`.
+    pub state: &'static str,
+    /// Whether it is draining.
+    pub draining: bool,
+    /// Its latest gossiped load, if any arrived yet.
+    pub load: Option<LoadFigures>,
+}
+
+/// This node's membership in the cluster; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    node: Node,
+    reporter: Addr<LoadReporter>,
+}
+
+impl Cluster {
+    /// Starts the fabric node and the load reporter. Must run inside an actix
+    /// `System`.
+    pub async fn join(
+        node_name: &str,
+        section: &ClusterSection,
+        workers: u32,
+        counters: Arc<Counters>,
+    ) -> Result<Self, ClusterError> {
+        let id = NodeId::new(node_name)?;
+        let tls = TlsConfig::from_files(&section.ca, &section.cert, &section.key)?;
+        let mut config = NodeConfig::new(id, tls, EndpointSource::Bind(section.listen));
+        config.advertise_addr = section.advertise;
+        config.seeds = section.seeds.clone();
+        config.swim = SwimConfig {
+            probe_period: Duration::from_millis(section.probe_period_ms),
+            probe_rtt: Duration::from_millis(section.probe_period_ms * 2 / 5),
+            suspect_to_down_after: Duration::from_millis(section.suspect_to_down_ms),
+            gossip_period: Duration::from_millis((section.probe_period_ms / 5).max(20)),
+            announce_period: Duration::from_millis(section.probe_period_ms * 10),
+            metadata_refresh: Duration::from_millis(section.load_publish_ms * 10),
+            ..SwimConfig::default()
+        };
+        let node = Node::start(config, std::future::pending::<()>()).await?;
+        let reporter = LoadReporter {
+            node: node.clone(),
+            counters,
+            workers,
+            period: Duration::from_millis(section.load_publish_ms),
+            last_cpu: None,
+            cpu_percent: 0.0,
+        }
+        .start();
+        if let Err(e) = node.register_actor::<LoadReporter, GetNodeLoad>(LOAD_ACTOR, &reporter) {
+            tracing::error!(error = %e, "cannot register the load actor");
+        }
+        tracing::info!(node = %node.id(), addr = %node.addr(), seeds = ?section.seeds, "joined the cluster fabric");
+        Ok(Self { node, reporter })
+    }
+
+    /// The fabric node, to message actors on other nodes.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// The members this node sees, itself excluded, with their load.
+    pub fn members(&self) -> Vec<MemberView> {
+        self.node
+            .members()
+            .into_iter()
+            .filter(|m| &m.id != self.node.id())
+            .map(|m| MemberView {
+                node: m.id.to_string(),
+                addr: m.addr,
+                state: match m.state {
+                    MemberState::Alive => "alive",
+                    MemberState::Suspect => "suspect",
+                    MemberState::Down => "down",
+                },
+                draining: m.metadata.as_ref().is_some_and(|md| md.draining),
+                load: m.metadata.map(|md| md.load),
+            })
+            .collect()
+    }
+
+    /// Leaves the cluster and closes every link.
+    pub async fn leave(&self) {
+        self.reporter.do_send(StopReporter);
+        self.node.shutdown().await;
+    }
+}
+
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct StopReporter;
+
+impl Handler<StopReporter> for LoadReporter {
+    type Result = ();
+    fn handle(&mut self, _msg: StopReporter, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_is_readable() {
+        assert!(process_cpu_seconds().is_some_and(|s| s >= 0.0));
+    }
+
+    #[test]
+    fn disabled_section_always_validates() {
+        let mut s = ClusterSection {
+            probe_period_ms: 1,
+            ..ClusterSection::default()
+        };
+        assert!(s.validate().is_ok());
+        s.enabled = true;
+        assert!(s.validate().is_err());
+        s.probe_period_ms = 300;
+        s.suspect_to_down_ms = 900;
+        assert!(s.validate().is_ok());
+    }
+}

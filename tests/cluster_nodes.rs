@@ -1,0 +1,120 @@
+//! Two SFU nodes joined through the cluster fabric (QUIC + mTLS on loopback):
+//! each sees the other's gossiped load, and asks for exact load over the
+//! fabric.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::*;
+use mafalda::cluster::{GetNodeLoad, LOAD_ACTOR};
+use mafalda::config::Config;
+use mafalda::node::RunningNode;
+use mafalda_actors::{tls, NodeId};
+
+fn certs(nodes: &[&str]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "mafalda-cluster-test-{}-{}",
+        std::process::id(),
+        nodes.join("-")
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    tls::write_ca(&dir).expect("ca");
+    for n in nodes {
+        let id = NodeId::new(n).expect("name");
+        tls::write_node_cert(&dir, &dir.join("ca.pem"), &dir.join("ca.key"), &id).expect("cert");
+    }
+    dir
+}
+
+fn clustered(name: &str, certs: &std::path::Path, seeds: Vec<std::net::SocketAddr>) -> Config {
+    let mut c = test_config(1);
+    c.node.name = name.into();
+    c.cluster.enabled = true;
+    c.cluster.listen = "127.0.0.1:0".parse().unwrap();
+    c.cluster.seeds = seeds;
+    c.cluster.ca = certs.join("ca.pem");
+    c.cluster.cert = certs.join(format!("{name}.pem"));
+    c.cluster.key = certs.join(format!("{name}.key"));
+    c.cluster.probe_period_ms = 300;
+    c.cluster.suspect_to_down_ms = 900;
+    c.cluster.load_publish_ms = 200;
+    c
+}
+
+async fn wait_until<F: FnMut() -> bool>(what: &str, limit: Duration, mut f: F) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !f() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn cluster(node: &RunningNode) -> &mafalda::cluster::Cluster {
+    node.cluster.as_ref().expect("cluster enabled")
+}
+
+#[actix_rt::test]
+async fn nodes_gossip_load_and_answer_load_asks() {
+    let dir = certs(&["sfu-a", "sfu-b"]);
+    let a = start_node(clustered("sfu-a", &dir, vec![])).await;
+    let a_addr = cluster(&a).node().addr();
+    let b = start_node(clustered("sfu-b", &dir, vec![a_addr])).await;
+
+    wait_until("b sees a alive", Duration::from_secs(15), || {
+        cluster(&b).members().iter().any(|m| m.node == "sfu-a" && m.state == "alive")
+    })
+    .await;
+
+    // A peer joins and publishes on node A: B learns it from gossip.
+    let mut peer = Client::connect(a.http_addr).await;
+    peer.join("spanning", "p").await;
+    publish_video(&mut peer, 42).await;
+    wait_until("b sees a's load", Duration::from_secs(15), || {
+        cluster(&b).members().iter().any(|m| {
+            m.node == "sfu-a" && m.load.is_some_and(|l| l.peers == 1 && l.rooms == 1 && l.workers == 1)
+        })
+    })
+    .await;
+
+    // Exact figures over the fabric: B asks A's load actor.
+    let a_id = NodeId::new("sfu-a").unwrap();
+    let load = cluster(&b)
+        .node()
+        .actor_ref::<GetNodeLoad>(&a_id, LOAD_ACTOR)
+        .ask(GetNodeLoad)
+        .await
+        .expect("load ask");
+    assert_eq!((load.node.as_str(), load.peers, load.producers, load.transports), ("sfu-a", 1, 1, 1));
+
+    // /api/status of B lists A.
+    let status: serde_json::Value = reqwest_status(b.http_addr).await;
+    let members = status["cluster"]["members"].as_array().expect("members");
+    assert!(members.iter().any(|m| m["node"] == "sfu-a"), "{status}");
+
+    drop(peer);
+    wait_idle(&a).await;
+    // A leaves: B sees it go.
+    a.stop().await;
+    wait_until("b sees a gone", Duration::from_secs(15), || {
+        !cluster(&b).members().iter().any(|m| m.node == "sfu-a" && m.state == "alive")
+    })
+    .await;
+    b.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// GET /api/status with a plain HTTP/1.1 request.
+async fn reqwest_status(addr: std::net::SocketAddr) -> serde_json::Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /api/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8(buf).unwrap();
+    let body = text.split("\r\n\r\n").nth(1).expect("body");
+    serde_json::from_str(body).expect("json status")
+}
