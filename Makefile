@@ -74,6 +74,9 @@ test-srtp:
 
 test-e2e:
 	MAFALDA_BIN=$(BIN) scripts/e2e.sh
+	@echo "== e2e again: participants spread over 2 workers (media piped between them)"
+	MAFALDA_BIN=$(BIN) E2E_SKIP_SETUP=1 E2E_WORKERS=2 E2E_PLACEMENT=spread \
+	  E2E_TESTS="browser cleanup" E2E_BROWSER_ARGS="--expectWorkers 2" scripts/e2e.sh
 
 ## ---- other --------------------------------------------------------------
 

@@ -4,6 +4,7 @@
 #   scripts/e2e.sh                 # setup (apt/npm/pip, needs the registries), then the tests
 #   E2E_SKIP_SETUP=1 scripts/e2e.sh
 #   E2E_TESTS="browser" scripts/e2e.sh   # subset: browser aiortc cleanup
+#   E2E_WORKERS=2 E2E_PLACEMENT=spread scripts/e2e.sh   # peers spread over 2 workers
 #
 # Everything runs inside a private network namespace with only loopback
 # (re-exec under `unshare -n` unless already isolated): a node from
@@ -80,11 +81,14 @@ port_min = 40000
 port_max = 40999
 
 [workers]
-count = 1
+count = ${E2E_WORKERS:-1}
 
 [log]
 level = "${E2E_LOG_LEVEL:-info}"
 EOF
+if [[ -n "${E2E_PLACEMENT:-}" ]]; then
+  printf '\n[placement]\nmode = "%s"\n' "$E2E_PLACEMENT" >> "$CONFIG"
+fi
 
 stop_node() {
   [[ -n "$NODE_PID" ]] || return 0
@@ -226,7 +230,7 @@ for t in $TESTS; do
   case "$t" in
     browser)
       run_test browser "${E2E_BROWSER_LIMIT:-360}" node "$ROOT/tests/e2e/browser.mjs" --url "http://127.0.0.1:$PORT" \
-        --timeout "${E2E_MEDIA_TIMEOUT:-120}" ;;
+        --timeout "${E2E_MEDIA_TIMEOUT:-120}" ${E2E_BROWSER_ARGS:-} ;;
     aiortc)
       run_test aiortc "${E2E_AIORTC_LIMIT:-360}" node "$ROOT/tests/e2e/aiortc_pair.mjs" --url "http://127.0.0.1:$PORT" \
         --timeout "${E2E_MEDIA_TIMEOUT:-120}" ;;

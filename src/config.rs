@@ -24,6 +24,10 @@ pub struct Config {
     pub signalling: SignallingSection,
     /// Logging.
     pub log: LogSection,
+    /// How participants are placed on workers.
+    pub placement: PlacementSection,
+    /// Cluster fabric membership.
+    pub cluster: crate::cluster::ClusterSection,
 }
 
 /// `[node]`
@@ -158,6 +162,39 @@ impl Default for LogSection {
     }
 }
 
+/// How [`PlacementSection`] chooses a worker for a new participant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlacementMode {
+    /// Fill one worker up to `watermark × worker_capacity` before using the next.
+    Pack,
+    /// Always use the least-loaded worker.
+    Spread,
+}
+
+/// `[placement]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlacementSection {
+    /// `pack` (default) or `spread`.
+    pub mode: PlacementMode,
+    /// Producers + consumers one worker is expected to hold at full load.
+    pub worker_capacity: u32,
+    /// Fraction of capacity (or of one core's CPU) at which `pack` moves on
+    /// to the next worker; in (0, 1].
+    pub watermark: f64,
+}
+
+impl Default for PlacementSection {
+    fn default() -> Self {
+        Self {
+            mode: PlacementMode::Pack,
+            worker_capacity: 500,
+            watermark: 0.6,
+        }
+    }
+}
+
 /// Error loading or validating a configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -225,8 +262,17 @@ impl Config {
         if self.signalling.max_message_bytes < 1024 {
             return invalid("signalling.max_message_bytes", "at least 1024");
         }
+        if let Err(reason) = self.cluster.validate() {
+            return invalid("cluster", reason);
+        }
         if self.signalling.max_pending_events == 0 {
             return invalid("signalling.max_pending_events", "at least 1");
+        }
+        if self.placement.worker_capacity == 0 {
+            return invalid("placement.worker_capacity", "at least 1");
+        }
+        if !(self.placement.watermark > 0.0 && self.placement.watermark <= 1.0) {
+            return invalid("placement.watermark", "must be in (0, 1]");
         }
         Ok(())
     }
@@ -295,6 +341,31 @@ mod tests {
                 field: "workers.log_level",
                 ..
             }
+        ));
+    }
+
+    #[test]
+    fn placement_section_parses_and_validates() {
+        let c = Config::from_toml(
+            "[placement]\nmode = \"spread\"\nworker_capacity = 100\nwatermark = 0.5\n",
+        )
+        .unwrap();
+        assert_eq!(c.placement.mode, PlacementMode::Spread);
+        assert_eq!(c.placement.worker_capacity, 100);
+        assert_eq!(Config::default().placement.mode, PlacementMode::Pack);
+        for bad in [
+            "[placement]\nwatermark = 0.0\n",
+            "[placement]\nwatermark = 1.5\n",
+            "[placement]\nworker_capacity = 0\n",
+        ] {
+            assert!(
+                matches!(Config::from_toml(bad), Err(ConfigError::Invalid { .. })),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            Config::from_toml("[placement]\nmode = \"random\"\n"),
+            Err(ConfigError::Parse(_))
         ));
     }
 

@@ -9,11 +9,15 @@
 //! - [`config`] — the TOML node configuration with embedded defaults.
 //! - [`ids`] — newtype ids for Mafalda's own entities (peers, rooms, worker slots).
 //! - [`metrics`] — resource counters, decremented by mediasoup close callbacks.
-//! - [`worker`] — `WorkerActor`: one mediasoup worker (one core), router factory.
-//! - [`room`] — `RoomActor`: a room's router, peers, transports, producers, consumers.
-//! - [`server`] — `ServerActor`: the node; workers, room registry, placement, status.
+//! - [`worker`] — `WorkerActor`: one mediasoup worker (one core), router factory,
+//!   CPU sampling of its thread.
+//! - [`placement`] — the load model and the worker board rooms place peers with.
+//! - [`room`] — `RoomActor`: a room's routers (one per worker it uses), pipes
+//!   between them, peers, transports, producers, consumers.
+//! - [`server`] — `ServerActor`: the node; workers, room registry, status.
 //! - [`signalling`] — the JSON WebSocket protocol types (pure, no I/O).
 //! - [`api`] — actix-web routes: `/ws`, `/healthz`, `/api/status`, the demo.
+//! - [`cluster`] — joining the cluster fabric: load gossip, the `sfu.load` actor, members.
 //! - [`node`] — start and stop a node on an injected listener.
 //!
 //! The supervision tree and message flow are in `docs/architecture.md`, the
@@ -23,10 +27,12 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod ids;
 pub mod metrics;
 pub mod node;
+pub mod placement;
 pub mod room;
 pub mod server;
 pub mod signalling;

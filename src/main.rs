@@ -62,12 +62,21 @@ fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
     match command {
         ClusterCommand::Ca { out } => {
             let files = tls::write_ca(&out)?;
-            println!("cluster CA: {} (key {})", files.cert.display(), files.key.display());
+            println!(
+                "cluster CA: {} (key {})",
+                files.cert.display(),
+                files.key.display()
+            );
         }
         ClusterCommand::Cert { node, ca_dir, out } => {
             let id = NodeId::new(&node).with_context(|| format!("invalid node name `{node}`"))?;
-            let files = tls::write_node_cert(&out, &ca_dir.join("ca.pem"), &ca_dir.join("ca.key"), &id)?;
-            println!("node `{id}`: {} (key {})", files.cert.display(), files.key.display());
+            let files =
+                tls::write_node_cert(&out, &ca_dir.join("ca.pem"), &ca_dir.join("ca.key"), &id)?;
+            println!(
+                "node `{id}`: {} (key {})",
+                files.cert.display(),
+                files.key.display()
+            );
         }
     }
     Ok(())

@@ -24,8 +24,17 @@ pub enum Resource {
     Consumer,
     /// Rooms (node scope only).
     Room,
-    /// Joined peers (node scope only).
+    /// Joined peers (node scope, and the worker the peer is placed on).
     Peer,
+    /// Pipe transports between two workers' routers (also counted as
+    /// [`Resource::Transport`]).
+    PipeTransport,
+    /// Pipe producers: a producer re-created on another worker's router
+    /// (also counted as [`Resource::Producer`]).
+    PipeProducer,
+    /// Pipe consumers: the sending end of a pipe on the producer's worker
+    /// (also counted as [`Resource::Consumer`]).
+    PipeConsumer,
 }
 
 /// Live counts of one scope (a worker, or the whole node).
@@ -37,6 +46,9 @@ pub struct Counters {
     consumers: AtomicI64,
     rooms: AtomicI64,
     peers: AtomicI64,
+    pipe_transports: AtomicI64,
+    pipe_producers: AtomicI64,
+    pipe_consumers: AtomicI64,
 }
 
 impl Counters {
@@ -48,6 +60,9 @@ impl Counters {
             Resource::Consumer => &self.consumers,
             Resource::Room => &self.rooms,
             Resource::Peer => &self.peers,
+            Resource::PipeTransport => &self.pipe_transports,
+            Resource::PipeProducer => &self.pipe_producers,
+            Resource::PipeConsumer => &self.pipe_consumers,
         }
     }
 
@@ -65,6 +80,9 @@ impl Counters {
             consumers: self.get(Resource::Consumer),
             rooms: self.get(Resource::Room),
             peers: self.get(Resource::Peer),
+            pipe_transports: self.get(Resource::PipeTransport),
+            pipe_producers: self.get(Resource::PipeProducer),
+            pipe_consumers: self.get(Resource::PipeConsumer),
         }
     }
 }
@@ -84,6 +102,15 @@ pub struct CountsSnapshot {
     pub rooms: i64,
     /// Peers.
     pub peers: i64,
+    /// Pipe transports (included in `transports`).
+    #[serde(rename = "pipeTransports")]
+    pub pipe_transports: i64,
+    /// Pipe producers (included in `producers`).
+    #[serde(rename = "pipeProducers")]
+    pub pipe_producers: i64,
+    /// Pipe consumers (included in `consumers`).
+    #[serde(rename = "pipeConsumers")]
+    pub pipe_consumers: i64,
 }
 
 /// Counts one live resource in several scopes; dropping it uncounts it.

@@ -11,6 +11,7 @@ use actix::Addr;
 use actix_web::{web, App, HttpServer};
 
 use crate::api::{self, ApiState};
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::server::ServerActor;
 use crate::worker::SpawnWorkerError;
@@ -27,6 +28,9 @@ pub enum StartError {
     /// The HTTP server could not start.
     #[error("cannot start the HTTP server: {0}")]
     Http(#[from] std::io::Error),
+    /// The node could not join the cluster fabric.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// A running node. Dropping it does not stop it: call [`RunningNode::stop`].
@@ -36,6 +40,8 @@ pub struct RunningNode {
     pub http_addr: SocketAddr,
     /// The node actor.
     pub server: Addr<ServerActor>,
+    /// The node's cluster membership, when `[cluster] enabled`.
+    pub cluster: Option<Cluster>,
     http: actix_web::dev::ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -46,10 +52,24 @@ impl RunningNode {
     pub async fn start(config: Config, listener: TcpListener) -> Result<Self, StartError> {
         config.validate()?;
         let config = Arc::new(config);
-        let server = ServerActor::start(Arc::clone(&config)).await?;
+        let counters = Arc::new(crate::metrics::Counters::default());
+        let server = ServerActor::start(Arc::clone(&config), Arc::clone(&counters)).await?;
+        let cluster = if config.cluster.enabled {
+            let workers = u32::try_from(config.worker_count()).unwrap_or(u32::MAX);
+            match Cluster::join(&config.node.name, &config.cluster, workers, counters).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    let _ = server.send(crate::server::Shutdown).await;
+                    return Err(e.into());
+                }
+            }
+        } else {
+            None
+        };
         let state = ApiState {
             server: server.clone(),
             config: Arc::clone(&config),
+            cluster: cluster.clone(),
         };
         let http_addr = listener.local_addr()?;
         let app_state = state.clone();
@@ -70,6 +90,7 @@ impl RunningNode {
         Ok(Self {
             http_addr,
             server,
+            cluster,
             http: handle,
             task,
         })
@@ -80,6 +101,9 @@ impl RunningNode {
     pub async fn stop(self) {
         self.http.stop(true).await;
         let _ = self.task.await;
+        if let Some(cluster) = &self.cluster {
+            cluster.leave().await;
+        }
         let _ = self.server.send(crate::server::Shutdown).await;
     }
 

@@ -1,4 +1,23 @@
-//! [`RoomActor`]: one room's router, participants, producers and consumers.
+//! [`RoomActor`]: one room's routers, participants, producers and consumers.
+//!
+//! # Placement and pipes
+//!
+//! A room spans every worker its peers are placed on. Each joining peer is
+//! given a worker by the node's [`WorkerBoard`] (see [`crate::placement`]);
+//! the room keeps one router per worker it uses (a map slot → shared router
+//! future, created on demand and dropped when no peer, pipe or in-flight
+//! request needs it). A consumer whose producer lives on another worker
+//! receives it through a pipe (`Router::pipe_producer_to_router`, same id on
+//! both routers): one pipe per (producer, target worker), shared by every
+//! consumer there, created once however many requests race for it (a shared
+//! future in a map), and closed when its last consumer leaves or its producer
+//! closes. Pause and resume of the producer travel through the pipe inside
+//! mediasoup (the pipe consumer's pause drives the pipe producer), as do
+//! keyframe requests (RTCP over the pipe transports).
+//!
+//! When a worker dies the room drops its router and pipes there, and the
+//! peers placed on it get a `reconnect` event and are removed; the others go
+//! on.
 //!
 //! # Concurrency
 //!
@@ -16,7 +35,7 @@
 //! died) arrive on mediasoup's threads and are turned into messages to the
 //! actor, carrying ids only, so handles never form reference cycles.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -26,17 +45,19 @@ use mediasoup::types::data_structures::{DtlsParameters, ListenInfo, Protocol};
 use mediasoup::types::rtp_parameters::{
     MediaKind, RtpCapabilities, RtpCapabilitiesFinalized, RtpParameters,
 };
+use mediasoup::worker::WorkerId;
 use tokio::sync::mpsc;
 use tracing::{Instrument, Span};
 
 use crate::config::Config;
 use crate::ids::{PeerId, RoomId, WorkerSlot};
 use crate::metrics::{Counters, Resource, Tracked};
+use crate::placement::WorkerBoard;
 use crate::signalling::{
     ConsumeReply, Direction, ErrorCode, Event, JoinReply, PeerInfo, ProduceReply, ProducerInfo,
     SignalError, TransportReply,
 };
-use crate::worker::{CreateRouter, CreateRouterError, RouterLease, WorkerActor};
+use crate::worker::{CreateRouter, CreateRouterError, RouterLease};
 
 /// Why a room operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -65,6 +86,9 @@ pub enum RoomError {
     /// mediasoup refused the parameters.
     #[error("invalid parameters: {0}")]
     InvalidParameters(String),
+    /// No worker is alive to place the peer on.
+    #[error("no mediasoup worker is available on this node")]
+    NoWorker,
     /// No router could be created.
     #[error(transparent)]
     Router(#[from] CreateRouterError),
@@ -97,7 +121,9 @@ impl RoomError {
             RoomError::UnknownConsumer(_) => ErrorCode::UnknownConsumer,
             RoomError::CannotConsume(_) => ErrorCode::CannotConsume,
             RoomError::InvalidParameters(_) => ErrorCode::InvalidParameters,
-            RoomError::Router(CreateRouterError::WorkerGone(_)) => ErrorCode::Capacity,
+            RoomError::NoWorker | RoomError::Router(CreateRouterError::WorkerGone(_)) => {
+                ErrorCode::Capacity
+            }
             RoomError::Router(_) | RoomError::Mediasoup(_) => ErrorCode::Internal,
         };
         SignalError::new(code, self.to_string())
@@ -113,6 +139,8 @@ pub struct RoomEnv {
     pub config: Arc<Config>,
     /// Node-wide counters.
     pub counters: Arc<Counters>,
+    /// The node's live workers, for placement.
+    pub workers: Arc<WorkerBoard>,
 }
 
 /// Sent to the server when a room has stopped.
@@ -126,10 +154,47 @@ pub struct RoomClosed {
 }
 
 type RouterFuture = Shared<LocalBoxFuture<'static, Result<RouterLease, RoomError>>>;
+type PipeFuture = Shared<LocalBoxFuture<'static, Result<PipeHandles, RoomError>>>;
+
+/// The room's router on one worker. `id` tells incarnations apart, so that a
+/// handler can check after an await that the router it used is still the
+/// slot's.
+struct RouterEntry {
+    id: u64,
+    /// The mediasoup worker it is (being) created on.
+    worker_id: WorkerId,
+    fut: RouterFuture,
+}
+
+/// Both ends of one producer piped into another worker's router. Dropping
+/// the last clone of both closes the pipe (the pipe producer closes its
+/// consumers; mediasoup closes the pipe transports once unused).
+#[derive(Debug, Clone)]
+struct PipeHandles {
+    /// On the target router, same id as the original producer.
+    _producer: Producer,
+    /// On the producer's router.
+    _consumer: Consumer,
+}
+
+/// One pipe of a producer into a target worker, shared by every consumer of
+/// that producer on that worker.
+struct PipeEntry {
+    id: u64,
+    /// The worker of the original producer.
+    source: WorkerSlot,
+    fut: PipeFuture,
+    /// Consumers on the target worker that receive through this pipe.
+    consumers: HashSet<ConsumerId>,
+    /// Consume requests waiting for the pipe.
+    in_flight: usize,
+}
 
 #[derive(Debug)]
 struct Peer {
     info: PeerInfo,
+    /// The worker its transports live on.
+    slot: WorkerSlot,
     events: mpsc::Sender<Event>,
     transports: HashMap<TransportId, (Direction, WebRtcTransport)>,
     producers: HashMap<ProducerId, Producer>,
@@ -137,13 +202,19 @@ struct Peer {
     _tracked: Tracked,
 }
 
-/// One room on this node.
+/// One room on this node, spanning every worker its peers are placed on.
 pub struct RoomActor {
     id: RoomId,
     env: Arc<RoomEnv>,
     span: Span,
-    worker: Addr<WorkerActor>,
-    router: Option<RouterFuture>,
+    /// One router per worker the room uses.
+    routers: HashMap<WorkerSlot, RouterEntry>,
+    /// Pipes, by (producer, target worker).
+    pipes: HashMap<(ProducerId, WorkerSlot), PipeEntry>,
+    /// In-flight operations (joins, capability queries) holding a worker's
+    /// router although no peer is on it yet.
+    slot_users: HashMap<WorkerSlot, usize>,
+    next_id: u64,
     peers: HashMap<PeerId, Peer>,
     pending_joins: usize,
     closing: bool,
@@ -156,28 +227,27 @@ impl std::fmt::Debug for RoomActor {
         f.debug_struct("RoomActor")
             .field("id", &self.id)
             .field("peers", &self.peers.len())
+            .field("routers", &self.routers.len())
+            .field("pipes", &self.pipes.len())
             .field("closing", &self.closing)
             .finish_non_exhaustive()
     }
 }
 
 impl RoomActor {
-    /// A room whose router will live on `worker`.
-    pub fn new(
-        id: RoomId,
-        env: Arc<RoomEnv>,
-        worker: Addr<WorkerActor>,
-        slot: WorkerSlot,
-        server: Recipient<RoomClosed>,
-    ) -> Self {
-        let span = tracing::info_span!("room", node = %env.node, room = %id, worker = %slot);
+    /// An empty room; routers are created on the workers its peers are
+    /// placed on.
+    pub fn new(id: RoomId, env: Arc<RoomEnv>, server: Recipient<RoomClosed>) -> Self {
+        let span = tracing::info_span!("room", node = %env.node, room = %id);
         let tracked = Tracked::new(Resource::Room, &[&env.counters]);
         Self {
             id,
             env,
             span,
-            worker,
-            router: None,
+            routers: HashMap::new(),
+            pipes: HashMap::new(),
+            slot_users: HashMap::new(),
+            next_id: 0,
             peers: HashMap::new(),
             pending_joins: 0,
             closing: false,
@@ -186,11 +256,219 @@ impl RoomActor {
         }
     }
 
-    fn router_future(&self) -> Result<RouterFuture, RoomError> {
-        match (&self.router, self.closing) {
-            (Some(r), false) => Ok(r.clone()),
+    fn fresh_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// The room's router on `slot`, created on demand (concurrent callers
+    /// share one creation).
+    fn router_for(
+        &mut self,
+        slot: WorkerSlot,
+        ctx: &mut Context<Self>,
+    ) -> Result<(u64, RouterFuture), RoomError> {
+        if self.closing {
+            return Err(RoomError::RoomClosed);
+        }
+        if let Some(e) = self.routers.get(&slot) {
+            return Ok((e.id, e.fut.clone()));
+        }
+        let seat = self
+            .env
+            .workers
+            .get(slot)
+            .ok_or(RoomError::Router(CreateRouterError::WorkerGone(slot)))?;
+        let me = ctx.address();
+        let worker_id = seat.worker_id;
+        let fut = async move {
+            let lease = seat
+                .addr
+                .send(CreateRouter)
+                .await
+                .map_err(|_| CreateRouterError::WorkerGone(slot))??;
+            let worker_id = lease.worker_id;
+            lease
+                .router
+                .on_worker_close(move || {
+                    me.do_send(WorkerLost {
+                        slot,
+                        worker_id,
+                        reason: format!("worker {slot} closed"),
+                    })
+                })
+                .detach();
+            Ok(lease)
+        }
+        .instrument(self.span.clone())
+        .boxed_local()
+        .shared();
+        let id = self.fresh_id();
+        self.routers.insert(
+            slot,
+            RouterEntry {
+                id,
+                worker_id,
+                fut: fut.clone(),
+            },
+        );
+        Ok((id, fut))
+    }
+
+    /// The resolved router of `slot`, if it is still the room's.
+    fn lease(&self, slot: WorkerSlot) -> Result<RouterLease, RoomError> {
+        match self.routers.get(&slot).and_then(|e| e.fut.peek()) {
+            Some(Ok(lease)) => Ok(lease.clone()),
             _ => Err(RoomError::RoomClosed),
         }
+    }
+
+    fn peer_lease(&self, peer_id: PeerId) -> Result<RouterLease, RoomError> {
+        self.lease(self.peer(peer_id)?.slot)
+    }
+
+    fn current_router(&self, slot: WorkerSlot, id: u64) -> bool {
+        self.routers.get(&slot).is_some_and(|e| e.id == id)
+    }
+
+    fn release_slot_user(&mut self, slot: WorkerSlot) {
+        if let Some(n) = self.slot_users.get_mut(&slot) {
+            *n -= 1;
+            if *n == 0 {
+                self.slot_users.remove(&slot);
+            }
+        }
+    }
+
+    /// Drops routers that no peer, pipe or in-flight operation needs (and
+    /// failed creations, so that the next use retries).
+    fn gc_routers(&mut self) {
+        let mut used: HashSet<WorkerSlot> = self.peers.values().map(|p| p.slot).collect();
+        used.extend(self.slot_users.keys().copied());
+        for ((_, target), e) in &self.pipes {
+            used.insert(*target);
+            used.insert(e.source);
+        }
+        self.routers.retain(|slot, e| {
+            let failed = matches!(e.fut.peek(), Some(Err(_)));
+            // A failed creation is forgotten once no request waits on it.
+            let in_flight = self.slot_users.contains_key(slot);
+            let keep = used.contains(slot) && (in_flight || !failed);
+            if !keep {
+                tracing::debug!(worker = %slot, "router no longer needed: closing");
+            }
+            keep
+        });
+    }
+
+    /// The pipe of `producer_id` (living on `source`) into `target`, started
+    /// if needed; the caller must hand the returned entry id back to
+    /// [`Self::finish_pipe`].
+    fn pipe_for(
+        &mut self,
+        producer_id: ProducerId,
+        source: WorkerSlot,
+        target: WorkerSlot,
+    ) -> Result<(u64, PipeFuture), RoomError> {
+        let key = (producer_id, target);
+        if let Some(e) = self.pipes.get_mut(&key) {
+            e.in_flight += 1;
+            return Ok((e.id, e.fut.clone()));
+        }
+        let src = self.lease(source)?;
+        let dst = self.lease(target)?;
+        let node = Arc::clone(&self.env.counters);
+        let fut = async move {
+            let mut options = PipeToRouterOptions::new(dst.router.clone());
+            // Media only: no SCTP association on the pipe transports.
+            options.enable_sctp = false;
+            let pair = src
+                .router
+                .pipe_producer_to_router(producer_id, options)
+                .await
+                .map_err(|e| match e {
+                    PipeProducerToRouterError::ProducerNotFound(id) => {
+                        RoomError::UnknownProducer(id)
+                    }
+                    other => RoomError::Mediasoup(other.to_string()),
+                })?;
+            // Own the pipe producer: it closes when the last consumer of it
+            // leaves, not only with the original producer.
+            let producer = pair.pipe_producer.into_inner();
+            let consumer = pair.pipe_consumer;
+            let (sc, dc) = (&src.worker_counters, &dst.worker_counters);
+            let guards = (
+                Tracked::new(Resource::Consumer, &[&node, sc]),
+                Tracked::new(Resource::PipeConsumer, &[&node, sc]),
+            );
+            consumer.on_close(move || drop(guards)).detach();
+            let guards = (
+                Tracked::new(Resource::Producer, &[&node, dc]),
+                Tracked::new(Resource::PipeProducer, &[&node, dc]),
+            );
+            producer.on_close(move || drop(guards)).detach();
+            tracing::debug!(producer = %producer_id, from = %src.slot, to = %dst.slot, "producer piped");
+            Ok(PipeHandles {
+                _producer: producer,
+                _consumer: consumer,
+            })
+        }
+        .instrument(self.span.clone())
+        .boxed_local()
+        .shared();
+        let id = self.fresh_id();
+        self.pipes.insert(
+            key,
+            PipeEntry {
+                id,
+                source,
+                fut: fut.clone(),
+                consumers: HashSet::new(),
+                in_flight: 1,
+            },
+        );
+        Ok((id, fut))
+    }
+
+    /// Ends one consume request's use of a pipe; registers its consumer when
+    /// it got one. Returns whether the pipe is still the room's (it may have
+    /// been dropped meanwhile because its producer closed or a worker died).
+    fn finish_pipe(
+        &mut self,
+        key: (ProducerId, WorkerSlot),
+        id: u64,
+        consumer: Option<ConsumerId>,
+    ) -> bool {
+        let Some(e) = self.pipes.get_mut(&key).filter(|e| e.id == id) else {
+            return false;
+        };
+        e.in_flight -= 1;
+        if let Some(c) = consumer {
+            e.consumers.insert(c);
+        }
+        if e.in_flight == 0 && e.consumers.is_empty() {
+            self.pipes.remove(&key);
+            self.gc_routers();
+        }
+        true
+    }
+
+    /// A consumer on `slot` of `producer_id` is gone; closes the pipe it
+    /// used when it was the last.
+    fn release_consumer(&mut self, producer_id: ProducerId, slot: WorkerSlot, id: ConsumerId) {
+        let key = (producer_id, slot);
+        if let Some(e) = self.pipes.get_mut(&key) {
+            e.consumers.remove(&id);
+            if e.in_flight == 0 && e.consumers.is_empty() {
+                tracing::debug!(producer = %producer_id, to = %slot, "last consumer left: closing pipe");
+                self.pipes.remove(&key);
+            }
+        }
+    }
+
+    /// Closes every pipe of a producer that went away.
+    fn drop_pipes_of(&mut self, producer_id: ProducerId) {
+        self.pipes.retain(|(p, _), _| *p != producer_id);
     }
 
     /// Sends an event to one peer; a peer whose queue is full is too slow
@@ -220,15 +498,20 @@ impl RoomActor {
         let Some(peer) = self.peers.remove(&peer_id) else {
             return;
         };
-        tracing::info!(peer = %peer_id, "peer left");
+        tracing::info!(peer = %peer_id, worker = %peer.slot, "peer left");
         let producer_ids: Vec<ProducerId> = peer.producers.keys().copied().collect();
+        for (id, c) in &peer.consumers {
+            self.release_consumer(c.producer_id(), peer.slot, *id);
+        }
         // Dropping the peer closes its transports, and with them its
         // producers and consumers.
         drop(peer);
         for producer_id in producer_ids {
+            self.drop_pipes_of(producer_id);
             self.broadcast(peer_id, Event::ProducerClosed { producer_id }, ctx);
         }
         self.broadcast(peer_id, Event::PeerLeft { peer_id }, ctx);
+        self.gc_routers();
         self.maybe_close(ctx);
     }
 
@@ -238,6 +521,14 @@ impl RoomActor {
             self.closing = true;
             ctx.stop();
         }
+    }
+
+    /// Drops everything the room holds.
+    fn clear(&mut self) {
+        self.closing = true;
+        self.pipes.clear();
+        self.peers.clear();
+        self.routers.clear();
     }
 
     fn peer(&self, peer_id: PeerId) -> Result<&Peer, RoomError> {
@@ -282,42 +573,27 @@ impl RoomActor {
             infos
         }
     }
+
+    fn find_producer(&self, producer_id: ProducerId) -> Option<(PeerId, &Producer)> {
+        self.peers.iter().find_map(|(pid, p)| {
+            p.producers
+                .get(&producer_id)
+                .map(|producer| (*pid, producer))
+        })
+    }
 }
 
 impl Actor for RoomActor {
     type Context = Context<Self>;
 
-    fn started(&mut self, ctx: &mut Self::Context) {
+    fn started(&mut self, _ctx: &mut Self::Context) {
         let _e = self.span.clone().entered();
         tracing::info!("room started");
-        let worker = self.worker.clone();
-        let me = ctx.address();
-        let span = self.span.clone();
-        let fut = async move {
-            let lease = worker
-                .send(CreateRouter)
-                .await
-                .map_err(|_| RoomError::RoomClosed)??;
-            // A router closes when its worker dies: the room cannot go on.
-            lease
-                .router
-                .on_worker_close(move || me.do_send(CloseRoom("worker died".into())))
-                .detach();
-            Ok(lease)
-        }
-        .instrument(span)
-        .boxed_local()
-        .shared();
-        self.router = Some(fut);
     }
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
         let _e = self.span.clone().entered();
-        self.closing = true;
-        let peers: Vec<PeerId> = self.peers.keys().copied().collect();
-        for p in peers {
-            self.peers.remove(&p);
-        }
+        self.clear();
         tracing::info!("room closed");
         self.server.do_send(RoomClosed {
             room: self.id.clone(),
@@ -326,7 +602,7 @@ impl Actor for RoomActor {
     }
 }
 
-/// Closes the room and disconnects everyone (e.g. its worker died).
+/// Closes the room and disconnects everyone (e.g. the node is stopping).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct CloseRoom(pub String);
@@ -336,13 +612,66 @@ impl Handler<CloseRoom> for RoomActor {
     fn handle(&mut self, msg: CloseRoom, ctx: &mut Self::Context) {
         let _e = self.span.clone().entered();
         tracing::warn!(reason = %msg.0, "closing room");
-        self.closing = true;
-        self.peers.clear();
+        self.clear();
         ctx.stop();
     }
 }
 
-/// A peer joins; the room assigns its id.
+/// A worker of the node died (or was killed): the room drops its router
+/// there and every pipe into or out of it; the peers placed there get a
+/// `reconnect` event and are removed (their sockets close). Peers on other
+/// workers stay. Sent by the server, and by the router's `on_worker_close`.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct WorkerLost {
+    /// The slot.
+    pub slot: WorkerSlot,
+    /// The worker that filled it (a replacement may fill it by now).
+    pub worker_id: WorkerId,
+    /// Why, for logs and the `reconnect` event.
+    pub reason: String,
+}
+
+impl Handler<WorkerLost> for RoomActor {
+    type Result = ();
+    fn handle(&mut self, msg: WorkerLost, ctx: &mut Self::Context) {
+        let _e = self.span.clone().entered();
+        // The slot may hold a router on a replacement worker by now.
+        let ours = self
+            .routers
+            .get(&msg.slot)
+            .is_some_and(|e| e.worker_id == msg.worker_id);
+        if !ours {
+            return;
+        }
+        let victims: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.slot == msg.slot)
+            .map(|(id, _)| *id)
+            .collect();
+        tracing::warn!(worker = %msg.slot, reason = %msg.reason, peers = victims.len(), "worker lost: dropping its router and peers");
+        self.routers.remove(&msg.slot);
+        self.pipes
+            .retain(|(_, target), e| *target != msg.slot && e.source != msg.slot);
+        for p in &victims {
+            self.send_to(
+                *p,
+                Event::Reconnect {
+                    reason: msg.reason.clone(),
+                },
+                ctx,
+            );
+        }
+        for p in victims {
+            self.remove_peer(p, ctx);
+        }
+        self.gc_routers();
+        self.maybe_close(ctx);
+    }
+}
+
+/// A peer joins; the room assigns its id and places it on a worker.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<JoinReply, RoomError>")]
 pub struct Join {
@@ -355,20 +684,36 @@ pub struct Join {
 impl Handler<Join> for RoomActor {
     type Result = ResponseActFuture<Self, Result<JoinReply, RoomError>>;
 
-    fn handle(&mut self, msg: Join, _ctx: &mut Self::Context) -> Self::Result {
-        let router = match self.router_future() {
+    fn handle(&mut self, msg: Join, ctx: &mut Self::Context) -> Self::Result {
+        if self.closing {
+            return Box::pin(fut::ready(Err(RoomError::RoomClosed)));
+        }
+        let Some(seat) = self.env.workers.pick(&self.env.config.placement) else {
+            return Box::pin(fut::ready(Err(RoomError::NoWorker)));
+        };
+        let slot = seat.slot;
+        let (router_id, router) = match self.router_for(slot, ctx) {
             Ok(r) => r,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
+        // Counted on the worker at once, so that concurrent joins see it.
+        let tracked = Tracked::new(Resource::Peer, &[&self.env.counters, &seat.counters]);
         self.pending_joins += 1;
+        *self.slot_users.entry(slot).or_default() += 1;
         Box::pin(router.into_actor(self).map(move |lease, act, ctx| {
             act.pending_joins -= 1;
+            act.release_slot_user(slot);
             let _e = act.span.clone().entered();
             let lease = match lease {
-                Ok(lease) if !act.closing => lease,
-                Ok(_) => return Err(RoomError::RoomClosed),
+                Ok(lease) if !act.closing && act.current_router(slot, router_id) => Ok(lease),
+                Ok(_) => Err(RoomError::RoomClosed),
+                Err(e) => Err(e),
+            };
+            let lease = match lease {
+                Ok(l) => l,
                 Err(e) => {
                     drop(_e);
+                    act.gc_routers();
                     act.maybe_close(ctx);
                     return Err(e);
                 }
@@ -395,14 +740,15 @@ impl Handler<Join> for RoomActor {
                 peer_id,
                 Peer {
                     info: info.clone(),
+                    slot,
                     events: msg.events,
                     transports: HashMap::new(),
                     producers: HashMap::new(),
                     consumers: HashMap::new(),
-                    _tracked: Tracked::new(Resource::Peer, &[&act.env.counters]),
+                    _tracked: tracked,
                 },
             );
-            tracing::info!(peer = %peer_id, name = %info.display_name, "peer joined");
+            tracing::info!(peer = %peer_id, name = %info.display_name, worker = %slot, "peer joined");
             drop(_e);
             act.broadcast(peer_id, Event::PeerJoined(info), ctx);
             Ok(JoinReply {
@@ -432,20 +778,41 @@ impl Handler<Leave> for RoomActor {
     }
 }
 
-/// The router's RTP capabilities.
+/// The routers' RTP capabilities (every router of a room offers the same).
 #[derive(Debug, Message)]
 #[rtype(result = "Result<RtpCapabilitiesFinalized, RoomError>")]
 pub struct GetRtpCapabilities;
 
 impl Handler<GetRtpCapabilities> for RoomActor {
     type Result = ResponseActFuture<Self, Result<RtpCapabilitiesFinalized, RoomError>>;
-    fn handle(&mut self, _msg: GetRtpCapabilities, _ctx: &mut Self::Context) -> Self::Result {
-        let router = self.router_future();
-        Box::pin(async move { Ok(router?.await?.router.rtp_capabilities()) }.into_actor(self))
+    fn handle(&mut self, _msg: GetRtpCapabilities, ctx: &mut Self::Context) -> Self::Result {
+        let existing = self.routers.values().find_map(|e| match e.fut.peek() {
+            Some(Ok(lease)) => Some(lease.router.rtp_capabilities()),
+            _ => None,
+        });
+        if let Some(caps) = existing {
+            return Box::pin(fut::ready(Ok(caps)));
+        }
+        // No router yet: make one where the next peer would go; it is closed
+        // again unless a peer comes to use it.
+        let Some(seat) = self.env.workers.pick(&self.env.config.placement) else {
+            return Box::pin(fut::ready(Err(RoomError::NoWorker)));
+        };
+        let slot = seat.slot;
+        let router = match self.router_for(slot, ctx) {
+            Ok((_, r)) => r,
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
+        *self.slot_users.entry(slot).or_default() += 1;
+        Box::pin(router.into_actor(self).map(move |res, act, _ctx| {
+            act.release_slot_user(slot);
+            act.gc_routers();
+            Ok(res?.router.rtp_capabilities())
+        }))
     }
 }
 
-/// Creates a WebRTC transport for a peer.
+/// Creates a WebRTC transport for a peer, on its worker's router.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<TransportReply, RoomError>")]
 pub struct CreateTransport {
@@ -459,12 +826,8 @@ impl Handler<CreateTransport> for RoomActor {
     type Result = ResponseActFuture<Self, Result<TransportReply, RoomError>>;
 
     fn handle(&mut self, msg: CreateTransport, _ctx: &mut Self::Context) -> Self::Result {
-        let checked = self
-            .peer(msg.peer_id)
-            .map(|_| ())
-            .and_then(|_| self.router_future());
-        let router = match checked {
-            Ok(r) => r,
+        let lease = match self.peer_lease(msg.peer_id) {
+            Ok(l) => l,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
         let mut options = WebRtcTransportOptions::new(Self::listen_infos(&self.env.config));
@@ -472,7 +835,6 @@ impl Handler<CreateTransport> for RoomActor {
             u64::from(self.env.config.rtc.initial_outgoing_bitrate);
         let node_counters = Arc::clone(&self.env.counters);
         let fut = async move {
-            let lease = router.await?;
             let transport = lease
                 .router
                 .create_webrtc_transport(options)
@@ -556,11 +918,14 @@ impl Handler<Produce> for RoomActor {
     type Result = ResponseActFuture<Self, Result<ProduceReply, RoomError>>;
 
     fn handle(&mut self, msg: Produce, _ctx: &mut Self::Context) -> Self::Result {
-        let transport = match self.transport(msg.peer_id, msg.transport_id, Some(Direction::Send)) {
-            Ok(t) => t,
+        let checked = self
+            .transport(msg.peer_id, msg.transport_id, Some(Direction::Send))
+            .and_then(|t| Ok((t, self.peer_lease(msg.peer_id)?)));
+        let (transport, lease) = match checked {
+            Ok(v) => v,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
-        let counters = self.router_counters();
+        let node = Arc::clone(&self.env.counters);
         let fut = async move {
             let producer = transport
                 .produce(ProducerOptions::new(msg.kind, msg.rtp_parameters))
@@ -569,7 +934,7 @@ impl Handler<Produce> for RoomActor {
                     ProduceError::Request(e) => RoomError::from_request(e),
                     other => RoomError::InvalidParameters(other.to_string()),
                 })?;
-            let tracked = Tracked::new(Resource::Producer, &counters.iter().collect::<Vec<_>>());
+            let tracked = Tracked::new(Resource::Producer, &[&node, &lease.worker_counters]);
             producer.on_close(move || drop(tracked)).detach();
             Ok::<_, RoomError>(producer)
         }
@@ -603,27 +968,9 @@ impl Handler<Produce> for RoomActor {
     }
 }
 
-impl RoomActor {
-    /// The counters a new router-scoped resource is tracked in: the node's,
-    /// and the worker's once the router exists.
-    fn router_counters(&self) -> Vec<Arc<Counters>> {
-        let mut v = vec![Arc::clone(&self.env.counters)];
-        if let Some(Some(Ok(lease))) = self.router.as_ref().map(|r| r.peek()) {
-            v.push(Arc::clone(&lease.worker_counters));
-        }
-        v
-    }
-
-    fn find_producer(&self, producer_id: ProducerId) -> Option<(PeerId, &Producer)> {
-        self.peers.iter().find_map(|(pid, p)| {
-            p.producers
-                .get(&producer_id)
-                .map(|producer| (*pid, producer))
-        })
-    }
-}
-
 /// A peer starts receiving another peer's track; the consumer starts paused.
+/// When the producer lives on another worker, it is piped into the
+/// consumer's worker first (one pipe per producer and worker, shared).
 #[derive(Debug, Message)]
 #[rtype(result = "Result<ConsumeReply, RoomError>")]
 pub struct Consume {
@@ -652,9 +999,10 @@ impl Handler<ConsumerGone> for RoomActor {
         let removed = self
             .peers
             .get_mut(&msg.peer_id)
-            .and_then(|p| p.consumers.remove(&msg.consumer_id))
-            .is_some();
-        if removed {
+            .and_then(|p| p.consumers.remove(&msg.consumer_id).map(|_| p.slot));
+        if let Some(slot) = removed {
+            self.release_consumer(msg.producer_id, slot, msg.consumer_id);
+            self.gc_routers();
             self.send_to(
                 msg.peer_id,
                 Event::ConsumerClosed {
@@ -673,22 +1021,36 @@ impl Handler<Consume> for RoomActor {
     fn handle(&mut self, msg: Consume, ctx: &mut Self::Context) -> Self::Result {
         let checked = (|| {
             let transport = self.transport(msg.peer_id, msg.transport_id, Some(Direction::Recv))?;
-            match self.find_producer(msg.producer_id) {
-                Some((owner, _)) if owner != msg.peer_id => {}
+            let owner = match self.find_producer(msg.producer_id) {
+                Some((owner, _)) if owner != msg.peer_id => owner,
                 _ => return Err(RoomError::UnknownProducer(msg.producer_id)),
-            }
-            let router = self.router_future()?;
-            Ok((transport, router))
+            };
+            let source = self.peer(owner)?.slot;
+            let lease = self.peer_lease(msg.peer_id)?;
+            Ok((transport, source, lease))
         })();
-        let (transport, router) = match checked {
+        let (transport, source, lease) = match checked {
             Ok(v) => v,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
-        let counters = self.router_counters();
+        let target = lease.slot;
+        let pipe_key = (msg.producer_id, target);
+        let pipe = if source == target {
+            None
+        } else {
+            match self.pipe_for(msg.producer_id, source, target) {
+                Ok(p) => Some(p),
+                Err(e) => return Box::pin(fut::ready(Err(e))),
+            }
+        };
+        let pipe_id = pipe.as_ref().map(|(id, _)| *id);
+        let node = Arc::clone(&self.env.counters);
         let me = ctx.address();
         let peer_id = msg.peer_id;
         let fut = async move {
-            let lease = router.await?;
+            if let Some((_, pipe)) = pipe {
+                pipe.await?;
+            }
             if !lease
                 .router
                 .can_consume(&msg.producer_id, &msg.rtp_capabilities)
@@ -702,7 +1064,7 @@ impl Handler<Consume> for RoomActor {
                 ConsumeError::Request(e) => RoomError::from_request(e),
                 other => RoomError::InvalidParameters(other.to_string()),
             })?;
-            let tracked = Tracked::new(Resource::Consumer, &counters.iter().collect::<Vec<_>>());
+            let tracked = Tracked::new(Resource::Consumer, &[&node, &lease.worker_counters]);
             consumer.on_close(move || drop(tracked)).detach();
             let consumer_id = consumer.id();
             let producer_id = msg.producer_id;
@@ -720,17 +1082,33 @@ impl Handler<Consume> for RoomActor {
         .instrument(self.span.clone());
         let transport_id = msg.transport_id;
         Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
-            let consumer: Consumer = res?;
-            if consumer.closed() {
-                return Err(RoomError::UnknownProducer(consumer.producer_id()));
+            // Re-validate everything the awaits may have invalidated; on any
+            // failure the consumer is dropped (closed) here.
+            let valid = match &res {
+                Ok(c) if c.closed() => Err(RoomError::UnknownProducer(c.producer_id())),
+                Ok(_) => match act.peers.get(&peer_id) {
+                    None => Err(RoomError::UnknownPeer(peer_id)),
+                    Some(p) if !p.transports.contains_key(&transport_id) => {
+                        Err(RoomError::UnknownTransport(transport_id))
+                    }
+                    Some(p) if p.slot != target => Err(RoomError::UnknownPeer(peer_id)),
+                    Some(_) => Ok(()),
+                },
+                Err(e) => Err(e.clone()),
+            };
+            let registered = valid
+                .as_ref()
+                .ok()
+                .and_then(|_| res.as_ref().ok())
+                .map(|c| c.id());
+            if let Some(pipe_id) = pipe_id {
+                if !act.finish_pipe(pipe_key, pipe_id, registered) && valid.is_ok() {
+                    // The pipe was dropped meanwhile: its producer closed.
+                    return Err(RoomError::UnknownProducer(pipe_key.0));
+                }
             }
-            let peer = act
-                .peers
-                .get_mut(&peer_id)
-                .ok_or(RoomError::UnknownPeer(peer_id))?;
-            if !peer.transports.contains_key(&transport_id) {
-                return Err(RoomError::UnknownTransport(transport_id));
-            }
+            valid?;
+            let consumer = res?;
             let reply = ConsumeReply {
                 id: consumer.id(),
                 producer_id: consumer.producer_id(),
@@ -738,7 +1116,9 @@ impl Handler<Consume> for RoomActor {
                 rtp_parameters: consumer.rtp_parameters().clone(),
                 producer_paused: consumer.producer_paused(),
             };
-            peer.consumers.insert(consumer.id(), consumer);
+            if let Some(peer) = act.peers.get_mut(&peer_id) {
+                peer.consumers.insert(consumer.id(), consumer);
+            }
             Ok(reply)
         }))
     }
@@ -832,6 +1212,9 @@ impl Handler<ActOnProducer> for RoomActor {
                 if let Some(peer) = self.peers.get_mut(&peer_id) {
                     peer.producers.remove(&producer_id);
                 }
+                // Its pipes close with it (and their consumers with them).
+                self.drop_pipes_of(producer_id);
+                self.gc_routers();
                 let _e = self.span.clone().entered();
                 tracing::info!(peer = %peer_id, producer = %producer_id, "producer closed");
                 drop(_e);

@@ -1,6 +1,7 @@
-//! [`ServerActor`]: the node. It owns the workers, the room registry and the
-//! node's counters, places new rooms on the least-loaded worker, and replaces
-//! workers that die.
+//! [`ServerActor`]: the node. It owns the workers, the room registry, the
+//! node's counters and the [`WorkerBoard`] that rooms place participants
+//! with, and replaces workers that die (telling every room, which drops its
+//! router on the dead worker and the peers placed there).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,9 +13,10 @@ use tracing::Span;
 
 use crate::config::Config;
 use crate::ids::{RoomId, WorkerSlot};
-use crate::metrics::{Counters, CountsSnapshot, Resource};
-use crate::room::{RoomActor, RoomClosed, RoomEnv};
-use crate::worker::{spawn_worker, WorkerActor, WorkerDied};
+use crate::metrics::{Counters, CountsSnapshot};
+use crate::placement::{CpuGauge, Seat, WorkerBoard};
+use crate::room::{RoomActor, RoomClosed, RoomEnv, WorkerLost};
+use crate::worker::{spawn_worker, KillWorker, WorkerActor, WorkerDied};
 
 /// Error finding or creating a room.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -27,8 +29,51 @@ pub enum GetRoomError {
 #[derive(Debug)]
 struct WorkerEntry {
     addr: Option<Addr<WorkerActor>>,
+    worker_id: Option<mediasoup::worker::WorkerId>,
     counters: Arc<Counters>,
+    cpu: Arc<CpuGauge>,
+    tid: Arc<std::sync::atomic::AtomicU32>,
     restarts: u32,
+}
+
+impl WorkerEntry {
+    /// Starts the actor of a freshly spawned worker and publishes it on the
+    /// board.
+    fn start(
+        node: &str,
+        slot: WorkerSlot,
+        spawned: crate::worker::SpawnedWorker,
+        env: &RoomEnv,
+        server: Recipient<WorkerDied>,
+        restarts: u32,
+    ) -> Self {
+        let actor = WorkerActor::new(node, slot, spawned, Arc::clone(&env.counters), server);
+        let (counters, cpu, worker_id, tid) = (
+            actor.counters(),
+            actor.cpu(),
+            actor.worker_id(),
+            actor.tid(),
+        );
+        let addr = actor.start();
+        env.workers.set(
+            slot,
+            Some(Seat {
+                slot,
+                addr: addr.clone(),
+                worker_id,
+                counters: Arc::clone(&counters),
+                cpu: Arc::clone(&cpu),
+            }),
+        );
+        WorkerEntry {
+            addr: Some(addr),
+            worker_id: Some(worker_id),
+            counters,
+            cpu,
+            tid,
+            restarts,
+        }
+    }
 }
 
 /// The node actor.
@@ -36,7 +81,7 @@ pub struct ServerActor {
     env: Arc<RoomEnv>,
     manager: WorkerManager,
     workers: Vec<WorkerEntry>,
-    rooms: HashMap<RoomId, (Addr<RoomActor>, WorkerSlot)>,
+    rooms: HashMap<RoomId, Addr<RoomActor>>,
     span: Span,
 }
 
@@ -52,11 +97,14 @@ impl std::fmt::Debug for ServerActor {
 
 impl ServerActor {
     /// Starts the node actor and its workers (one actor per worker).
+    ///
+    /// `counters` are the node-wide counters; the caller may share them with
+    /// other reporters (status, cluster gossip).
     pub async fn start(
         config: Arc<Config>,
+        counters: Arc<Counters>,
     ) -> Result<Addr<ServerActor>, crate::worker::SpawnWorkerError> {
         let node: Arc<str> = Arc::from(config.node.name.as_str());
-        let counters = Arc::new(Counters::default());
         let manager = WorkerManager::new();
         let mut workers = Vec::new();
         for i in 0..config.worker_count() {
@@ -64,6 +112,7 @@ impl ServerActor {
         }
         let env = Arc::new(RoomEnv {
             node: Arc::clone(&node),
+            workers: Arc::new(WorkerBoard::new(workers.len())),
             config,
             counters,
         });
@@ -71,20 +120,15 @@ impl ServerActor {
             let entries = workers
                 .into_iter()
                 .enumerate()
-                .map(|(i, worker)| {
-                    let actor = WorkerActor::new(
+                .map(|(i, spawned)| {
+                    WorkerEntry::start(
                         &node,
                         WorkerSlot(i),
-                        worker,
-                        Arc::clone(&env.counters),
+                        spawned,
+                        &env,
                         ctx.address().recipient(),
-                    );
-                    let counters = actor.counters();
-                    WorkerEntry {
-                        addr: Some(actor.start()),
-                        counters,
-                        restarts: 0,
-                    }
+                        0,
+                    )
                 })
                 .collect();
             ServerActor {
@@ -95,23 +139,6 @@ impl ServerActor {
                 rooms: HashMap::new(),
             }
         }))
-    }
-
-    /// The least-loaded live worker: fewest consumers, then producers, then
-    /// routers.
-    fn pick_worker(&self) -> Option<(WorkerSlot, Addr<WorkerActor>)> {
-        self.workers
-            .iter()
-            .enumerate()
-            .filter_map(|(i, w)| w.addr.as_ref().filter(|a| a.connected()).map(|a| (i, w, a)))
-            .min_by_key(|(_, w, _)| {
-                let c = &w.counters;
-                (
-                    c.get(Resource::Consumer) + c.get(Resource::Producer),
-                    c.get(Resource::Router),
-                )
-            })
-            .map(|(i, _, a)| (WorkerSlot(i), a.clone()))
     }
 }
 
@@ -124,7 +151,8 @@ impl Actor for ServerActor {
     }
 }
 
-/// Finds a room, creating it (on the least-loaded worker) when needed.
+/// Finds a room, creating it when needed. Participants are placed on workers
+/// when they join, not rooms.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Addr<RoomActor>, GetRoomError>")]
 pub struct GetOrCreateRoom {
@@ -136,21 +164,21 @@ impl Handler<GetOrCreateRoom> for ServerActor {
     type Result = Result<Addr<RoomActor>, GetRoomError>;
 
     fn handle(&mut self, msg: GetOrCreateRoom, ctx: &mut Self::Context) -> Self::Result {
-        if let Some((addr, _)) = self.rooms.get(&msg.room) {
+        if let Some(addr) = self.rooms.get(&msg.room) {
             if addr.connected() {
                 return Ok(addr.clone());
             }
         }
-        let (slot, worker) = self.pick_worker().ok_or(GetRoomError::NoWorker)?;
+        if self.env.workers.live().is_empty() {
+            return Err(GetRoomError::NoWorker);
+        }
         let room = RoomActor::new(
             msg.room.clone(),
             Arc::clone(&self.env),
-            worker,
-            slot,
             ctx.address().recipient(),
         )
         .start();
-        self.rooms.insert(msg.room, (room.clone(), slot));
+        self.rooms.insert(msg.room, room.clone());
         Ok(room)
     }
 }
@@ -158,7 +186,7 @@ impl Handler<GetOrCreateRoom> for ServerActor {
 impl Handler<RoomClosed> for ServerActor {
     type Result = ();
     fn handle(&mut self, msg: RoomClosed, _ctx: &mut Self::Context) {
-        if matches!(self.rooms.get(&msg.room), Some((addr, _)) if *addr == msg.addr) {
+        if matches!(self.rooms.get(&msg.room), Some(addr) if *addr == msg.addr) {
             self.rooms.remove(&msg.room);
         }
     }
@@ -172,8 +200,23 @@ impl Handler<WorkerDied> for ServerActor {
         let Some(entry) = self.workers.get_mut(msg.slot.0) else {
             return;
         };
-        entry.addr = None;
+        let Some(addr) = entry.addr.take() else {
+            // Already handled (mediasoup and the actor may both report it).
+            return;
+        };
+        addr.do_send(crate::worker::StopWorker);
         entry.restarts += 1;
+        self.env.workers.set(msg.slot, None);
+        // Every room drops its router on the dead worker and the peers placed
+        // there; peers on other workers stay.
+        let worker_id = entry.worker_id.take().unwrap_or(msg.worker_id);
+        for room in self.rooms.values() {
+            room.do_send(WorkerLost {
+                slot: msg.slot,
+                worker_id,
+                reason: format!("worker {} died: {}", msg.slot, msg.reason),
+            });
+        }
         let manager = self.manager.clone();
         let config = Arc::clone(&self.env.config);
         let slot = msg.slot;
@@ -183,17 +226,16 @@ impl Handler<WorkerDied> for ServerActor {
                 .map(move |res, act, ctx| {
                     let _e = act.span.clone().entered();
                     match res {
-                        Ok(worker) => {
-                            let actor = WorkerActor::new(
+                        Ok(spawned) => {
+                            let restarts = act.workers[slot.0].restarts;
+                            act.workers[slot.0] = WorkerEntry::start(
                                 &act.env.node,
                                 slot,
-                                worker,
-                                Arc::clone(&act.env.counters),
+                                spawned,
+                                &act.env,
                                 ctx.address().recipient(),
+                                restarts,
                             );
-                            let entry = &mut act.workers[slot.0];
-                            entry.counters = actor.counters();
-                            entry.addr = Some(actor.start());
                             tracing::info!(worker = %slot, "replacement worker started");
                         }
                         Err(e) => tracing::error!(error = %e, "cannot replace worker"),
@@ -213,6 +255,12 @@ pub struct WorkerStatus {
     pub alive: bool,
     /// How many times the slot's worker was replaced.
     pub restarts: u32,
+    /// CPU use of the worker's thread over the last second, in percent of
+    /// one core.
+    pub cpu_percent: f64,
+    /// The Linux TID of the worker's thread (for `top -H`, `perf`), once
+    /// known.
+    pub thread_id: Option<u32>,
     /// Live resources on it.
     #[serde(flatten)]
     pub counts: CountsSnapshot,
@@ -259,6 +307,9 @@ impl Handler<GetStatus> for ServerActor {
                 slot,
                 alive: w.addr.as_ref().is_some_and(Addr::connected),
                 restarts: w.restarts,
+                cpu_percent: (w.cpu.get() * 10.0).round() / 10.0,
+                thread_id: Some(w.tid.load(std::sync::atomic::Ordering::Relaxed))
+                    .filter(|t| *t != 0),
                 counts: w.counters.snapshot(),
             })
             .collect();
@@ -276,6 +327,29 @@ impl Handler<GetStatus> for ServerActor {
     }
 }
 
+/// Treats the worker in `slot` as crashed (see [`KillWorker`]): rooms drop
+/// it and its peers get a `reconnect` event; the slot is refilled. For tests
+/// and failure drills.
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub struct KillWorkerInSlot {
+    /// Which slot.
+    pub slot: WorkerSlot,
+}
+
+impl Handler<KillWorkerInSlot> for ServerActor {
+    type Result = bool;
+    fn handle(&mut self, msg: KillWorkerInSlot, _ctx: &mut Self::Context) -> bool {
+        match self.workers.get(msg.slot.0).and_then(|w| w.addr.as_ref()) {
+            Some(addr) => {
+                addr.do_send(KillWorker);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// Stops the node actor and every worker.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -286,7 +360,7 @@ impl Handler<Shutdown> for ServerActor {
     fn handle(&mut self, _msg: Shutdown, ctx: &mut Self::Context) {
         let _e = self.span.clone().entered();
         tracing::info!("node stopping");
-        for (room, _) in self.rooms.values() {
+        for room in self.rooms.values() {
             room.do_send(crate::room::CloseRoom("node shutting down".into()));
         }
         for w in &self.workers {

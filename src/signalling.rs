@@ -405,6 +405,12 @@ pub enum Event {
         /// Its producer.
         producer_id: ProducerId,
     },
+    /// This peer lost its place in the room (e.g. the worker serving it
+    /// died); the server closes the socket next. Join again to continue.
+    Reconnect {
+        /// Why, for logs.
+        reason: String,
+    },
 }
 
 #[derive(Serialize)]

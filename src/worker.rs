@@ -5,7 +5,9 @@
 //! and stops; the server spawns a replacement into the same slot. Stopping the
 //! actor drops the `Worker` handle, which closes the worker and everything on it.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use mediasoup::prelude::*;
@@ -19,6 +21,32 @@ use tracing::Span;
 use crate::config::Config;
 use crate::ids::WorkerSlot;
 use crate::metrics::{Counters, Resource, Tracked};
+use crate::placement::CpuGauge;
+
+/// How often a worker's CPU use is sampled.
+const CPU_SAMPLE_PERIOD: Duration = Duration::from_secs(1);
+/// Clock ticks per second in `/proc/<pid>/task/<tid>/stat` (Linux `USER_HZ`,
+/// 100 on every architecture mediasoup supports).
+const USER_HZ: f64 = 100.0;
+
+/// The calling thread's Linux TID, from the `/proc/thread-self` symlink
+/// (`/proc/<pid>/task/<tid>`).
+fn current_tid() -> Option<u32> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    link.file_name()?.to_str()?.parse().ok()
+}
+
+/// utime + stime of one of this process's threads, in clock ticks.
+fn thread_cpu_ticks(tid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; fields after it start at
+    // field 3 (state). utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
 
 /// Error creating a router on a worker.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -89,7 +117,7 @@ pub fn media_codecs() -> Vec<RtpCodecCapability> {
     ]
 }
 
-fn worker_settings(config: &Config, slot: WorkerSlot) -> WorkerSettings {
+fn worker_settings(config: &Config, slot: WorkerSlot, tid: Arc<AtomicU32>) -> WorkerSettings {
     let mut settings = WorkerSettings::default();
     settings.log_level = match config.workers.log_level.as_str() {
         "debug" => WorkerLogLevel::Debug,
@@ -104,8 +132,23 @@ fn worker_settings(config: &Config, slot: WorkerSlot) -> WorkerSettings {
         WorkerLogTag::Srtp,
     ];
     settings.rtc_port_range = config.rtc.port_min..=config.rtc.port_max;
-    let _ = slot;
+    settings.thread_initializer = Some(Arc::new(move || {
+        if let Some(t) = current_tid() {
+            tid.store(t, Ordering::Relaxed);
+        } else {
+            tracing::debug!(worker = %slot, "cannot read /proc/thread-self: no CPU figures");
+        }
+    }));
     settings
+}
+
+/// A started mediasoup worker and the TID of its thread (0 until known).
+#[derive(Debug)]
+pub struct SpawnedWorker {
+    /// The worker.
+    pub worker: Worker,
+    /// Its thread's Linux TID, set by the thread itself when it starts.
+    pub tid: Arc<AtomicU32>,
 }
 
 /// Starts one mediasoup worker for `slot`.
@@ -113,11 +156,13 @@ pub async fn spawn_worker(
     manager: &WorkerManager,
     config: &Config,
     slot: WorkerSlot,
-) -> Result<Worker, SpawnWorkerError> {
-    manager
-        .create_worker(worker_settings(config, slot))
+) -> Result<SpawnedWorker, SpawnWorkerError> {
+    let tid = Arc::new(AtomicU32::new(0));
+    let worker = manager
+        .create_worker(worker_settings(config, slot, Arc::clone(&tid)))
         .await
-        .map_err(|source| SpawnWorkerError { slot, source })
+        .map_err(|source| SpawnWorkerError { slot, source })?;
+    Ok(SpawnedWorker { worker, tid })
 }
 
 /// Sent to the server when a worker dies.
@@ -137,6 +182,9 @@ pub struct WorkerDied {
 pub struct WorkerActor {
     slot: WorkerSlot,
     worker: Worker,
+    tid: Arc<AtomicU32>,
+    cpu: Arc<CpuGauge>,
+    last_sample: Option<(Instant, u64)>,
     counters: Arc<Counters>,
     node_counters: Arc<Counters>,
     on_death: Recipient<WorkerDied>,
@@ -148,14 +196,17 @@ impl WorkerActor {
     pub fn new(
         node: &str,
         slot: WorkerSlot,
-        worker: Worker,
+        spawned: SpawnedWorker,
         node_counters: Arc<Counters>,
         on_death: Recipient<WorkerDied>,
     ) -> Self {
         Self {
             span: tracing::info_span!("worker", node = %node, worker = %slot, room = tracing::field::Empty),
             slot,
-            worker,
+            worker: spawned.worker,
+            tid: spawned.tid,
+            cpu: Arc::new(CpuGauge::default()),
+            last_sample: None,
             counters: Arc::new(Counters::default()),
             node_counters,
             on_death,
@@ -165,6 +216,40 @@ impl WorkerActor {
     /// This worker's live counts.
     pub fn counters(&self) -> Arc<Counters> {
         Arc::clone(&self.counters)
+    }
+
+    /// This worker thread's CPU use, updated every second.
+    pub fn cpu(&self) -> Arc<CpuGauge> {
+        Arc::clone(&self.cpu)
+    }
+
+    /// Its thread's Linux TID (0 until the thread has started).
+    pub fn tid(&self) -> Arc<AtomicU32> {
+        Arc::clone(&self.tid)
+    }
+
+    /// The mediasoup worker's id.
+    pub fn worker_id(&self) -> WorkerId {
+        self.worker.id()
+    }
+
+    fn sample_cpu(&mut self) {
+        let tid = self.tid.load(Ordering::Relaxed);
+        if tid == 0 {
+            return;
+        }
+        let Some(ticks) = thread_cpu_ticks(tid) else {
+            return;
+        };
+        let now = Instant::now();
+        if let Some((at, before)) = self.last_sample {
+            let secs = now.duration_since(at).as_secs_f64();
+            if secs > 0.0 {
+                let used = ticks.saturating_sub(before) as f64 / USER_HZ;
+                self.cpu.set((used / secs * 100.0).max(0.0));
+            }
+        }
+        self.last_sample = Some((now, ticks));
     }
 }
 
@@ -192,6 +277,8 @@ impl Actor for WorkerActor {
                 me.do_send(StopWorker);
             })
             .detach();
+        self.sample_cpu();
+        ctx.run_interval(CPU_SAMPLE_PERIOD, |act, _| act.sample_cpu());
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
@@ -212,6 +299,28 @@ impl Handler<StopWorker> for WorkerActor {
     }
 }
 
+/// Treats the worker as crashed: the actor reports [`WorkerDied`] and stops,
+/// exactly as when mediasoup reports the worker dead. Rooms drop their
+/// routers on it, which closes the worker for real. For tests and failure
+/// drills (mediasoup offers no public way to crash a worker).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct KillWorker;
+
+impl Handler<KillWorker> for WorkerActor {
+    type Result = ();
+    fn handle(&mut self, _msg: KillWorker, ctx: &mut Self::Context) {
+        let _e = self.span.clone().entered();
+        tracing::warn!(worker_id = %self.worker.id(), "worker killed on request");
+        self.on_death.do_send(WorkerDied {
+            slot: self.slot,
+            worker_id: self.worker.id(),
+            reason: "killed on request".into(),
+        });
+        ctx.stop();
+    }
+}
+
 /// Asks for a new router on this worker.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<RouterLease, CreateRouterError>")]
@@ -224,6 +333,8 @@ pub struct RouterLease {
     pub router: Router,
     /// The worker's slot.
     pub slot: WorkerSlot,
+    /// The mediasoup worker it lives on.
+    pub worker_id: WorkerId,
     /// The worker's counters, for tracking what is created on the router.
     pub worker_counters: Arc<Counters>,
 }
@@ -246,9 +357,24 @@ impl Handler<CreateRouter> for WorkerActor {
                 .map_err(|e| CreateRouterError::Mediasoup(e.to_string()))?;
             let tracked = Tracked::new(Resource::Router, &[&worker_counters, &node_counters]);
             router.on_close(move || drop(tracked)).detach();
+            // Pipe transports are created by mediasoup inside
+            // `pipe_producer_to_router`; count them as they appear.
+            let (wc, nc) = (Arc::clone(&worker_counters), Arc::clone(&node_counters));
+            router
+                .on_new_transport(move |t| {
+                    if let mediasoup::router::NewTransport::Pipe(pipe) = t {
+                        let guards = (
+                            Tracked::new(Resource::Transport, &[&wc, &nc]),
+                            Tracked::new(Resource::PipeTransport, &[&wc, &nc]),
+                        );
+                        pipe.on_close(Box::new(move || drop(guards))).detach();
+                    }
+                })
+                .detach();
             Ok(RouterLease {
                 router,
                 slot,
+                worker_id: worker.id(),
                 worker_counters,
             })
         })
@@ -264,5 +390,30 @@ impl Handler<GetCounters> for WorkerActor {
     type Result = MessageResult<GetCounters>;
     fn handle(&mut self, _msg: GetCounters, _ctx: &mut Self::Context) -> Self::Result {
         MessageResult(Arc::clone(&self.counters))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_reads_its_tid_and_cpu_ticks() {
+        let handle = std::thread::spawn(|| {
+            let tid = current_tid().expect("/proc/thread-self");
+            assert_ne!(tid, std::process::id(), "a thread id, not the pid");
+            // Burn a little CPU so that the figure is meaningful.
+            let start = Instant::now();
+            let mut x = 0_u64;
+            while start.elapsed() < Duration::from_millis(50) {
+                x = x.wrapping_add(std::hint::black_box(1));
+            }
+            (tid, x)
+        });
+        let (tid, _) = handle.join().unwrap();
+        // The thread is gone now; our own thread's stat parses.
+        assert!(thread_cpu_ticks(tid).is_none());
+        let me = current_tid().unwrap();
+        assert!(thread_cpu_ticks(me).is_some());
     }
 }

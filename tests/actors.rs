@@ -13,7 +13,7 @@ use mafalda::worker::WorkerDied;
 use tokio::sync::mpsc;
 
 async fn server(workers: usize) -> actix::Addr<ServerActor> {
-    ServerActor::start(Arc::new(test_config(workers)))
+    ServerActor::start(Arc::new(test_config(workers)), Default::default())
         .await
         .expect("workers start")
 }

@@ -63,7 +63,10 @@ async fn nodes_gossip_load_and_answer_load_asks() {
     let b = start_node(clustered("sfu-b", &dir, vec![a_addr])).await;
 
     wait_until("b sees a alive", Duration::from_secs(15), || {
-        cluster(&b).members().iter().any(|m| m.node == "sfu-a" && m.state == "alive")
+        cluster(&b)
+            .members()
+            .iter()
+            .any(|m| m.node == "sfu-a" && m.state == "alive")
     })
     .await;
 
@@ -73,7 +76,9 @@ async fn nodes_gossip_load_and_answer_load_asks() {
     publish_video(&mut peer, 42).await;
     wait_until("b sees a's load", Duration::from_secs(15), || {
         cluster(&b).members().iter().any(|m| {
-            m.node == "sfu-a" && m.load.is_some_and(|l| l.peers == 1 && l.rooms == 1 && l.workers == 1)
+            m.node == "sfu-a"
+                && m.load
+                    .is_some_and(|l| l.peers == 1 && l.rooms == 1 && l.workers == 1)
         })
     })
     .await;
@@ -83,10 +88,19 @@ async fn nodes_gossip_load_and_answer_load_asks() {
     let load = cluster(&b)
         .node()
         .actor_ref::<GetNodeLoad>(&a_id, LOAD_ACTOR)
+        .expect("valid actor name")
         .ask(GetNodeLoad)
         .await
         .expect("load ask");
-    assert_eq!((load.node.as_str(), load.peers, load.producers, load.transports), ("sfu-a", 1, 1, 1));
+    assert_eq!(
+        (
+            load.node.as_str(),
+            load.peers,
+            load.producers,
+            load.transports
+        ),
+        ("sfu-a", 1, 1, 1)
+    );
 
     // /api/status of B lists A.
     let status: serde_json::Value = reqwest_status(b.http_addr).await;
@@ -98,7 +112,10 @@ async fn nodes_gossip_load_and_answer_load_asks() {
     // A leaves: B sees it go.
     a.stop().await;
     wait_until("b sees a gone", Duration::from_secs(15), || {
-        !cluster(&b).members().iter().any(|m| m.node == "sfu-a" && m.state == "alive")
+        !cluster(&b)
+            .members()
+            .iter()
+            .any(|m| m.node == "sfu-a" && m.state == "alive")
     })
     .await;
     b.stop().await;

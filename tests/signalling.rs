@@ -344,7 +344,11 @@ async fn clients_vanishing_mid_handshake_leak_nothing() {
 
 #[actix_rt::test]
 async fn rooms_are_isolated_and_spread_over_workers() {
-    let node = start_node(test_config(2)).await;
+    // `spread` placement: each participant goes to the least-loaded worker
+    // (the default, `pack`, would fill worker 0 first).
+    let mut config = test_config(2);
+    config.placement.mode = mafalda::config::PlacementMode::Spread;
+    let node = start_node(config).await;
     let mut a = Client::connect(node.http_addr).await;
     let mut b = Client::connect(node.http_addr).await;
     a.join("room-7a", "A").await;
@@ -353,7 +357,7 @@ async fn rooms_are_isolated_and_spread_over_workers() {
     publish_video(&mut b, 2).await;
     let s = status(&node).await;
     assert_eq!((s.rooms, s.routers, s.workers), (2, 2, 2));
-    // Placement picked the least-loaded worker for the second room.
+    // Placement picked the least-loaded worker for the second room's peer.
     assert!(
         s.worker_details.iter().all(|w| w.counts.routers == 1),
         "{s:?}"

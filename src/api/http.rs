@@ -13,7 +13,20 @@ pub async fn healthz() -> HttpResponse {
 /// `GET /api/status`
 pub async fn status(state: web::Data<ApiState>) -> HttpResponse {
     match state.server.send(GetStatus).await {
-        Ok(status) => HttpResponse::Ok().json(status),
+        Ok(status) => {
+            let mut body = serde_json::to_value(&status).unwrap_or_default();
+            if let (Some(cluster), Some(obj)) = (&state.cluster, body.as_object_mut()) {
+                obj.insert(
+                    "cluster".into(),
+                    serde_json::json!({
+                        "node": cluster.node().id().to_string(),
+                        "addr": cluster.node().addr(),
+                        "members": cluster.members(),
+                    }),
+                );
+            }
+            HttpResponse::Ok().json(body)
+        }
         Err(e) => HttpResponse::ServiceUnavailable().body(format!("node actor unavailable: {e}")),
     }
 }

@@ -22,4 +22,6 @@ pub struct ApiState {
     pub server: Addr<ServerActor>,
     /// The node configuration.
     pub config: Arc<Config>,
+    /// Cluster membership, when enabled.
+    pub cluster: Option<crate::cluster::Cluster>,
 }

@@ -265,99 +265,69 @@ impl SignallingSession {
                 joined
             }
         };
-        let done = |r: Result<Result<(), RoomError>, MailboxError>| -> Result<Value, SignalError> {
-            r.map_err(mailbox)?.map_err(|e| e.to_signal())?;
-            Ok(json!({}))
+        let producer = |producer_id, action| ActOnProducer {
+            peer_id,
+            producer_id,
+            action,
+        };
+        let consumer = |consumer_id, action| ToggleConsumer {
+            peer_id,
+            consumer_id,
+            action,
         };
         match request {
             Request::Join(_) => Err(already()),
             Request::GetRouterRtpCapabilities => {
-                let caps = room
-                    .send(GetRtpCapabilities)
-                    .await
-                    .map_err(mailbox)?
-                    .map_err(|e| e.to_signal())?;
+                let caps = ask(&room, GetRtpCapabilities).await?;
                 Ok(json!({ "routerRtpCapabilities": caps }))
             }
-            Request::CreateWebRtcTransport(r) => room
-                .send(CreateTransport {
-                    peer_id,
-                    direction: r.direction,
-                })
+            Request::CreateWebRtcTransport(r) => {
+                ask(
+                    &room,
+                    CreateTransport {
+                        peer_id,
+                        direction: r.direction,
+                    },
+                )
                 .await
-                .map_err(mailbox)?
-                .map(|v| to_value(&v))
-                .map_err(|e| e.to_signal()),
-            Request::ConnectWebRtcTransport(r) => done(
-                room.send(ConnectTransport {
+            }
+            Request::ConnectWebRtcTransport(r) => {
+                let msg = ConnectTransport {
                     peer_id,
                     transport_id: r.transport_id,
                     dtls_parameters: r.dtls_parameters,
-                })
-                .await,
-            ),
-            Request::Produce(r) => room
-                .send(Produce {
+                };
+                ask(&room, msg).await
+            }
+            Request::Produce(r) => {
+                let msg = Produce {
                     peer_id,
                     transport_id: r.transport_id,
                     kind: r.kind,
                     rtp_parameters: r.rtp_parameters,
-                })
-                .await
-                .map_err(mailbox)?
-                .map(|v| to_value(&v))
-                .map_err(|e| e.to_signal()),
-            Request::Consume(r) => room
-                .send(Consume {
+                };
+                ask(&room, msg).await
+            }
+            Request::Consume(r) => {
+                let msg = Consume {
                     peer_id,
                     transport_id: r.transport_id,
                     producer_id: r.producer_id,
                     rtp_capabilities: r.rtp_capabilities,
-                })
-                .await
-                .map_err(mailbox)?
-                .map(|v| to_value(&v))
-                .map_err(|e| e.to_signal()),
-            Request::ResumeConsumer(r) => done(
-                room.send(ToggleConsumer {
-                    peer_id,
-                    consumer_id: r.consumer_id,
-                    action: Toggle::Resume,
-                })
-                .await,
-            ),
-            Request::PauseConsumer(r) => done(
-                room.send(ToggleConsumer {
-                    peer_id,
-                    consumer_id: r.consumer_id,
-                    action: Toggle::Pause,
-                })
-                .await,
-            ),
-            Request::PauseProducer(r) => done(
-                room.send(ActOnProducer {
-                    peer_id,
-                    producer_id: r.producer_id,
-                    action: ProducerAction::Pause,
-                })
-                .await,
-            ),
-            Request::ResumeProducer(r) => done(
-                room.send(ActOnProducer {
-                    peer_id,
-                    producer_id: r.producer_id,
-                    action: ProducerAction::Resume,
-                })
-                .await,
-            ),
-            Request::CloseProducer(r) => done(
-                room.send(ActOnProducer {
-                    peer_id,
-                    producer_id: r.producer_id,
-                    action: ProducerAction::Close,
-                })
-                .await,
-            ),
+                };
+                ask(&room, msg).await
+            }
+            Request::ResumeConsumer(r) => ask(&room, consumer(r.consumer_id, Toggle::Resume)).await,
+            Request::PauseConsumer(r) => ask(&room, consumer(r.consumer_id, Toggle::Pause)).await,
+            Request::PauseProducer(r) => {
+                ask(&room, producer(r.producer_id, ProducerAction::Pause)).await
+            }
+            Request::ResumeProducer(r) => {
+                ask(&room, producer(r.producer_id, ProducerAction::Resume)).await
+            }
+            Request::CloseProducer(r) => {
+                ask(&room, producer(r.producer_id, ProducerAction::Close)).await
+            }
             Request::Leave => {
                 if let Some(j) = self.joined.take() {
                     j.room.do_send(Leave { peer_id: j.peer_id });
@@ -365,5 +335,24 @@ impl SignallingSession {
                 Ok(json!({}))
             }
         }
+    }
+}
+
+/// Sends one request to the room and renders its reply as response data
+/// (`{}` for requests that return nothing).
+async fn ask<M, T>(room: &Addr<RoomActor>, msg: M) -> Result<Value, SignalError>
+where
+    M: actix::Message<Result = Result<T, RoomError>> + Send + 'static,
+    T: serde::Serialize + Send + 'static,
+    RoomActor: actix::Handler<M>,
+{
+    let reply = room
+        .send(msg)
+        .await
+        .map_err(mailbox)?
+        .map_err(|e| e.to_signal())?;
+    match to_value(&reply) {
+        Value::Null => Ok(json!({})),
+        v => Ok(v),
     }
 }

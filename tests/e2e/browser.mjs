@@ -25,6 +25,7 @@ const opts = parseArgs({
   rounds: 2, // consecutive all-rising samples required
   room: '',
   abruptLast: true, // the last browser closes without `leave` (socket drop)
+  expectWorkers: 0, // if > 0: /api/status must show peers on that many workers, and pipes
 });
 
 const room = opts.room || randomRoom('e2e-browsers');
@@ -74,7 +75,16 @@ async function main() {
   }
   const cpu1 = cpuSnapshot();
   const tree1 = treeCpuSeconds();
-  const ok = streak >= opts.rounds;
+  let ok = streak >= opts.rounds;
+  if (opts.expectWorkers > 0) {
+    // The room must really span workers, with media piped between them.
+    const status = await (await fetch(`${opts.url}/api/status`)).json();
+    const used = status.workerDetails.filter((w) => w.peers > 0);
+    const pipes = status.workerDetails.reduce((n, w) => n + w.pipeProducers, 0);
+    const spans = used.length >= opts.expectWorkers && pipes > 0;
+    console.log(`placement: peers on ${used.length} worker(s) [${status.workerDetails.map((w) => `w${w.slot}: ${w.peers} peers, ${w.pipeProducers} pipe producers`).join('; ')}] -> ${spans ? 'spans workers' : 'DOES NOT span workers'}`);
+    ok = ok && spans;
+  }
 
   console.log('');
   parts.forEach((p, i) => {

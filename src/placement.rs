@@ -1,0 +1,198 @@
+//! Placement: which worker a new participant's transports go to.
+//!
+//! The [`WorkerBoard`] is the node's live view of its workers (written by the
+//! [`ServerActor`](crate::server::ServerActor), read by every room). Each
+//! worker's load is `producers + consumers` from its [`Counters`] (pipe
+//! producers and consumers included) and the CPU share of its thread, sampled
+//! by the [`WorkerActor`]. A worker's *score* is the larger of
+//! `load / worker_capacity` and `cpu% / 100`.
+//!
+//! - `pack` gives the participant to the first worker (in slot order) whose
+//!   score is below `watermark`; when every worker is above it, the
+//!   least-scored one.
+//! - `spread` gives it to the least-scored worker. Scores are compared in
+//!   bands of 5 % so that noise does not dominate; within a band the worker
+//!   with the fewest peers wins, then the lowest slot.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use actix::Addr;
+use mediasoup::worker::WorkerId;
+
+use crate::config::{PlacementMode, PlacementSection};
+use crate::ids::WorkerSlot;
+use crate::metrics::{Counters, Resource};
+use crate::worker::WorkerActor;
+
+/// A CPU percentage shared between a worker actor (writer) and placement.
+#[derive(Debug, Default)]
+pub struct CpuGauge(AtomicU64);
+
+impl CpuGauge {
+    /// The last sample, in percent of one core.
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+
+    /// Records a sample.
+    pub fn set(&self, percent: f64) {
+        self.0.store(percent.to_bits(), Ordering::Relaxed);
+    }
+}
+
+/// One live worker as placement sees it.
+#[derive(Debug, Clone)]
+pub struct Seat {
+    /// The slot.
+    pub slot: WorkerSlot,
+    /// Its actor.
+    pub addr: Addr<WorkerActor>,
+    /// The mediasoup worker filling the slot.
+    pub worker_id: WorkerId,
+    /// What lives on it.
+    pub counters: Arc<Counters>,
+    /// Its thread's CPU use.
+    pub cpu: Arc<CpuGauge>,
+}
+
+/// The load figures placement compares.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Load {
+    /// Producers + consumers.
+    pub units: i64,
+    /// CPU percent of one core.
+    pub cpu_percent: f64,
+    /// Peers placed on the worker.
+    pub peers: i64,
+}
+
+impl Load {
+    fn score(&self, capacity: u32) -> f64 {
+        let units = self.units.max(0) as f64 / f64::from(capacity.max(1));
+        units.max(self.cpu_percent / 100.0)
+    }
+}
+
+/// Picks an index into `loads` (live workers in slot order), or `None` when
+/// there are none.
+pub fn choose(loads: &[Load], config: &PlacementSection) -> Option<usize> {
+    let cap = config.worker_capacity;
+    let band = |l: &Load| (l.score(cap) * 20.0).floor() as i64;
+    let least = || {
+        loads
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, l)| (band(l), l.peers, *i))
+            .map(|(i, _)| i)
+    };
+    match config.mode {
+        PlacementMode::Spread => least(),
+        PlacementMode::Pack => loads
+            .iter()
+            .position(|l| l.score(cap) < config.watermark)
+            .or_else(least),
+    }
+}
+
+/// The node's workers, by slot.
+#[derive(Debug)]
+pub struct WorkerBoard {
+    seats: RwLock<Vec<Option<Seat>>>,
+}
+
+impl WorkerBoard {
+    /// A board of `slots` empty slots.
+    pub fn new(slots: usize) -> Self {
+        Self {
+            seats: RwLock::new(vec![None; slots]),
+        }
+    }
+
+    /// Fills or empties a slot.
+    pub fn set(&self, slot: WorkerSlot, seat: Option<Seat>) {
+        let mut seats = self.seats.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = seats.get_mut(slot.0) {
+            *s = seat;
+        }
+    }
+
+    /// The live worker in a slot.
+    pub fn get(&self, slot: WorkerSlot) -> Option<Seat> {
+        let seats = self.seats.read().unwrap_or_else(|e| e.into_inner());
+        seats
+            .get(slot.0)
+            .cloned()
+            .flatten()
+            .filter(|s| s.addr.connected())
+    }
+
+    /// Every live worker, in slot order.
+    pub fn live(&self) -> Vec<Seat> {
+        let seats = self.seats.read().unwrap_or_else(|e| e.into_inner());
+        seats
+            .iter()
+            .flatten()
+            .filter(|s| s.addr.connected())
+            .cloned()
+            .collect()
+    }
+
+    /// The worker a new participant should go to.
+    pub fn pick(&self, config: &PlacementSection) -> Option<Seat> {
+        let live = self.live();
+        let loads: Vec<Load> = live
+            .iter()
+            .map(|s| Load {
+                units: s.counters.get(Resource::Producer) + s.counters.get(Resource::Consumer),
+                cpu_percent: s.cpu.get(),
+                peers: s.counters.get(Resource::Peer),
+            })
+            .collect();
+        choose(&loads, config).map(|i| live[i].clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(units: i64, cpu_percent: f64, peers: i64) -> Load {
+        Load {
+            units,
+            cpu_percent,
+            peers,
+        }
+    }
+
+    fn cfg(mode: PlacementMode) -> PlacementSection {
+        PlacementSection {
+            mode,
+            worker_capacity: 100,
+            watermark: 0.6,
+        }
+    }
+
+    #[test]
+    fn pack_fills_up_to_the_watermark_then_moves_on() {
+        let c = cfg(PlacementMode::Pack);
+        assert_eq!(choose(&[load(0, 0.0, 0), load(0, 0.0, 0)], &c), Some(0));
+        assert_eq!(choose(&[load(59, 0.0, 9), load(0, 0.0, 0)], &c), Some(0));
+        assert_eq!(choose(&[load(60, 0.0, 9), load(0, 0.0, 0)], &c), Some(1));
+        // CPU counts too.
+        assert_eq!(choose(&[load(1, 75.0, 1), load(0, 0.0, 0)], &c), Some(1));
+        // Everything above the watermark: the least loaded.
+        assert_eq!(choose(&[load(90, 0.0, 1), load(70, 0.0, 5)], &c), Some(1));
+    }
+
+    #[test]
+    fn spread_picks_the_least_loaded_then_fewest_peers() {
+        let c = cfg(PlacementMode::Spread);
+        assert_eq!(choose(&[load(0, 0.0, 1), load(0, 0.0, 0)], &c), Some(1));
+        assert_eq!(choose(&[load(0, 0.0, 0), load(0, 0.0, 0)], &c), Some(0));
+        assert_eq!(choose(&[load(40, 0.0, 0), load(10, 0.0, 7)], &c), Some(1));
+        // Noise within a 5 % band does not decide.
+        assert_eq!(choose(&[load(1, 0.5, 0), load(0, 0.0, 1)], &c), Some(0));
+        assert_eq!(choose(&[], &c), None);
+    }
+}
