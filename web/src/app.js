@@ -342,6 +342,12 @@ function onEvent(name, data) {
         }
         break;
       }
+      case 'reconnect':
+        // Our media worker was lost: the node removes us and closes the
+        // socket; we then rejoin from scratch (see onClose).
+        reconnectRequested = true;
+        logLine(`server asked us to reconnect: ${data.reason || ''}`);
+        break;
       default:
         logLine(`ignoring unknown event ${name}`);
     }
@@ -505,6 +511,8 @@ function teardown() {
   sig?.close();
 }
 
+let reconnectRequested = false;
+
 async function main() {
   setState('connecting');
   const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
@@ -512,6 +520,13 @@ async function main() {
     onEvent,
     onProtocolError: (msg) => recordError('signalling', { code: 'protocol', message: msg }),
     onClose: (ev) => {
+      if (reconnectRequested && !leaving) {
+        leaving = true;
+        setState('reconnecting', 'media worker lost');
+        teardown();
+        setTimeout(() => location.reload(), 500);
+        return;
+      }
       if (leaving || hook.state === 'failed') return;
       recordError('signalling', { code: 'socket_closed', message: `socket closed by server (code ${ev.code} ${ev.reason || ''})` });
       setState('disconnected', `code ${ev.code}`);
