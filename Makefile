@@ -68,6 +68,9 @@ test: deps build
 
 test-rust:
 	$(ISOLATED) $(CARGO) test --workspace --offline
+	@echo "== examples run to completion"
+	$(ISOLATED) $(CARGO) run --offline -q --example embed_router
+	$(ISOLATED) $(CARGO) run --offline -q -p mafalda-actors --example custom_actor
 
 test-srtp:
 	scripts/test-srtp-compat.sh

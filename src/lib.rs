@@ -19,6 +19,8 @@
 //! - [`api`] — actix-web routes: `/ws`, `/healthz`, `/api/status`, the demo.
 //! - [`cluster`] — joining the cluster fabric: load gossip, the `sfu.load` actor, members.
 //! - [`node`] — start and stop a node on an injected listener.
+//! - [`sfu`] — the mediasoup-like facade for embedding apps: `Sfu`, `Room`,
+//!   `Participant`, `WebRtcTransport`, `Producer`, `Consumer`.
 //!
 //! The supervision tree and message flow are in `docs/architecture.md`, the
 //! protocol in `docs/protocol.md`.
@@ -35,6 +37,7 @@ pub mod node;
 pub mod placement;
 pub mod room;
 pub mod server;
+pub mod sfu;
 pub mod signalling;
 pub mod worker;
 

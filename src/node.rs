@@ -42,6 +42,7 @@ pub struct RunningNode {
     pub server: Addr<ServerActor>,
     /// The node's cluster membership, when `[cluster] enabled`.
     pub cluster: Option<Cluster>,
+    config: Arc<Config>,
     http: actix_web::dev::ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -91,9 +92,15 @@ impl RunningNode {
             http_addr,
             server,
             cluster,
+            config,
             http: handle,
             task,
         })
+    }
+
+    /// The node's (validated) configuration.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
     }
 
     /// Stops accepting connections, closes every session and stops the

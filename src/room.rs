@@ -1256,3 +1256,29 @@ impl Handler<PeerCount> for RoomActor {
         self.peers.len()
     }
 }
+
+/// Whether `rtp_capabilities` can receive one of the room's producers
+/// (mediasoup's `Router::can_consume`, asked of the producer's router; every
+/// router of a room has the same capabilities). `false` for an unknown
+/// producer.
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub struct CanConsume {
+    /// The producer.
+    pub producer_id: ProducerId,
+    /// The receiver's capabilities.
+    pub rtp_capabilities: RtpCapabilities,
+}
+
+impl Handler<CanConsume> for RoomActor {
+    type Result = bool;
+    fn handle(&mut self, msg: CanConsume, _ctx: &mut Self::Context) -> bool {
+        self.find_producer(msg.producer_id)
+            .and_then(|(owner, _)| self.peer_lease(owner).ok())
+            .is_some_and(|lease| {
+                lease
+                    .router
+                    .can_consume(&msg.producer_id, &msg.rtp_capabilities)
+            })
+    }
+}

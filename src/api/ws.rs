@@ -1,14 +1,15 @@
 //! One WebSocket signalling session per connection.
 //!
 //! The session task reads requests, forwards them to the peer's
-//! [`RoomActor`], writes one response per request, and relays the room's
-//! events. Requests are handled one at a time, in order. Any exit (close
-//! frame, error, idle timeout, being removed from the room) leaves the room,
-//! which closes every resource the peer owned.
+//! [`RoomActor`](crate::room::RoomActor) through the embedding facade (the
+//! session holds one [`Participant`]), writes one response per request, and
+//! relays the room's events. Requests are handled one at a time, in order.
+//! Any exit (close frame, error, idle timeout, being removed from the room)
+//! drops the participant, which leaves the room and closes every resource
+//! the peer owned.
 
 use std::time::{Duration, Instant};
 
-use actix::{Addr, MailboxError};
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
 use serde_json::{json, Value};
@@ -16,15 +17,11 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::ApiState;
-use crate::ids::{PeerId, RoomId};
-use crate::room::{
-    ActOnProducer, ConnectTransport, Consume, CreateTransport, GetRtpCapabilities, Join, Leave,
-    Produce, ProducerAction, RoomActor, RoomError, Toggle, ToggleConsumer,
-};
-use crate::server::GetOrCreateRoom;
+use crate::room::{ProducerAction, Toggle};
+use crate::sfu::{ConsumerOptions, Participant, ProducerOptions, Sfu, SfuError};
 use crate::signalling::{
-    error_response, event_message, ok_response, parse_request, validate_join, ErrorCode, Event,
-    JoinRequest, Request, SignalError,
+    error_response, event_message, ok_response, parse_request, validate_join, ConsumeReply,
+    ErrorCode, Event, JoinRequest, ProduceReply, Request, SignalError, TransportReply,
 };
 
 /// How often the server pings an idle client.
@@ -59,9 +56,9 @@ pub async fn upgrade(
     Ok(response)
 }
 
+/// The session's place in a room; dropping it leaves the room.
 struct Joined {
-    room: Addr<RoomActor>,
-    peer_id: PeerId,
+    participant: Participant,
     events: mpsc::Receiver<Event>,
 }
 
@@ -74,10 +71,6 @@ struct SignallingSession {
 enum Outcome {
     Reply(String),
     ReplyAndClose(String),
-}
-
-fn mailbox(_e: MailboxError) -> SignalError {
-    SignalError::new(ErrorCode::UnknownRoom, "the room is closed")
 }
 
 fn to_value<T: serde::Serialize>(v: &T) -> Value {
@@ -166,9 +159,8 @@ impl SignallingSession {
                 }
             }
         };
-        if let Some(j) = self.joined.take() {
-            j.room.do_send(Leave { peer_id: j.peer_id });
-        }
+        // Leaves the room, if still in it.
+        self.joined = None;
         let _ = session.close(close).await;
         tracing::debug!("session ended");
     }
@@ -204,48 +196,22 @@ impl SignallingSession {
             limits.max_room_name_chars,
             limits.max_display_name_chars,
         )?;
-        let room_id = RoomId::new(join.room);
-        // A room that is closing as we join is replaced by a fresh one.
-        for _ in 0..5 {
-            let room = self
-                .state
-                .server
-                .send(GetOrCreateRoom {
-                    room: room_id.clone(),
-                })
-                .await
-                .map_err(|_| SignalError::new(ErrorCode::Internal, "node actor unavailable"))?
-                .map_err(|e| SignalError::new(ErrorCode::Capacity, e.to_string()))?;
-            let (tx, rx) = mpsc::channel(self.state.config.signalling.max_pending_events);
-            match room
-                .send(Join {
-                    display_name: join.display_name.clone(),
-                    events: tx,
-                })
-                .await
-            {
-                Ok(Ok(reply)) => {
-                    self.span.record("room", room_id.as_str());
-                    self.span
-                        .record("peer", tracing::field::display(reply.peer_id));
-                    self.joined = Some(Joined {
-                        room,
-                        peer_id: reply.peer_id,
-                        events: rx,
-                    });
-                    return Ok(to_value(&reply));
-                }
-                Ok(Err(RoomError::RoomClosed)) | Err(_) => {
-                    tokio::task::yield_now().await;
-                    continue;
-                }
-                Ok(Err(e)) => return Err(e.to_signal()),
-            }
-        }
-        Err(SignalError::new(
-            ErrorCode::Internal,
-            "the room kept closing while joining; try again",
-        ))
+        let sfu = Sfu::new(self.state.server.clone(), &self.state.config);
+        let participant = async { sfu.room(join.room).await?.join(join.display_name).await }
+            .await
+            .map_err(|e| e.to_signal())?;
+        let events = participant
+            .take_events()
+            .expect("a new participant's events are untaken");
+        self.span.record("room", participant.room_id().as_str());
+        self.span
+            .record("peer", tracing::field::display(participant.id()));
+        let reply = to_value(participant.join_info());
+        self.joined = Some(Joined {
+            participant,
+            events,
+        });
+        Ok(reply)
     }
 
     async fn dispatch(&mut self, mut request: Request) -> Result<Value, SignalError> {
@@ -255,8 +221,8 @@ impl SignallingSession {
                 "this socket already joined a room",
             )
         };
-        let joined = self.joined.as_ref().map(|j| (j.room.clone(), j.peer_id));
-        let (room, peer_id) = match (request, joined) {
+        let joined = self.joined.as_ref().map(|j| j.participant.clone());
+        let p = match (request, joined) {
             (Request::Join(j), None) => return self.join(j).await,
             (Request::Join(_), Some(_)) => return Err(already()),
             (_, None) => return Err(SignalError::new(ErrorCode::NotJoined, "send `join` first")),
@@ -265,94 +231,76 @@ impl SignallingSession {
                 joined
             }
         };
-        let producer = |producer_id, action| ActOnProducer {
-            peer_id,
-            producer_id,
-            action,
-        };
-        let consumer = |consumer_id, action| ToggleConsumer {
-            peer_id,
-            consumer_id,
-            action,
-        };
         match request {
             Request::Join(_) => Err(already()),
             Request::GetRouterRtpCapabilities => {
-                let caps = ask(&room, GetRtpCapabilities).await?;
+                let caps = p.rtp_capabilities().await.map_err(signal)?;
                 Ok(json!({ "routerRtpCapabilities": caps }))
             }
             Request::CreateWebRtcTransport(r) => {
-                ask(
-                    &room,
-                    CreateTransport {
-                        peer_id,
-                        direction: r.direction,
-                    },
-                )
-                .await
+                let t = p
+                    .create_webrtc_transport(r.direction)
+                    .await
+                    .map_err(signal)?;
+                Ok(to_value(&TransportReply {
+                    id: t.id(),
+                    ice_parameters: t.ice_parameters().clone(),
+                    ice_candidates: t.ice_candidates().clone(),
+                    dtls_parameters: t.dtls_parameters(),
+                }))
             }
             Request::ConnectWebRtcTransport(r) => {
-                let msg = ConnectTransport {
-                    peer_id,
-                    transport_id: r.transport_id,
-                    dtls_parameters: r.dtls_parameters,
-                };
-                ask(&room, msg).await
+                done(p.connect_transport(r.transport_id, r.dtls_parameters).await)
             }
             Request::Produce(r) => {
-                let msg = Produce {
-                    peer_id,
-                    transport_id: r.transport_id,
-                    kind: r.kind,
-                    rtp_parameters: r.rtp_parameters,
-                };
-                ask(&room, msg).await
+                let options = ProducerOptions::new(r.kind, r.rtp_parameters);
+                let producer = p.produce(r.transport_id, options).await.map_err(signal)?;
+                Ok(to_value(&ProduceReply { id: producer.id() }))
             }
             Request::Consume(r) => {
-                let msg = Consume {
-                    peer_id,
-                    transport_id: r.transport_id,
-                    producer_id: r.producer_id,
-                    rtp_capabilities: r.rtp_capabilities,
-                };
-                ask(&room, msg).await
+                let options = ConsumerOptions::new(r.producer_id, r.rtp_capabilities);
+                let c = p.consume(r.transport_id, options).await.map_err(signal)?;
+                Ok(to_value(&ConsumeReply {
+                    id: c.id(),
+                    producer_id: c.producer_id(),
+                    kind: c.kind(),
+                    rtp_parameters: c.rtp_parameters().clone(),
+                    producer_paused: c.producer_paused(),
+                }))
             }
-            Request::ResumeConsumer(r) => ask(&room, consumer(r.consumer_id, Toggle::Resume)).await,
-            Request::PauseConsumer(r) => ask(&room, consumer(r.consumer_id, Toggle::Pause)).await,
-            Request::PauseProducer(r) => {
-                ask(&room, producer(r.producer_id, ProducerAction::Pause)).await
+            Request::ResumeConsumer(r) => {
+                done(p.toggle_consumer(r.consumer_id, Toggle::Resume).await)
             }
-            Request::ResumeProducer(r) => {
-                ask(&room, producer(r.producer_id, ProducerAction::Resume)).await
+            Request::PauseConsumer(r) => {
+                done(p.toggle_consumer(r.consumer_id, Toggle::Pause).await)
             }
-            Request::CloseProducer(r) => {
-                ask(&room, producer(r.producer_id, ProducerAction::Close)).await
-            }
+            Request::PauseProducer(r) => done(
+                p.act_on_producer(r.producer_id, ProducerAction::Pause)
+                    .await,
+            ),
+            Request::ResumeProducer(r) => done(
+                p.act_on_producer(r.producer_id, ProducerAction::Resume)
+                    .await,
+            ),
+            Request::CloseProducer(r) => done(
+                p.act_on_producer(r.producer_id, ProducerAction::Close)
+                    .await,
+            ),
             Request::Leave => {
-                if let Some(j) = self.joined.take() {
-                    j.room.do_send(Leave { peer_id: j.peer_id });
-                }
+                // Dropping the session's participant leaves the room.
+                drop(p);
+                self.joined = None;
                 Ok(json!({}))
             }
         }
     }
 }
 
-/// Sends one request to the room and renders its reply as response data
-/// (`{}` for requests that return nothing).
-async fn ask<M, T>(room: &Addr<RoomActor>, msg: M) -> Result<Value, SignalError>
-where
-    M: actix::Message<Result = Result<T, RoomError>> + Send + 'static,
-    T: serde::Serialize + Send + 'static,
-    RoomActor: actix::Handler<M>,
-{
-    let reply = room
-        .send(msg)
-        .await
-        .map_err(mailbox)?
-        .map_err(|e| e.to_signal())?;
-    match to_value(&reply) {
-        Value::Null => Ok(json!({})),
-        v => Ok(v),
-    }
+fn signal(e: SfuError) -> SignalError {
+    e.to_signal()
+}
+
+/// The response data of a request that returns nothing.
+fn done(r: Result<(), SfuError>) -> Result<Value, SignalError> {
+    r.map(|()| json!({})).map_err(signal)
 }
