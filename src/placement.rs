@@ -5,7 +5,8 @@
 //! worker's load is `producers + consumers` from its [`Counters`] (pipe
 //! producers and consumers included) and the CPU share of its thread, sampled
 //! by the [`WorkerActor`]. A worker's *score* is the larger of
-//! `load / worker_capacity` and `cpu% / 100`.
+//! `load / worker_capacity` and `cpu% / 100` (CPU below
+//! [`CPU_NOISE_FLOOR_PERCENT`] counts as idle).
 //!
 //! - `pack` gives the participant to the first worker (in slot order) whose
 //!   score is below `watermark`; when every worker is above it, the
@@ -67,10 +68,22 @@ pub struct Load {
     pub peers: i64,
 }
 
+/// CPU use below this share of a core does not count in a worker's score.
+///
+/// A worker that far from CPU-bound has plenty of room; what the sampler sees
+/// there is bursts (DTLS handshakes, transport creation) at 10 ms tick
+/// granularity, which would make placement jitter between idle workers.
+pub const CPU_NOISE_FLOOR_PERCENT: f64 = 20.0;
+
 impl Load {
     fn score(&self, capacity: u32) -> f64 {
         let units = self.units.max(0) as f64 / f64::from(capacity.max(1));
-        units.max(self.cpu_percent / 100.0)
+        let cpu = if self.cpu_percent < CPU_NOISE_FLOOR_PERCENT {
+            0.0
+        } else {
+            self.cpu_percent / 100.0
+        };
+        units.max(cpu)
     }
 }
 

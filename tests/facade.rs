@@ -205,8 +205,20 @@ async fn dropping_the_last_participant_handle_leaves_the_room() {
     assert!(
         matches!(closed, Event::ConsumerClosed { consumer_id, .. } if consumer_id == consumer.id())
     );
-    let s = sfu.status().await.expect("status");
-    assert_eq!((s.peers, s.producers, s.consumers), (1, 0, 0));
+    // Counts follow mediasoup's close callbacks, which may land just after
+    // the events: wait for them (bounded).
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let s = sfu.status().await.expect("status");
+        if (s.peers, s.producers, s.consumers) == (1, 0, 0) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "counts never settled: {s:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 
     // The room closes with its last participant; a new join reopens it.
     drop((b, recv, consumer, b_events));
