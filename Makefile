@@ -66,11 +66,13 @@ run: mediasoup web
 test: deps build
 	$(MAKE) --no-print-directory test-rust test-srtp test-e2e
 
+# The examples are run from what `make build` built (`cargo run` would
+# resolve features for one package alone and rebuild the C++ worker).
 test-rust:
 	$(ISOLATED) $(CARGO) test --workspace --offline
 	@echo "== examples run to completion"
-	$(ISOLATED) $(CARGO) run --offline -q --example embed_router
-	$(ISOLATED) $(CARGO) run --offline -q -p mafalda-actors --example custom_actor
+	$(ISOLATED) $(CARGO_TARGET_DIR)/debug/examples/embed_router
+	$(ISOLATED) $(CARGO_TARGET_DIR)/debug/examples/custom_actor
 
 test-srtp:
 	scripts/test-srtp-compat.sh
