@@ -250,14 +250,24 @@ async fn join_actor(
     (reply.peer_id, placed_on(&before, &after))
 }
 
-#[actix_rt::test]
-async fn concurrent_consumes_from_another_worker_share_one_pipe() {
+/// A node with 2 workers (spread), one room, and a publisher with a send
+/// transport: the start of the actor-level pipe tests.
+struct Publishing {
+    server: actix::Addr<ServerActor>,
+    room: actix::Addr<RoomActor>,
+    keep: Vec<mpsc::Receiver<mafalda::signalling::Event>>,
+    publisher: PeerId,
+    wp: usize,
+    send: mediasoup::prelude::TransportId,
+}
+
+async fn publishing(room_name: &str) -> Publishing {
     let server = ServerActor::start(Arc::new(spread_config(2)), Default::default())
         .await
         .expect("workers start");
     let room = server
         .send(GetOrCreateRoom {
-            room: RoomId::new("pipes"),
+            room: RoomId::new(room_name),
         })
         .await
         .unwrap()
@@ -271,18 +281,47 @@ async fn concurrent_consumes_from_another_worker_share_one_pipe() {
         })
         .await
         .unwrap()
-        .unwrap();
-    let producer = room
-        .send(Produce {
-            peer_id: publisher,
-            transport_id: send.id,
-            kind: mediasoup::types::rtp_parameters::MediaKind::Video,
-            rtp_parameters: serde_json::from_value(vp8_rtp_parameters(4242)).unwrap(),
-        })
-        .await
-        .unwrap()
         .unwrap()
         .id;
+    Publishing {
+        server,
+        room,
+        keep,
+        publisher,
+        wp,
+        send,
+    }
+}
+
+async fn produce_vp8(
+    room: &actix::Addr<RoomActor>,
+    peer_id: PeerId,
+    transport_id: mediasoup::prelude::TransportId,
+    rtp_parameters: Value,
+) -> mediasoup::prelude::ProducerId {
+    room.send(Produce {
+        peer_id,
+        transport_id,
+        kind: mediasoup::types::rtp_parameters::MediaKind::Video,
+        rtp_parameters: serde_json::from_value(rtp_parameters).unwrap(),
+    })
+    .await
+    .unwrap()
+    .unwrap()
+    .id
+}
+
+#[actix_rt::test]
+async fn concurrent_consumes_from_another_worker_share_one_pipe() {
+    let Publishing {
+        server,
+        room,
+        mut keep,
+        publisher,
+        wp,
+        send,
+    } = publishing("pipes").await;
+    let producer = produce_vp8(&room, publisher, send, vp8_rtp_parameters(4242)).await;
 
     // Subscribers on the other worker, each with a receive transport.
     let mut subscribers = Vec::new();
@@ -408,41 +447,19 @@ async fn a_dead_worker_disconnects_only_its_peers() {
 
 #[actix_rt::test]
 async fn consumes_racing_closes_and_leaves_keep_pipes_exact() {
-    let server = ServerActor::start(Arc::new(spread_config(2)), Default::default())
-        .await
-        .expect("workers start");
-    let room = server
-        .send(GetOrCreateRoom {
-            room: RoomId::new("races"),
-        })
-        .await
-        .unwrap()
-        .unwrap();
-    let mut keep = Vec::new();
-    let (publisher, wp) = join_actor(&server, &room, "publisher", &mut keep).await;
-    let send = room
-        .send(CreateTransport {
-            peer_id: publisher,
-            direction: Direction::Send,
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let Publishing {
+        server,
+        room,
+        mut keep,
+        publisher,
+        wp,
+        send,
+    } = publishing("races").await;
     let mut producers = Vec::new();
     for (mid, ssrc) in [("v1", 100), ("v2", 200)] {
         let mut rtp_parameters = vp8_rtp_parameters(ssrc);
         rtp_parameters["mid"] = json!(mid);
-        let p = room
-            .send(Produce {
-                peer_id: publisher,
-                transport_id: send.id,
-                kind: mediasoup::types::rtp_parameters::MediaKind::Video,
-                rtp_parameters: serde_json::from_value(rtp_parameters).unwrap(),
-            })
-            .await
-            .unwrap()
-            .unwrap();
-        producers.push(p.id);
+        producers.push(produce_vp8(&room, publisher, send, rtp_parameters).await);
     }
     let mut remote = Vec::new();
     let mut local = Vec::new();
