@@ -183,6 +183,10 @@ pub struct PlacementSection {
     /// Fraction of capacity (or of one core's CPU) at which `pack` moves on
     /// to the next worker; in (0, 1].
     pub watermark: f64,
+    /// How many workers one worker pipes a producer to directly: a producer
+    /// reaching more workers than this goes through a tree of pipes (each
+    /// worker that holds a copy forwards it to at most this many others).
+    pub pipe_fanout: u32,
 }
 
 impl Default for PlacementSection {
@@ -191,6 +195,7 @@ impl Default for PlacementSection {
             mode: PlacementMode::Pack,
             worker_capacity: 500,
             watermark: 0.6,
+            pipe_fanout: 4,
         }
     }
 }
@@ -270,6 +275,9 @@ impl Config {
         }
         if self.placement.worker_capacity == 0 {
             return invalid("placement.worker_capacity", "at least 1");
+        }
+        if self.placement.pipe_fanout == 0 {
+            return invalid("placement.pipe_fanout", "at least 1");
         }
         if !(self.placement.watermark > 0.0 && self.placement.watermark <= 1.0) {
             return invalid("placement.watermark", "must be in (0, 1]");
@@ -357,6 +365,7 @@ mod tests {
             "[placement]\nwatermark = 0.0\n",
             "[placement]\nwatermark = 1.5\n",
             "[placement]\nworker_capacity = 0\n",
+            "[placement]\npipe_fanout = 0\n",
         ] {
             assert!(
                 matches!(Config::from_toml(bad), Err(ConfigError::Invalid { .. })),

@@ -54,8 +54,8 @@ use crate::ids::{PeerId, RoomId, WorkerSlot};
 use crate::metrics::{Counters, Resource, Tracked};
 use crate::placement::WorkerBoard;
 use crate::signalling::{
-    ConsumeReply, Direction, ErrorCode, Event, JoinReply, PeerInfo, ProduceReply, ProducerInfo,
-    SignalError, TransportReply,
+    ConsumeReply, Direction, ErrorCode, Event, JoinReply, PeerInfo, PlainTransportReply,
+    ProduceReply, ProducerInfo, SignalError, TransportReply,
 };
 use crate::worker::{CreateRouter, CreateRouterError, RouterLease};
 
@@ -74,6 +74,10 @@ pub enum RoomError {
     /// The transport was created for the other direction.
     #[error("transport {0} is a {1:?} transport")]
     WrongDirection(TransportId, Direction),
+    /// The request needs the other kind of transport (e.g. DTLS parameters
+    /// for a plain transport).
+    #[error("transport {0} is not a {1} transport")]
+    WrongTransportKind(TransportId, &'static str),
     /// Not a producer the peer may use.
     #[error("unknown producer {0}")]
     UnknownProducer(ProducerId),
@@ -114,9 +118,9 @@ impl RoomError {
         let code = match self {
             RoomError::RoomClosed => ErrorCode::UnknownRoom,
             RoomError::UnknownPeer(_) => ErrorCode::NotJoined,
-            RoomError::UnknownTransport(_) | RoomError::WrongDirection(..) => {
-                ErrorCode::UnknownTransport
-            }
+            RoomError::UnknownTransport(_)
+            | RoomError::WrongDirection(..)
+            | RoomError::WrongTransportKind(..) => ErrorCode::UnknownTransport,
             RoomError::UnknownProducer(_) => ErrorCode::UnknownProducer,
             RoomError::UnknownConsumer(_) => ErrorCode::UnknownConsumer,
             RoomError::CannotConsume(_) => ErrorCode::CannotConsume,
@@ -177,17 +181,94 @@ struct PipeHandles {
     _consumer: Consumer,
 }
 
-/// One pipe of a producer into a target worker, shared by every consumer of
-/// that producer on that worker.
+/// One hop of a producer's pipe tree: the producer piped from worker `from`
+/// into this hop's worker, shared by every consumer of it there and by the
+/// hops fed from here.
 struct PipeEntry {
     id: u64,
-    /// The worker of the original producer.
-    source: WorkerSlot,
+    /// The worker it is piped from: the producer's own, or another hop's.
+    from: WorkerSlot,
+    /// Pipes between the producer's worker and here (1 = piped directly).
+    depth: u32,
     fut: PipeFuture,
-    /// Consumers on the target worker that receive through this pipe.
+    /// Consumers on this worker that receive through this hop.
     consumers: HashSet<ConsumerId>,
-    /// Consume requests waiting for the pipe.
+    /// Consume requests waiting for the hop.
     in_flight: usize,
+}
+
+/// Where one producer is piped: a tree rooted at its own worker, each
+/// worker forwarding to at most `placement.pipe_fanout` others.
+struct PipeTree {
+    /// The producer's own worker.
+    origin: WorkerSlot,
+    /// Hops by the worker they bring the producer to.
+    hops: HashMap<WorkerSlot, PipeEntry>,
+}
+
+impl PipeTree {
+    /// How many hops are fed from `slot`.
+    fn children(&self, slot: WorkerSlot) -> usize {
+        self.hops.values().filter(|e| e.from == slot).count()
+    }
+
+    /// Where a new hop attaches: the shallowest worker holding the producer
+    /// with room for one more child (ties: fewer children, lower slot). A
+    /// leaf always has room, so there is always one.
+    fn parent_for_new_hop(&self, fanout: usize) -> (WorkerSlot, u32) {
+        let origin = (0u32, self.children(self.origin), self.origin);
+        let hops = self
+            .hops
+            .iter()
+            .map(|(slot, e)| (e.depth, self.children(*slot), *slot));
+        std::iter::once(origin)
+            .chain(hops)
+            .filter(|(_, children, _)| *children < fanout)
+            .min()
+            .map_or((self.origin, 0), |(depth, _, slot)| (slot, depth))
+    }
+
+    /// Removes the hops into or out of `slot`, and every hop below them.
+    fn cut(&mut self, slot: WorkerSlot) {
+        self.hops.retain(|t, e| *t != slot && e.from != slot);
+        loop {
+            let orphans: Vec<WorkerSlot> = self
+                .hops
+                .iter()
+                .filter(|(_, e)| e.from != self.origin && !self.hops.contains_key(&e.from))
+                .map(|(t, _)| *t)
+                .collect();
+            if orphans.is_empty() {
+                break;
+            }
+            for o in orphans {
+                self.hops.remove(&o);
+            }
+        }
+    }
+}
+
+/// A peer's transport: WebRTC (browsers) or plain RTP (servers, loadgen).
+#[derive(Debug, Clone)]
+enum PeerTransport {
+    WebRtc(WebRtcTransport),
+    Plain(PlainTransport),
+}
+
+impl PeerTransport {
+    async fn produce(&self, options: ProducerOptions) -> Result<Producer, ProduceError> {
+        match self {
+            PeerTransport::WebRtc(t) => t.produce(options).await,
+            PeerTransport::Plain(t) => t.produce(options).await,
+        }
+    }
+
+    async fn consume(&self, options: ConsumerOptions) -> Result<Consumer, ConsumeError> {
+        match self {
+            PeerTransport::WebRtc(t) => t.consume(options).await,
+            PeerTransport::Plain(t) => t.consume(options).await,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -196,7 +277,7 @@ struct Peer {
     /// The worker its transports live on.
     slot: WorkerSlot,
     events: mpsc::Sender<Event>,
-    transports: HashMap<TransportId, (Direction, WebRtcTransport)>,
+    transports: HashMap<TransportId, (Direction, PeerTransport)>,
     producers: HashMap<ProducerId, Producer>,
     consumers: HashMap<ConsumerId, Consumer>,
     _tracked: Tracked,
@@ -209,8 +290,8 @@ pub struct RoomActor {
     span: Span,
     /// One router per worker the room uses.
     routers: HashMap<WorkerSlot, RouterEntry>,
-    /// Pipes, by (producer, target worker).
-    pipes: HashMap<(ProducerId, WorkerSlot), PipeEntry>,
+    /// Pipe trees, by producer.
+    pipes: HashMap<ProducerId, PipeTree>,
     /// In-flight operations (joins, capability queries) holding a worker's
     /// router although no peer is on it yet.
     slot_users: HashMap<WorkerSlot, usize>,
@@ -345,9 +426,11 @@ impl RoomActor {
     fn gc_routers(&mut self) {
         let mut used: HashSet<WorkerSlot> = self.peers.values().map(|p| p.slot).collect();
         used.extend(self.slot_users.keys().copied());
-        for ((_, target), e) in &self.pipes {
-            used.insert(*target);
-            used.insert(e.source);
+        for tree in self.pipes.values() {
+            for (target, e) in &tree.hops {
+                used.insert(*target);
+                used.insert(e.from);
+            }
         }
         self.routers.retain(|slot, e| {
             let failed = matches!(e.fut.peek(), Some(Err(_)));
@@ -361,24 +444,37 @@ impl RoomActor {
         });
     }
 
-    /// The pipe of `producer_id` (living on `source`) into `target`, started
+    /// The hop of `producer_id` (living on `origin`) into `target`, started
     /// if needed; the caller must hand the returned entry id back to
-    /// [`Self::finish_pipe`].
+    /// [`Self::finish_pipe`]. A new hop is fed from the shallowest worker of
+    /// the producer's tree that forwards to fewer than `pipe_fanout` others.
     fn pipe_for(
         &mut self,
         producer_id: ProducerId,
-        source: WorkerSlot,
+        origin: WorkerSlot,
         target: WorkerSlot,
     ) -> Result<(u64, PipeFuture), RoomError> {
-        let key = (producer_id, target);
-        if let Some(e) = self.pipes.get_mut(&key) {
-            e.in_flight += 1;
-            return Ok((e.id, e.fut.clone()));
-        }
-        let src = self.lease(source)?;
+        let fanout = self.env.config.placement.pipe_fanout.max(1) as usize;
+        let (parent, parent_depth, parent_fut) = match self.pipes.get_mut(&producer_id) {
+            Some(tree) => {
+                if let Some(e) = tree.hops.get_mut(&target) {
+                    e.in_flight += 1;
+                    return Ok((e.id, e.fut.clone()));
+                }
+                let (parent, depth) = tree.parent_for_new_hop(fanout);
+                let fut = tree.hops.get(&parent).map(|e| e.fut.clone());
+                (parent, depth, fut)
+            }
+            None => (origin, 0, None),
+        };
+        let src = self.lease(parent)?;
         let dst = self.lease(target)?;
         let node = Arc::clone(&self.env.counters);
         let fut = async move {
+            // A hop fed from another hop waits until that one is piped.
+            if let Some(parent) = parent_fut {
+                parent.await?;
+            }
             let mut options = PipeToRouterOptions::new(dst.router.clone());
             // Media only: no SCTP association on the pipe transports.
             options.enable_sctp = false;
@@ -392,8 +488,8 @@ impl RoomActor {
                     }
                     other => RoomError::Mediasoup(other.to_string()),
                 })?;
-            // Own the pipe producer: it closes when the last consumer of it
-            // leaves, not only with the original producer.
+            // Own the pipe producer: it closes when the hop is dropped (its
+            // last consumer left), not only with the original producer.
             let producer = pair.pipe_producer.into_inner();
             let consumer = pair.pipe_consumer;
             let (sc, dc) = (&src.worker_counters, &dst.worker_counters);
@@ -417,11 +513,16 @@ impl RoomActor {
         .boxed_local()
         .shared();
         let id = self.fresh_id();
-        self.pipes.insert(
-            key,
+        let tree = self.pipes.entry(producer_id).or_insert_with(|| PipeTree {
+            origin,
+            hops: HashMap::new(),
+        });
+        tree.hops.insert(
+            target,
             PipeEntry {
                 id,
-                source,
+                from: parent,
+                depth: parent_depth + 1,
                 fut: fut.clone(),
                 consumers: HashSet::new(),
                 in_flight: 1,
@@ -430,8 +531,8 @@ impl RoomActor {
         Ok((id, fut))
     }
 
-    /// Ends one consume request's use of a pipe; registers its consumer when
-    /// it got one. Returns whether the pipe is still the room's (it may have
+    /// Ends one consume request's use of a hop; registers its consumer when
+    /// it got one. Returns whether the hop is still the room's (it may have
     /// been dropped meanwhile because its producer closed or a worker died).
     fn finish_pipe(
         &mut self,
@@ -439,36 +540,72 @@ impl RoomActor {
         id: u64,
         consumer: Option<ConsumerId>,
     ) -> bool {
-        let Some(e) = self.pipes.get_mut(&key).filter(|e| e.id == id) else {
+        let (producer_id, slot) = key;
+        let Some(e) = self
+            .pipes
+            .get_mut(&producer_id)
+            .and_then(|t| t.hops.get_mut(&slot))
+            .filter(|e| e.id == id)
+        else {
             return false;
         };
         e.in_flight -= 1;
         if let Some(c) = consumer {
             e.consumers.insert(c);
         }
-        if e.in_flight == 0 && e.consumers.is_empty() {
-            self.pipes.remove(&key);
+        if self.prune_hops(producer_id, slot) {
             self.gc_routers();
         }
         true
     }
 
-    /// A consumer on `slot` of `producer_id` is gone; closes the pipe it
-    /// used when it was the last.
-    fn release_consumer(&mut self, producer_id: ProducerId, slot: WorkerSlot, id: ConsumerId) {
-        let key = (producer_id, slot);
-        if let Some(e) = self.pipes.get_mut(&key) {
-            e.consumers.remove(&id);
-            if e.in_flight == 0 && e.consumers.is_empty() {
-                tracing::debug!(producer = %producer_id, to = %slot, "last consumer left: closing pipe");
-                self.pipes.remove(&key);
+    /// Drops the hop of `producer_id` into `slot` if nothing uses it any more
+    /// (no consumer, no waiting request, no hop fed from it), then its
+    /// parents in turn. Returns whether any hop was dropped.
+    fn prune_hops(&mut self, producer_id: ProducerId, slot: WorkerSlot) -> bool {
+        let Some(tree) = self.pipes.get_mut(&producer_id) else {
+            return false;
+        };
+        let mut slot = slot;
+        let mut pruned = false;
+        loop {
+            let unused = tree
+                .hops
+                .get(&slot)
+                .is_some_and(|e| e.in_flight == 0 && e.consumers.is_empty())
+                && tree.children(slot) == 0;
+            if !unused {
+                break;
             }
+            let Some(e) = tree.hops.remove(&slot) else {
+                break;
+            };
+            tracing::debug!(producer = %producer_id, to = %slot, "pipe no longer used: closing");
+            pruned = true;
+            slot = e.from;
+        }
+        if tree.hops.is_empty() {
+            self.pipes.remove(&producer_id);
+        }
+        pruned
+    }
+
+    /// A consumer on `slot` of `producer_id` is gone; closes the hop it used
+    /// when it was the last user.
+    fn release_consumer(&mut self, producer_id: ProducerId, slot: WorkerSlot, id: ConsumerId) {
+        let hop = self
+            .pipes
+            .get_mut(&producer_id)
+            .and_then(|t| t.hops.get_mut(&slot));
+        if let Some(e) = hop {
+            e.consumers.remove(&id);
+            self.prune_hops(producer_id, slot);
         }
     }
 
     /// Closes every pipe of a producer that went away.
     fn drop_pipes_of(&mut self, producer_id: ProducerId) {
-        self.pipes.retain(|(p, _), _| *p != producer_id);
+        self.pipes.remove(&producer_id);
     }
 
     /// Sends an event to one peer; a peer whose queue is full is too slow
@@ -542,7 +679,7 @@ impl RoomActor {
         peer_id: PeerId,
         transport_id: TransportId,
         direction: Option<Direction>,
-    ) -> Result<WebRtcTransport, RoomError> {
+    ) -> Result<PeerTransport, RoomError> {
         let (dir, t) = self
             .peer(peer_id)?
             .transports
@@ -652,8 +789,13 @@ impl Handler<WorkerLost> for RoomActor {
             .collect();
         tracing::warn!(worker = %msg.slot, reason = %msg.reason, peers = victims.len(), "worker lost: dropping its router and peers");
         self.routers.remove(&msg.slot);
-        self.pipes
-            .retain(|(_, target), e| *target != msg.slot && e.source != msg.slot);
+        // Hops into or out of the lost worker go, with the hops below them:
+        // their consumers close, and their peers are offered the producer
+        // again (see `ConsumerGone`).
+        for tree in self.pipes.values_mut() {
+            tree.cut(msg.slot);
+        }
+        self.pipes.retain(|_, t| !t.hops.is_empty());
         for p in &victims {
             self.send_to(
                 *p,
@@ -860,8 +1002,10 @@ impl Handler<CreateTransport> for RoomActor {
                 ice_candidates: transport.ice_candidates().clone(),
                 dtls_parameters: transport.dtls_parameters(),
             };
-            peer.transports
-                .insert(transport.id(), (msg.direction, transport));
+            peer.transports.insert(
+                transport.id(),
+                (msg.direction, PeerTransport::WebRtc(transport)),
+            );
             Ok(reply)
         }))
     }
@@ -884,13 +1028,129 @@ impl Handler<ConnectTransport> for RoomActor {
 
     fn handle(&mut self, msg: ConnectTransport, _ctx: &mut Self::Context) -> Self::Result {
         let transport = match self.transport(msg.peer_id, msg.transport_id, None) {
-            Ok(t) => t,
+            Ok(PeerTransport::WebRtc(t)) => t,
+            Ok(PeerTransport::Plain(_)) => {
+                let e = RoomError::WrongTransportKind(msg.transport_id, "WebRTC");
+                return Box::pin(fut::ready(Err(e)));
+            }
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
         let fut = async move {
             transport
                 .connect(WebRtcTransportRemoteParameters {
                     dtls_parameters: msg.dtls_parameters,
+                })
+                .await
+                .map_err(RoomError::from_request)
+        }
+        .instrument(self.span.clone());
+        Box::pin(fut.into_actor(self))
+    }
+}
+
+/// Creates a plain RTP transport for a peer, on its worker's router: RTCP
+/// multiplexed, no SRTP; the remote address comes from
+/// [`ConnectPlainTransport`] or, with `comedia`, from the first packet.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<PlainTransportReply, RoomError>")]
+pub struct CreatePlainTransport {
+    /// Whose.
+    pub peer_id: PeerId,
+    /// Send or receive.
+    pub direction: Direction,
+    /// Learn the remote address from the first packet.
+    pub comedia: bool,
+}
+
+impl Handler<CreatePlainTransport> for RoomActor {
+    type Result = ResponseActFuture<Self, Result<PlainTransportReply, RoomError>>;
+
+    fn handle(&mut self, msg: CreatePlainTransport, _ctx: &mut Self::Context) -> Self::Result {
+        let lease = match self.peer_lease(msg.peer_id) {
+            Ok(l) => l,
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
+        let rtc = &self.env.config.rtc;
+        let mut options = PlainTransportOptions::new(ListenInfo {
+            protocol: Protocol::Udp,
+            ip: rtc.listen_ip,
+            announced_address: rtc.announced_address.clone(),
+            expose_internal_ip: false,
+            port: None,
+            port_range: Some(rtc.port_min..=rtc.port_max),
+            flags: None,
+            send_buffer_size: None,
+            recv_buffer_size: None,
+        });
+        options.rtcp_mux = true;
+        options.comedia = msg.comedia;
+        let node_counters = Arc::clone(&self.env.counters);
+        let fut = async move {
+            let transport = lease
+                .router
+                .create_plain_transport(options)
+                .await
+                .map_err(|e| RoomError::Mediasoup(e.to_string()))?;
+            let tracked = Tracked::new(
+                Resource::Transport,
+                &[&node_counters, &lease.worker_counters],
+            );
+            transport.on_close(Box::new(move || drop(tracked))).detach();
+            Ok::<_, RoomError>(transport)
+        }
+        .instrument(self.span.clone());
+        Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
+            let transport: PlainTransport = res?;
+            let peer = act
+                .peers
+                .get_mut(&msg.peer_id)
+                .ok_or(RoomError::UnknownPeer(msg.peer_id))?;
+            let tuple = transport.tuple();
+            let reply = PlainTransportReply {
+                id: transport.id(),
+                ip: tuple.local_address().clone(),
+                port: tuple.local_port(),
+            };
+            peer.transports.insert(
+                transport.id(),
+                (msg.direction, PeerTransport::Plain(transport)),
+            );
+            Ok(reply)
+        }))
+    }
+}
+
+/// Tells a peer's plain transport where to send RTP and RTCP.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), RoomError>")]
+pub struct ConnectPlainTransport {
+    /// Whose.
+    pub peer_id: PeerId,
+    /// Which.
+    pub transport_id: TransportId,
+    /// The remote address.
+    pub remote: std::net::SocketAddr,
+}
+
+impl Handler<ConnectPlainTransport> for RoomActor {
+    type Result = ResponseActFuture<Self, Result<(), RoomError>>;
+
+    fn handle(&mut self, msg: ConnectPlainTransport, _ctx: &mut Self::Context) -> Self::Result {
+        let transport = match self.transport(msg.peer_id, msg.transport_id, None) {
+            Ok(PeerTransport::Plain(t)) => t,
+            Ok(PeerTransport::WebRtc(_)) => {
+                let e = RoomError::WrongTransportKind(msg.transport_id, "plain");
+                return Box::pin(fut::ready(Err(e)));
+            }
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
+        let fut = async move {
+            transport
+                .connect(PlainTransportRemoteParameters {
+                    ip: Some(msg.remote.ip()),
+                    port: Some(msg.remote.port()),
+                    rtcp_port: None,
+                    srtp_parameters: None,
                 })
                 .await
                 .map_err(RoomError::from_request)
@@ -1011,6 +1271,21 @@ impl Handler<ConsumerGone> for RoomActor {
                 },
                 ctx,
             );
+            // The producer is still there: the consumer lost the pipe it came
+            // through (a worker on the way died). Offer the producer again;
+            // consuming it now builds a new path.
+            let again = self.find_producer(msg.producer_id).map(|(owner, p)| ProducerInfo {
+                producer_id: p.id(),
+                peer_id: owner,
+                kind: p.kind(),
+                paused: p.paused(),
+            });
+            if let Some(info) = again.filter(|i| i.peer_id != msg.peer_id) {
+                let _e = self.span.clone().entered();
+                tracing::info!(peer = %msg.peer_id, producer = %msg.producer_id, "pipe lost: offering the producer again");
+                drop(_e);
+                self.send_to(msg.peer_id, Event::NewProducer(info), ctx);
+            }
         }
     }
 }
@@ -1242,6 +1517,65 @@ impl Handler<ActOnProducer> for RoomActor {
             }
             Ok(())
         }))
+    }
+}
+
+/// RTP statistics of one of a peer's producers (mediasoup's
+/// `Producer::get_stats`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<mediasoup::producer::ProducerStat>, RoomError>")]
+pub struct ProducerStats {
+    /// Whose.
+    pub peer_id: PeerId,
+    /// Which.
+    pub producer_id: ProducerId,
+}
+
+impl Handler<ProducerStats> for RoomActor {
+    type Result = ResponseFuture<Result<Vec<mediasoup::producer::ProducerStat>, RoomError>>;
+    fn handle(&mut self, msg: ProducerStats, _ctx: &mut Self::Context) -> Self::Result {
+        let producer = self.peer(msg.peer_id).and_then(|p| {
+            p.producers
+                .get(&msg.producer_id)
+                .cloned()
+                .ok_or(RoomError::UnknownProducer(msg.producer_id))
+        });
+        Box::pin(async move {
+            producer?
+                .get_stats()
+                .await
+                .map_err(|e| RoomError::Mediasoup(e.to_string()))
+        })
+    }
+}
+
+/// RTP statistics of one of a peer's consumers (mediasoup's
+/// `Consumer::get_stats`: the consumer's stream, and the producer's).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<mediasoup::consumer::ConsumerRtpStreamStat>, RoomError>")]
+pub struct ConsumerStats {
+    /// Whose.
+    pub peer_id: PeerId,
+    /// Which.
+    pub consumer_id: ConsumerId,
+}
+
+impl Handler<ConsumerStats> for RoomActor {
+    type Result =
+        ResponseFuture<Result<Vec<mediasoup::consumer::ConsumerRtpStreamStat>, RoomError>>;
+    fn handle(&mut self, msg: ConsumerStats, _ctx: &mut Self::Context) -> Self::Result {
+        let consumer = self.peer(msg.peer_id).and_then(|p| {
+            p.consumers
+                .get(&msg.consumer_id)
+                .cloned()
+                .ok_or(RoomError::UnknownConsumer(msg.consumer_id))
+        });
+        Box::pin(async move {
+            consumer?
+                .get_stats()
+                .await
+                .map_err(|e| RoomError::Mediasoup(e.to_string()))
+        })
     }
 }
 

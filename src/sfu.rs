@@ -50,11 +50,17 @@ use crate::config::Config;
 use crate::ids::{PeerId, RoomId};
 use crate::node::RunningNode;
 use crate::room::{
-    ActOnProducer, CanConsume, ConnectTransport, Consume, CreateTransport, GetRtpCapabilities,
-    Join, Leave, Produce, ProducerAction, RoomActor, RoomError, Toggle, ToggleConsumer,
+    ActOnProducer, CanConsume, ConnectPlainTransport, ConnectTransport, Consume, ConsumerStats,
+    CreatePlainTransport, CreateTransport, GetRtpCapabilities, Join, Leave, Produce,
+    ProducerAction, ProducerStats, RoomActor, RoomError, Toggle, ToggleConsumer,
 };
 use crate::server::{GetOrCreateRoom, GetRoomError, GetStatus, NodeStatus, ServerActor};
-use crate::signalling::{ConsumeReply, ErrorCode, JoinReply, SignalError, TransportReply};
+use crate::signalling::{
+    ConsumeReply, ErrorCode, JoinReply, PlainTransportReply, SignalError, TransportReply,
+};
+
+pub use mediasoup::consumer::ConsumerRtpStreamStat;
+pub use mediasoup::producer::ProducerStat;
 
 pub use crate::signalling::{Direction, Event, PeerInfo, ProducerInfo};
 
@@ -326,6 +332,69 @@ impl Participant {
         })
     }
 
+    /// A plain RTP transport on the participant's worker
+    /// (`Router::create_plain_transport` with RTCP multiplexed and no SRTP),
+    /// for servers, recorders and load generators. With `comedia` the node
+    /// learns the remote address from the first packet; otherwise call
+    /// [`PlainTransport::connect`].
+    pub async fn create_plain_transport(
+        &self,
+        direction: Direction,
+        comedia: bool,
+    ) -> Result<PlainTransport, SfuError> {
+        let reply = self
+            .ask(CreatePlainTransport {
+                peer_id: self.id(),
+                direction,
+                comedia,
+            })
+            .await?;
+        Ok(PlainTransport {
+            participant: self.clone(),
+            direction,
+            reply: Arc::new(reply),
+        })
+    }
+
+    /// Connects one of its plain transports by id (what
+    /// [`PlainTransport::connect`] does).
+    pub async fn connect_plain_transport(
+        &self,
+        transport_id: TransportId,
+        remote: std::net::SocketAddr,
+    ) -> Result<(), SfuError> {
+        self.ask(ConnectPlainTransport {
+            peer_id: self.id(),
+            transport_id,
+            remote,
+        })
+        .await
+    }
+
+    /// RTP statistics of one of its producers by id.
+    pub async fn producer_stats(
+        &self,
+        producer_id: ProducerId,
+    ) -> Result<Vec<ProducerStat>, SfuError> {
+        self.ask(ProducerStats {
+            peer_id: self.id(),
+            producer_id,
+        })
+        .await
+    }
+
+    /// RTP statistics of one of its consumers by id.
+    pub async fn consumer_stats(
+        &self,
+        consumer_id: ConsumerId,
+    ) -> Result<Vec<ConsumerRtpStreamStat>, SfuError> {
+        self.ask(ConsumerStats {
+            peer_id: self.id(),
+            consumer_id,
+        })
+        .await
+    }
+
     /// Connects one of its transports by id (what
     /// [`WebRtcTransport::connect`] does).
     pub async fn connect_transport(
@@ -513,6 +582,56 @@ impl WebRtcTransport {
     }
 }
 
+/// A participant's plain RTP transport (mediasoup's `PlainTransport`, RTCP
+/// multiplexed, no SRTP).
+#[derive(Debug, Clone)]
+pub struct PlainTransport {
+    participant: Participant,
+    direction: Direction,
+    reply: Arc<PlainTransportReply>,
+}
+
+impl PlainTransport {
+    /// Its id.
+    pub fn id(&self) -> TransportId {
+        self.reply.id
+    }
+
+    /// Send or receive.
+    pub fn direction(&self) -> Direction {
+        self.direction
+    }
+
+    /// Its owner.
+    pub fn participant(&self) -> &Participant {
+        &self.participant
+    }
+
+    /// The node's address and port, where the remote end sends RTP and RTCP
+    /// (mediasoup's `tuple().local_address()` and `local_port()`).
+    pub fn local(&self) -> (&str, u16) {
+        (&self.reply.ip, self.reply.port)
+    }
+
+    /// Where the node sends RTP and RTCP (not needed with `comedia`).
+    pub async fn connect(&self, remote: std::net::SocketAddr) -> Result<(), SfuError> {
+        self.participant
+            .connect_plain_transport(self.id(), remote)
+            .await
+    }
+
+    /// Starts receiving a track from the participant (a send transport).
+    pub async fn produce(&self, options: ProducerOptions) -> Result<Producer, SfuError> {
+        self.participant.produce(self.id(), options).await
+    }
+
+    /// Starts sending another participant's track to this one (a receive
+    /// transport); the consumer starts paused.
+    pub async fn consume(&self, options: ConsumerOptions) -> Result<Consumer, SfuError> {
+        self.participant.consume(self.id(), options).await
+    }
+}
+
 /// A participant's producer (mediasoup's `Producer`). Dropping the handle
 /// does not close it; [`Producer::close`] or leaving the room does.
 #[derive(Debug, Clone)]
@@ -536,6 +655,11 @@ impl Producer {
     /// Its owner.
     pub fn participant(&self) -> &Participant {
         &self.participant
+    }
+
+    /// Its RTP statistics (mediasoup's `Producer::get_stats`).
+    pub async fn get_stats(&self) -> Result<Vec<ProducerStat>, SfuError> {
+        self.participant.producer_stats(self.id).await
     }
 
     /// Pauses it (its consumers get `producerPaused`).
@@ -597,6 +721,11 @@ impl Consumer {
     /// Its owner.
     pub fn participant(&self) -> &Participant {
         &self.participant
+    }
+
+    /// Its RTP statistics (mediasoup's `Consumer::get_stats`).
+    pub async fn get_stats(&self) -> Result<Vec<ConsumerRtpStreamStat>, SfuError> {
+        self.participant.consumer_stats(self.id()).await
     }
 
     /// Resumes it.

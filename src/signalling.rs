@@ -109,6 +109,31 @@ pub struct ConnectTransportRequest {
     pub dtls_parameters: DtlsParameters,
 }
 
+/// `createPlainTransport` arguments: a plain RTP transport (no ICE, no
+/// DTLS, RTCP multiplexed), for servers, recorders and `mafalda loadgen`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreatePlainTransportRequest {
+    /// What the transport is for.
+    pub direction: Direction,
+    /// Learn the remote address from the first packet received
+    /// (mediasoup's `comedia`) instead of `connectPlainTransport`.
+    #[serde(default)]
+    pub comedia: bool,
+}
+
+/// `connectPlainTransport` arguments: where the node sends RTP and RTCP.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConnectPlainTransportRequest {
+    /// One of this peer's plain transports.
+    pub transport_id: TransportId,
+    /// The remote IP address.
+    pub ip: std::net::IpAddr,
+    /// The remote port (RTP and RTCP).
+    pub port: u16,
+}
+
 /// `produce` arguments.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -163,6 +188,10 @@ pub enum Request {
     CreateWebRtcTransport(CreateTransportRequest),
     /// `connectWebRtcTransport`
     ConnectWebRtcTransport(ConnectTransportRequest),
+    /// `createPlainTransport`
+    CreatePlainTransport(CreatePlainTransportRequest),
+    /// `connectPlainTransport`
+    ConnectPlainTransport(ConnectPlainTransportRequest),
     /// `produce`
     Produce(ProduceRequest),
     /// `consume`
@@ -189,6 +218,8 @@ impl Request {
             Request::GetRouterRtpCapabilities => "getRouterRtpCapabilities",
             Request::CreateWebRtcTransport(_) => "createWebRtcTransport",
             Request::ConnectWebRtcTransport(_) => "connectWebRtcTransport",
+            Request::CreatePlainTransport(_) => "createPlainTransport",
+            Request::ConnectPlainTransport(_) => "connectPlainTransport",
             Request::Produce(_) => "produce",
             Request::Consume(_) => "consume",
             Request::ResumeConsumer(_) => "resumeConsumer",
@@ -268,6 +299,8 @@ pub fn parse_request(text: &str) -> Result<(u64, Request), ParseFailure> {
         "connectWebRtcTransport" => {
             Request::ConnectWebRtcTransport(data(&method, d).map_err(fail)?)
         }
+        "createPlainTransport" => Request::CreatePlainTransport(data(&method, d).map_err(fail)?),
+        "connectPlainTransport" => Request::ConnectPlainTransport(data(&method, d).map_err(fail)?),
         "produce" => Request::Produce(data(&method, d).map_err(fail)?),
         "consume" => Request::Consume(data(&method, d).map_err(fail)?),
         "resumeConsumer" => Request::ResumeConsumer(data(&method, d).map_err(fail)?),
@@ -339,6 +372,18 @@ pub struct TransportReply {
     pub ice_candidates: Vec<IceCandidate>,
     /// The node's DTLS fingerprints.
     pub dtls_parameters: DtlsParameters,
+}
+
+/// `createPlainTransport` reply: where the client sends RTP (and RTCP).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlainTransportReply {
+    /// Transport id.
+    pub id: TransportId,
+    /// The node's address (the announced one when configured).
+    pub ip: String,
+    /// The node's port.
+    pub port: u16,
 }
 
 /// `produce` reply.

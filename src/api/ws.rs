@@ -21,7 +21,8 @@ use crate::room::{ProducerAction, Toggle};
 use crate::sfu::{ConsumerOptions, Participant, ProducerOptions, Sfu, SfuError};
 use crate::signalling::{
     error_response, event_message, ok_response, parse_request, validate_join, ConsumeReply,
-    ErrorCode, Event, JoinRequest, ProduceReply, Request, SignalError, TransportReply,
+    ErrorCode, Event, JoinRequest, PlainTransportReply, ProduceReply, Request, SignalError,
+    TransportReply,
 };
 
 /// How often the server pings an idle client.
@@ -252,6 +253,22 @@ impl SignallingSession {
             Request::ConnectWebRtcTransport(r) => {
                 done(p.connect_transport(r.transport_id, r.dtls_parameters).await)
             }
+            Request::CreatePlainTransport(r) => {
+                let t = p
+                    .create_plain_transport(r.direction, r.comedia)
+                    .await
+                    .map_err(signal)?;
+                let (ip, port) = t.local();
+                Ok(to_value(&PlainTransportReply {
+                    id: t.id(),
+                    ip: ip.to_owned(),
+                    port,
+                }))
+            }
+            Request::ConnectPlainTransport(r) => done(
+                p.connect_plain_transport(r.transport_id, std::net::SocketAddr::new(r.ip, r.port))
+                    .await,
+            ),
             Request::Produce(r) => {
                 let options = ProducerOptions::new(r.kind, r.rtp_parameters);
                 let producer = p.produce(r.transport_id, options).await.map_err(signal)?;
