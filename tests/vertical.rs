@@ -694,3 +694,121 @@ async fn keyframe_requests_cross_the_pipe_to_the_sender() {
     );
     drop((consumer, pair, producer, t1, t2, r1, r2, w1, w2));
 }
+
+/// With `pipe_fanout = 1` a producer reaching three other workers travels
+/// down a chain (origin → B → C → D) instead of three pipes out of its own
+/// worker; a hop that still feeds another stays when its own consumers
+/// leave, and hops close bottom-up once unused.
+#[actix_rt::test]
+async fn pipes_fan_out_as_a_tree_and_close_bottom_up() {
+    let mut config = spread_config(4);
+    config.placement.pipe_fanout = 1;
+    let node = start_node(config).await;
+    let room = "vertical-tree";
+    let mut a = Client::connect(node.http_addr).await;
+    let (_, wa) = join_placed(&node, &mut a, room, "A").await;
+    let (_, pa) = publish_video(&mut a, 1000).await;
+    let mut subs = Vec::new();
+    let mut slots = vec![wa];
+    for name in ["B", "C", "D"] {
+        let mut c = Client::connect(node.http_addr).await;
+        let (_, w) = join_placed(&node, &mut c, room, name).await;
+        assert!(!slots.contains(&w), "spread puts each on its own worker");
+        slots.push(w);
+        let t = recv_transport(&mut c).await;
+        let r = consume(&mut c, &t, &pa).await;
+        c.ok("resumeConsumer", json!({"consumerId": r["id"]})).await;
+        subs.push(c);
+    }
+    let (wb, wc, wd) = (slots[1], slots[2], slots[3]);
+    let s = status(&node).await;
+    // A chain: every worker but the last forwards one pipe; every worker
+    // but the origin receives one.
+    for (slot, out, inn) in [(wa, 1, 0), (wb, 1, 1), (wc, 1, 1), (wd, 0, 1)] {
+        let w = &s.worker_details[slot];
+        assert_eq!(
+            (w.counts.pipe_consumers, w.counts.pipe_producers),
+            (out, inn),
+            "worker {slot}: {s:?}"
+        );
+    }
+
+    // B leaves: its hop has no consumer left but still feeds C.
+    let mut b = subs.remove(0);
+    b.ok("leave", json!({})).await;
+    b.closed().await;
+    let s = wait_status(&node.server, "B to leave", |s| s.peers == 3).await;
+    assert_eq!(s.worker_details[wb].counts.pipe_producers, 1, "{s:?}");
+    assert_eq!(s.worker_details[wb].counts.routers, 1, "{s:?}");
+    // D (the leaf) leaves: only its hop goes.
+    let mut d = subs.pop().expect("D");
+    d.ok("leave", json!({})).await;
+    d.closed().await;
+    let s = wait_status(&node.server, "D's hop to close", |s| {
+        s.peers == 2 && s.worker_details[wd].counts.pipe_producers == 0
+    })
+    .await;
+    assert_eq!(s.worker_details[wc].counts.pipe_producers, 1, "{s:?}");
+    assert_eq!(s.worker_details[wb].counts.pipe_producers, 1, "{s:?}");
+    // C leaves: its hop goes, and then B's, which fed only C.
+    let mut c = subs.pop().expect("C");
+    c.ok("leave", json!({})).await;
+    c.closed().await;
+    let s = wait_status(&node.server, "the chain to close", |s| {
+        s.peers == 1 && pipes_idle(s)
+    })
+    .await;
+    assert_eq!(s.routers, 1, "only A's router is left: {s:?}");
+    drop(a);
+    wait_status(&node.server, "everything to close", all_idle).await;
+    node.stop().await;
+}
+
+/// When a worker in the middle of a pipe chain dies, the consumers below it
+/// lose their path: they get `consumerClosed` and then `newProducer` for the
+/// same producer, and consuming it again builds a new path.
+#[actix_rt::test]
+async fn consumers_below_a_dead_hop_are_offered_the_producer_again() {
+    let mut config = spread_config(3);
+    config.placement.pipe_fanout = 1;
+    let node = start_node(config).await;
+    let room = "vertical-tree-death";
+    let mut a = Client::connect(node.http_addr).await;
+    let mut b = Client::connect(node.http_addr).await;
+    let mut c = Client::connect(node.http_addr).await;
+    let (_, wa) = join_placed(&node, &mut a, room, "A").await;
+    let (_, pa) = publish_video(&mut a, 1000).await;
+    let (_, wb) = join_placed(&node, &mut b, room, "B").await;
+    let (_, wc) = join_placed(&node, &mut c, room, "C").await;
+    assert!(wa != wb && wb != wc && wa != wc);
+    let rb = recv_transport(&mut b).await;
+    consume(&mut b, &rb, &pa).await;
+    let rc = recv_transport(&mut c).await;
+    let cc = consume(&mut c, &rc, &pa).await;
+    // Chain A → B → C.
+    let s = status(&node).await;
+    assert_eq!(s.worker_details[wb].counts.pipe_consumers, 1, "{s:?}");
+
+    assert!(node
+        .server
+        .send(KillWorkerInSlot {
+            slot: WorkerSlot(wb)
+        })
+        .await
+        .unwrap());
+    b.event("reconnect").await;
+    b.closed().await;
+    // C stays, loses its consumer and is offered A's producer again.
+    assert_eq!(c.event("consumerClosed").await["consumerId"], cc["id"]);
+    assert_eq!(c.event("newProducer").await["producerId"], json!(pa));
+    let again = consume(&mut c, &rc, &pa).await;
+    assert_eq!(again["producerId"], json!(pa));
+    let s = status(&node).await;
+    // Now piped straight from A's worker (its only child is gone).
+    assert_eq!(s.worker_details[wa].counts.pipe_consumers, 1, "{s:?}");
+    assert_eq!(s.worker_details[wc].counts.pipe_producers, 1, "{s:?}");
+
+    drop((a, c));
+    wait_status(&node.server, "everything to close", all_idle).await;
+    node.stop().await;
+}
