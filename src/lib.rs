@@ -32,6 +32,9 @@ pub mod api;
 pub mod cluster;
 pub mod config;
 pub mod ids;
+/// The packet engine of `mafalda loadgen`: synthetic RTP publishers and
+/// measuring subscribers over real UDP sockets.
+pub mod loadgen;
 pub mod metrics;
 pub mod node;
 pub mod placement;

@@ -27,6 +27,9 @@ enum Command {
         #[arg(long)]
         print_config: bool,
     },
+    /// Load generator: synthetic RTP publishers (Opus and VP8 shaped) and
+    /// subscribers that measure loss and one-way latency, against a room.
+    Loadgen(Box<LoadgenArgs>),
     /// Cluster certificates (mutual TLS between nodes).
     Cluster {
         #[command(subcommand)]
@@ -55,6 +58,212 @@ enum ClusterCommand {
         #[arg(long, default_value = "certs")]
         out: PathBuf,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct LoadgenArgs {
+    /// What to load: `inproc` (a node started in this process, driven
+    /// through the `mafalda::sfu` facade), `baseline` (one plain mediasoup
+    /// router, no Mafalda), or a node's signalling URL
+    /// (`ws://HOST:PORT/ws`).
+    #[arg(long, default_value = "inproc")]
+    target: String,
+    /// Node configuration for `inproc` and `baseline` (workers, placement,
+    /// RTC ports); every field has a default.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Workers of the in-process node (overrides the configuration).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Placement of the in-process node: `pack` or `spread`.
+    #[arg(long)]
+    placement: Option<String>,
+    /// Room name.
+    #[arg(long, default_value = "loadgen")]
+    room: String,
+    /// `broadcast` (publishers → every subscriber) or `mesh` (everyone
+    /// publishes and receives everyone else).
+    #[arg(long, default_value = "broadcast")]
+    shape: String,
+    /// Publishers (broadcast).
+    #[arg(long, default_value_t = 1)]
+    publishers: usize,
+    /// Subscribers (broadcast) or participants (mesh); with `--ramp`, the
+    /// most to try.
+    #[arg(long, default_value_t = 10)]
+    subscribers: usize,
+    /// Publish no Opus stream.
+    #[arg(long)]
+    no_audio: bool,
+    /// Publish no VP8 stream.
+    #[arg(long)]
+    no_video: bool,
+    /// Grow the room this many at a time until a window's loss exceeds
+    /// `--loss-limit` (twice in a row); report the highest count under it.
+    #[arg(long)]
+    ramp: Option<usize>,
+    /// Highest acceptable loss of a window, percent.
+    #[arg(long, default_value_t = 1.0)]
+    loss_limit: f64,
+    /// Length of a measured window, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Wait before measuring (after each ramp step), seconds.
+    #[arg(long, default_value_t = 2.0)]
+    settle: f64,
+    /// Local address of the publisher and subscriber sockets.
+    #[arg(long, default_value = "127.0.0.1")]
+    ip: std::net::IpAddr,
+    /// Receiving sockets (each read by its own thread).
+    #[arg(long, default_value_t = 1)]
+    recv_sockets: usize,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
+    use mafalda::config::PlacementMode;
+    use mafalda::loadgen::scenario::{ramp, RampConfig, Session, Shape, Tracks};
+    use mafalda::loadgen::target::{BaselineTarget, FacadeTarget, SignallingTarget, Target};
+    use std::time::Duration;
+
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(n) = args.workers {
+        config.workers.count = n;
+    }
+    match args.placement.as_deref() {
+        None => {}
+        Some("pack") => config.placement.mode = PlacementMode::Pack,
+        Some("spread") => config.placement.mode = PlacementMode::Spread,
+        Some(other) => anyhow::bail!("--placement must be `pack` or `spread`, not `{other}`"),
+    }
+    config.validate()?;
+    let shape = match args.shape.as_str() {
+        "broadcast" => Shape::Broadcast {
+            publishers: args.publishers,
+        },
+        "mesh" => Shape::Mesh,
+        other => anyhow::bail!("--shape must be `broadcast` or `mesh`, not `{other}`"),
+    };
+    let tracks = Tracks {
+        audio: !args.no_audio,
+        video: !args.no_video,
+    };
+    anyhow::ensure!(tracks.audio || tracks.video, "nothing to publish");
+    anyhow::ensure!(
+        args.duration > 0.0 && args.settle >= 0.0,
+        "--duration must be positive"
+    );
+    let secs = Duration::from_secs_f64;
+
+    async fn drive<T: Target>(
+        session: &mut Session<T>,
+        args: &LoadgenArgs,
+        shape: Shape,
+    ) -> anyhow::Result<serde_json::Value> {
+        let secs = Duration::from_secs_f64;
+        if let Some(step) = args.ramp {
+            let report = ramp(
+                session,
+                RampConfig {
+                    shape,
+                    step: step.max(1),
+                    max: args.subscribers,
+                    settle: secs(args.settle),
+                    window: secs(args.duration),
+                    loss_limit_pct: args.loss_limit,
+                },
+            )
+            .await;
+            if !args.json {
+                for w in &report.windows {
+                    println!(
+                        "{:>6} subscribers {:>7} streams: loss {:>6.3}%  {:>9.0} pkt/s  latency p50 {:.2} ms p99 {:.2} ms  workers {:?}% CPU  loadgen {:.0}% CPU",
+                        w.subscribers, w.streams, w.loss_pct, w.delivered_pps, w.latency_p50_ms,
+                        w.latency_p99_ms, w.worker_cpu_pct.iter().map(|c| c.round()).collect::<Vec<_>>(),
+                        w.loadgen_cpu_pct
+                    );
+                }
+                println!(
+                    "{}: sustained {} with loss under {}% ({:.0} pkt/s delivered); stopped: {}",
+                    report.target,
+                    report.sustained,
+                    args.loss_limit,
+                    report.sustained_pps,
+                    report.stopped_because
+                );
+            }
+            return Ok(serde_json::to_value(&report)?);
+        }
+        if let Shape::Broadcast { publishers } = shape {
+            for _ in 0..publishers {
+                session.add_publisher().await?;
+            }
+        }
+        for _ in 0..args.subscribers {
+            match shape {
+                Shape::Broadcast { .. } => session.add_subscriber().await?,
+                Shape::Mesh => session.add_mesh_participant().await?,
+            }
+        }
+        let w = session
+            .measure(secs(args.settle), secs(args.duration))
+            .await;
+        if !args.json {
+            println!("{}", session.target().describe());
+            println!(
+                "{} subscribers, {} streams ({} unmeasured): loss {:.3}%, {:.0} pkt/s delivered, latency p50 {:.2} ms p99 {:.2} ms, workers {:?}% CPU, loadgen {:.0}% CPU",
+                w.subscribers, w.streams, session.unmeasured(), w.loss_pct, w.delivered_pps,
+                w.latency_p50_ms, w.latency_p99_ms,
+                w.worker_cpu_pct.iter().map(|c| c.round()).collect::<Vec<_>>(), w.loadgen_cpu_pct
+            );
+            println!("{}", session.report());
+        }
+        Ok(serde_json::to_value(&w)?)
+    }
+
+    let _ = secs;
+    actix_web::rt::System::new().block_on(async move {
+        let json = match args.target.as_str() {
+            "inproc" => {
+                let config = std::sync::Arc::new(config);
+                let server =
+                    mafalda::server::ServerActor::start(config.clone(), Default::default()).await?;
+                let sfu = mafalda::sfu::Sfu::new(server.clone(), &config);
+                let target = FacadeTarget::new(sfu, &args.room).await?;
+                let mut session = Session::new(target, tracks, args.ip, args.recv_sockets)?;
+                let out = drive(&mut session, &args, shape).await;
+                session.finish().await;
+                let _ = server.send(mafalda::server::Shutdown).await;
+                out?
+            }
+            "baseline" => {
+                let target = BaselineTarget::new(&config).await?;
+                let mut session = Session::new(target, tracks, args.ip, args.recv_sockets)?;
+                let out = drive(&mut session, &args, shape).await;
+                session.finish().await;
+                out?
+            }
+            url if url.starts_with("ws://") || url.starts_with("wss://") => {
+                let target = SignallingTarget::new(url, &args.room);
+                let mut session = Session::new(target, tracks, args.ip, args.recv_sockets)?;
+                let out = drive(&mut session, &args, shape).await;
+                session.finish().await;
+                out?
+            }
+            other => {
+                anyhow::bail!("--target must be `inproc`, `baseline` or a ws:// URL, not `{other}`")
+            }
+        };
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        }
+        Ok(())
+    })
 }
 
 fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
@@ -146,5 +355,11 @@ fn main() -> anyhow::Result<()> {
             actix_web::rt::System::new().block_on(run_node(config))
         }
         Command::Cluster { command } => cluster(command),
+        Command::Loadgen(args) => {
+            let filter =
+                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+            tracing_subscriber::fmt().with_env_filter(filter).init();
+            loadgen(*args)
+        }
     }
 }

@@ -183,6 +183,7 @@ mod tests {
             mode,
             worker_capacity: 100,
             watermark: 0.6,
+            ..PlacementSection::default()
         }
     }
 

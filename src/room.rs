@@ -1274,12 +1274,14 @@ impl Handler<ConsumerGone> for RoomActor {
             // The producer is still there: the consumer lost the pipe it came
             // through (a worker on the way died). Offer the producer again;
             // consuming it now builds a new path.
-            let again = self.find_producer(msg.producer_id).map(|(owner, p)| ProducerInfo {
-                producer_id: p.id(),
-                peer_id: owner,
-                kind: p.kind(),
-                paused: p.paused(),
-            });
+            let again = self
+                .find_producer(msg.producer_id)
+                .map(|(owner, p)| ProducerInfo {
+                    producer_id: p.id(),
+                    peer_id: owner,
+                    kind: p.kind(),
+                    paused: p.paused(),
+                });
             if let Some(info) = again.filter(|i| i.peer_id != msg.peer_id) {
                 let _e = self.span.clone().entered();
                 tracing::info!(peer = %msg.peer_id, producer = %msg.producer_id, "pipe lost: offering the producer again");

@@ -36,6 +36,12 @@ fn current_tid() -> Option<u32> {
     link.file_name()?.to_str()?.parse().ok()
 }
 
+/// CPU time (user + system) one of this process's threads has used, e.g. a
+/// worker's (its TID is in the node status); for benchmarks.
+pub fn thread_cpu_time(tid: u32) -> Option<Duration> {
+    thread_cpu_ticks(tid).map(|t| Duration::from_secs_f64(t as f64 / USER_HZ))
+}
+
 /// utime + stime of one of this process's threads, in clock ticks.
 fn thread_cpu_ticks(tid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;

@@ -1,0 +1,427 @@
+//! Room shapes and the measurement loop: who publishes, who subscribes,
+//! and how much the target sustains.
+//!
+//! A [`Session`] owns a [`Target`], a [`Sender`] and a [`Receiver`]. It adds
+//! publishers and subscribers through the target (the same calls an
+//! application makes), points their RTP at the sender's and receiver's
+//! sockets, and measures windows: loss from sequence numbers, one-way
+//! latency, and the CPU the target's workers used.
+//!
+//! [`ramp`] adds subscribers step by step until the loss of a window
+//! exceeds a limit (twice in a row, so that one hiccup of a noisy machine
+//! does not end it): the highest count that stayed under the limit is the
+//! target's capacity for that room shape.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rand::Rng;
+use serde::Serialize;
+
+use super::media::StreamSpec;
+use super::recv::{Receiver, ReceiverConfig};
+use super::send::{Sender, SenderConfig};
+use super::target::{ProducerKey, Target, TargetError};
+use super::LoadgenError;
+
+/// Why a session failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The packet engine failed (sockets, threads).
+    #[error(transparent)]
+    Engine(#[from] LoadgenError),
+    /// The target refused an operation.
+    #[error(transparent)]
+    Target(#[from] TargetError),
+}
+
+/// The shape of the room under load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Shape {
+    /// A few publishers, every subscriber receives all of them.
+    Broadcast {
+        /// How many publishers.
+        publishers: usize,
+    },
+    /// Every participant publishes and receives every other participant.
+    Mesh,
+}
+
+/// Which tracks each publisher sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Tracks {
+    /// An Opus stream.
+    pub audio: bool,
+    /// A VP8 stream.
+    pub video: bool,
+}
+
+impl Tracks {
+    fn specs(&self, rng: &mut impl Rng) -> Vec<StreamSpec> {
+        let mut out = Vec::new();
+        if self.audio {
+            out.push(StreamSpec::opus(rng.gen_range(1_000_000..u32::MAX)));
+        }
+        if self.video {
+            out.push(StreamSpec::vp8(rng.gen_range(1_000_000..u32::MAX)));
+        }
+        out
+    }
+}
+
+/// Figures of one measured window.
+#[derive(Debug, Clone, Serialize)]
+pub struct Window {
+    /// Subscribers (broadcast) or participants (mesh) in the room.
+    pub subscribers: usize,
+    /// Consumer streams measured.
+    pub streams: usize,
+    /// Length of the window, seconds.
+    pub seconds: f64,
+    /// Packets the consumers' sequence numbers say were sent to us.
+    pub expected: u64,
+    /// Packets that arrived.
+    pub received: u64,
+    /// `expected - received` over `expected`, percent.
+    pub loss_pct: f64,
+    /// Packets per second delivered to the subscribers.
+    pub delivered_pps: f64,
+    /// One-way latency, milliseconds: median.
+    pub latency_p50_ms: f64,
+    /// One-way latency, milliseconds: 99th percentile.
+    pub latency_p99_ms: f64,
+    /// CPU of each worker thread over the window, percent of one core.
+    pub worker_cpu_pct: Vec<f64>,
+    /// CPU of this whole process minus the workers (loadgen's own cost),
+    /// percent of one core.
+    pub loadgen_cpu_pct: f64,
+    /// Worker CPU microseconds per delivered packet.
+    pub worker_us_per_packet: f64,
+}
+
+/// One run against a target.
+pub struct Session<T: Target> {
+    target: T,
+    tracks: Tracks,
+    sender: Sender,
+    receiver: Receiver,
+    /// Producers with the participant that owns them.
+    producers: Vec<(usize, ProducerKey)>,
+    /// Participants that receive (with the number of streams each gets).
+    subscribers: Vec<usize>,
+    streams: usize,
+    /// SSRCs that another consumer already had (not measured).
+    unmeasured: usize,
+    rng: rand::rngs::StdRng,
+    next_sink: usize,
+}
+
+impl<T: Target> std::fmt::Debug for Session<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("target", &self.target.describe())
+            .field("producers", &self.producers.len())
+            .field("subscribers", &self.subscribers.len())
+            .field("streams", &self.streams)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads this process's CPU time (user + system) from `/proc/self/stat`.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(Duration::from_secs_f64((utime + stime) as f64 / 100.0))
+}
+
+impl<T: Target> Session<T> {
+    /// Starts the packet engine (sockets on `ip`) for `target`.
+    pub fn new(
+        target: T,
+        tracks: Tracks,
+        ip: std::net::IpAddr,
+        recv_sockets: usize,
+    ) -> Result<Self, ScenarioError> {
+        let sender = Sender::start(SenderConfig {
+            bind_ip: ip,
+            ..SenderConfig::default()
+        })?;
+        let receiver = Receiver::start(ReceiverConfig {
+            ip,
+            sockets: recv_sockets.max(1),
+            ..ReceiverConfig::default()
+        })?;
+        Ok(Self {
+            target,
+            tracks,
+            sender,
+            receiver,
+            producers: Vec::new(),
+            subscribers: Vec::new(),
+            streams: 0,
+            unmeasured: 0,
+            rng: rand::SeedableRng::from_entropy(),
+            next_sink: 0,
+        })
+    }
+
+    /// The target.
+    pub fn target(&self) -> &T {
+        &self.target
+    }
+
+    /// Consumer streams being measured.
+    pub fn streams(&self) -> usize {
+        self.streams
+    }
+
+    /// Consumer streams not measured because their SSRC was taken.
+    pub fn unmeasured(&self) -> usize {
+        self.unmeasured
+    }
+
+    /// Subscribers (or mesh participants) so far.
+    pub fn subscribers(&self) -> usize {
+        self.subscribers.len()
+    }
+
+    fn sink(&mut self) -> SocketAddr {
+        let addrs = self.receiver.local_addrs();
+        self.next_sink = (self.next_sink + 1) % addrs.len().max(1);
+        addrs[self.next_sink % addrs.len()]
+    }
+
+    async fn receive(&mut self, peer: usize, producer: &ProducerKey) -> Result<(), ScenarioError> {
+        let sink = self.sink();
+        let ssrc = self.target.subscribe(peer, producer, sink).await?;
+        match self
+            .receiver
+            .expect(ssrc, format!("{peer}<-{}", producer.0))
+        {
+            Ok(()) => self.streams += 1,
+            Err(LoadgenError::DuplicateSsrc(_)) => self.unmeasured += 1,
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
+
+    /// A participant that publishes the session's tracks (and receives
+    /// nothing); returns its index.
+    pub async fn add_publisher(&mut self) -> Result<usize, ScenarioError> {
+        let name = format!("pub-{}", self.producers.len());
+        let peer = self.target.join(&name).await?;
+        self.publish(peer).await?;
+        Ok(peer)
+    }
+
+    async fn publish(&mut self, peer: usize) -> Result<Vec<ProducerKey>, ScenarioError> {
+        let mut keys = Vec::new();
+        for spec in self.tracks.specs(&mut self.rng) {
+            let (key, to) = self.target.publish(peer, &spec).await?;
+            let label = format!("{peer}/{:?}", spec.kind);
+            self.sender.add_stream(spec, label, to)?;
+            self.producers.push((peer, key.clone()));
+            keys.push(key);
+        }
+        Ok(keys)
+    }
+
+    /// A subscriber that receives every producer.
+    pub async fn add_subscriber(&mut self) -> Result<(), ScenarioError> {
+        let name = format!("sub-{}", self.subscribers.len());
+        let peer = self.target.join(&name).await?;
+        let producers: Vec<ProducerKey> = self.producers.iter().map(|(_, k)| k.clone()).collect();
+        for p in &producers {
+            self.receive(peer, p).await?;
+        }
+        self.subscribers.push(peer);
+        Ok(())
+    }
+
+    /// A mesh participant: publishes, receives everyone else, and everyone
+    /// else receives it.
+    pub async fn add_mesh_participant(&mut self) -> Result<(), ScenarioError> {
+        let name = format!("mesh-{}", self.subscribers.len());
+        let peer = self.target.join(&name).await?;
+        let existing: Vec<ProducerKey> = self.producers.iter().map(|(_, k)| k.clone()).collect();
+        let mine = self.publish(peer).await?;
+        for p in &existing {
+            self.receive(peer, p).await?;
+        }
+        let others = self.subscribers.clone();
+        for other in others {
+            for p in &mine {
+                self.receive(other, p).await?;
+            }
+        }
+        self.subscribers.push(peer);
+        Ok(())
+    }
+
+    /// Lets the room settle for `settle`, then measures one window.
+    pub async fn measure(&mut self, settle: Duration, window: Duration) -> Window {
+        tokio::time::sleep(settle).await;
+        let cpu0 = self.target.worker_cpu().await;
+        let proc0 = process_cpu();
+        self.receiver.reset_window();
+        let start = std::time::Instant::now();
+        tokio::time::sleep(window).await;
+        let snap = self.receiver.snapshot();
+        let seconds = start.elapsed().as_secs_f64();
+        let cpu1 = self.target.worker_cpu().await;
+        let proc1 = process_cpu();
+        let worker_cpu: Vec<f64> = cpu0
+            .iter()
+            .zip(&cpu1)
+            .map(|(a, b)| b.saturating_sub(*a).as_secs_f64())
+            .collect();
+        let workers_s: f64 = worker_cpu.iter().sum();
+        let process_s = match (proc0, proc1) {
+            (Some(a), Some(b)) => b.saturating_sub(a).as_secs_f64(),
+            _ => 0.0,
+        };
+        let t = &snap.totals;
+        let expected = t.window.expected;
+        let received = t.window.received;
+        let delivered_pps = t.window_packets as f64 / seconds.max(1e-9);
+        Window {
+            subscribers: self.subscribers.len(),
+            streams: self.streams,
+            seconds,
+            expected,
+            received,
+            loss_pct: t.window_loss_pct,
+            delivered_pps,
+            latency_p50_ms: t.window_latency.p50_ms,
+            latency_p99_ms: t.window_latency.p99_ms,
+            worker_cpu_pct: worker_cpu.iter().map(|s| 100.0 * s / seconds).collect(),
+            loadgen_cpu_pct: 100.0 * (process_s - workers_s).max(0.0) / seconds,
+            worker_us_per_packet: if received > 0 {
+                1e6 * workers_s / received as f64
+            } else {
+                f64::NAN
+            },
+        }
+    }
+
+    /// Sender and receiver totals since the start.
+    pub fn report(&self) -> super::Report {
+        super::Report::new(&self.sender.snapshot(), &self.receiver.snapshot())
+    }
+
+    /// Closes every participant and stops the packet engine.
+    pub async fn finish(mut self) {
+        self.target.shutdown().await;
+        self.sender.stop();
+        self.receiver.stop();
+    }
+}
+
+/// How a ramp grows the room.
+#[derive(Debug, Clone, Serialize)]
+pub struct RampConfig {
+    /// Room shape.
+    pub shape: Shape,
+    /// Subscribers (or mesh participants) added per step.
+    pub step: usize,
+    /// Stop after this many.
+    pub max: usize,
+    /// Wait after each step before measuring.
+    pub settle: Duration,
+    /// Length of a measured window.
+    pub window: Duration,
+    /// Highest acceptable loss of a window, percent.
+    pub loss_limit_pct: f64,
+}
+
+/// What a ramp found.
+#[derive(Debug, Clone, Serialize)]
+pub struct RampReport {
+    /// The target, described.
+    pub target: String,
+    /// How it was grown.
+    pub config: RampConfig,
+    /// Every measured window, in order.
+    pub windows: Vec<Window>,
+    /// The most subscribers (or participants) with loss under the limit.
+    pub sustained: usize,
+    /// Delivered packets per second at that point.
+    pub sustained_pps: f64,
+    /// Why the ramp stopped.
+    pub stopped_because: String,
+    /// Consumer streams not measured (SSRC taken by another).
+    pub unmeasured_streams: usize,
+}
+
+/// Grows the room in `session` step by step until a window's loss exceeds
+/// the limit twice in a row, the maximum is reached, or the target refuses.
+pub async fn ramp<T: Target>(session: &mut Session<T>, config: RampConfig) -> RampReport {
+    let mut windows = Vec::new();
+    let mut sustained = 0;
+    let mut sustained_pps = 0.0;
+    let stopped_because;
+    if let Shape::Broadcast { publishers } = config.shape {
+        for _ in 0..publishers {
+            if let Err(e) = session.add_publisher().await {
+                return RampReport {
+                    target: session.target.describe(),
+                    config,
+                    windows,
+                    sustained,
+                    sustained_pps,
+                    stopped_because: format!("cannot publish: {e}"),
+                    unmeasured_streams: session.unmeasured,
+                };
+            }
+        }
+    }
+    'ramp: loop {
+        if session.subscribers() >= config.max {
+            stopped_because = format!("reached the maximum of {}", config.max);
+            break;
+        }
+        for _ in 0..config.step {
+            let added = match config.shape {
+                Shape::Broadcast { .. } => session.add_subscriber().await,
+                Shape::Mesh => session.add_mesh_participant().await,
+            };
+            if let Err(e) = added {
+                stopped_because = format!("the target refused: {e}");
+                break 'ramp;
+            }
+        }
+        let mut over = 0;
+        loop {
+            let w = session.measure(config.settle, config.window).await;
+            let ok = w.loss_pct <= config.loss_limit_pct && w.expected > 0;
+            let (n, pps) = (w.subscribers, w.delivered_pps);
+            windows.push(w);
+            if ok {
+                sustained = n;
+                sustained_pps = pps;
+                break;
+            }
+            over += 1;
+            if over == 2 {
+                stopped_because = format!(
+                    "loss above {}% in two windows in a row",
+                    config.loss_limit_pct
+                );
+                break 'ramp;
+            }
+        }
+    }
+    RampReport {
+        target: session.target.describe(),
+        config,
+        windows,
+        sustained,
+        sustained_pps,
+        stopped_because,
+        unmeasured_streams: session.unmeasured,
+    }
+}

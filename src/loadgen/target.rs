@@ -1,0 +1,496 @@
+//! What loadgen drives: a room behind Mafalda's facade (in process), a room
+//! on a node over the signalling API, or one plain mediasoup router (the
+//! baseline without Mafalda).
+//!
+//! Every target speaks plain RTP: a published stream gets its own plain
+//! transport in `comedia` mode (the node learns the sender's address from the
+//! first packet), and each subscriber one plain transport connected to a
+//! receive socket of ours, on which it consumes the streams it wants.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use mediasoup::prelude::{
+    ConsumerOptions, PlainTransportOptions, PlainTransportRemoteParameters, ProducerOptions,
+    RouterOptions, Transport, WorkerManager,
+};
+use mediasoup::types::data_structures::{ListenInfo, Protocol};
+use mediasoup::types::rtp_parameters::RtpParameters;
+
+use super::media::{rtp_parameters, subscriber_rtp_capabilities, StreamSpec};
+use super::signalling_client::SignallingPeer;
+use crate::config::Config;
+use crate::ids::WorkerSlot;
+use crate::sfu::{self, Direction};
+use crate::worker::{media_codecs, spawn_worker, thread_cpu_time};
+
+/// Why a target operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// The Mafalda facade refused.
+    #[error("mafalda: {0}")]
+    Sfu(#[from] sfu::SfuError),
+    /// The plain mediasoup baseline failed.
+    #[error("mediasoup: {0}")]
+    Mediasoup(String),
+    /// The signalling exchange failed.
+    #[error("signalling: {0}")]
+    Signalling(String),
+    /// No such participant or producer (a loadgen bug, reported not panicked).
+    #[error("unknown {0}")]
+    Unknown(&'static str),
+    /// The node announced an address we cannot send to.
+    #[error("bad address from the node: {0}")]
+    Address(String),
+}
+
+/// A producer as loadgen knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProducerKey(pub String);
+
+/// A room loadgen can publish into and subscribe from.
+#[async_trait(?Send)]
+pub trait Target {
+    /// A short description for reports.
+    fn describe(&self) -> String;
+
+    /// A new participant; returns its index.
+    async fn join(&mut self, name: &str) -> Result<usize, TargetError>;
+
+    /// Participant `peer` publishes a stream; returns the producer and where
+    /// to send its RTP (and from where RTCP feedback will come).
+    async fn publish(
+        &mut self,
+        peer: usize,
+        spec: &StreamSpec,
+    ) -> Result<(ProducerKey, SocketAddr), TargetError>;
+
+    /// Participant `peer` receives `producer` at `sink` (one plain transport
+    /// per participant, created on its first subscription); returns the SSRC
+    /// the stream arrives with.
+    async fn subscribe(
+        &mut self,
+        peer: usize,
+        producer: &ProducerKey,
+        sink: SocketAddr,
+    ) -> Result<u32, TargetError>;
+
+    /// CPU time used so far by each worker thread serving the target.
+    async fn worker_cpu(&self) -> Vec<std::time::Duration>;
+
+    /// Closes every participant.
+    async fn shutdown(&mut self);
+}
+
+/// Resolves the address a node announced for a plain transport; an
+/// unspecified address means "this host".
+pub(crate) fn send_addr(ip: &str, port: u16) -> Result<SocketAddr, TargetError> {
+    let ip: IpAddr = ip
+        .parse()
+        .map_err(|_| TargetError::Address(ip.to_owned()))?;
+    let ip = if ip.is_unspecified() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        ip
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+fn first_ssrc(rtp: &RtpParameters) -> Result<u32, TargetError> {
+    rtp.encodings
+        .first()
+        .and_then(|e| e.ssrc)
+        .ok_or(TargetError::Unknown("consumer SSRC"))
+}
+
+// ---- Mafalda in process -------------------------------------------------
+
+struct FacadePeer {
+    participant: sfu::Participant,
+    recv: Option<sfu::PlainTransport>,
+    sends: Vec<sfu::PlainTransport>,
+    consumers: Vec<sfu::Consumer>,
+}
+
+/// A room behind Mafalda's facade, in this process: placement over the
+/// node's workers and piping happen as for any embedding application.
+pub struct FacadeTarget {
+    sfu: sfu::Sfu,
+    room: sfu::Room,
+    peers: Vec<FacadePeer>,
+}
+
+impl std::fmt::Debug for FacadeTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FacadeTarget")
+            .field("room", self.room.id())
+            .field("peers", &self.peers.len())
+            .finish()
+    }
+}
+
+impl FacadeTarget {
+    /// Opens (or creates) room `room` through the facade.
+    pub async fn new(sfu: sfu::Sfu, room: &str) -> Result<Self, TargetError> {
+        let room = sfu.room(room).await?;
+        Ok(Self {
+            sfu,
+            room,
+            peers: Vec::new(),
+        })
+    }
+
+    fn peer(&mut self, peer: usize) -> Result<&mut FacadePeer, TargetError> {
+        self.peers
+            .get_mut(peer)
+            .ok_or(TargetError::Unknown("participant"))
+    }
+}
+
+#[async_trait(?Send)]
+impl Target for FacadeTarget {
+    fn describe(&self) -> String {
+        format!("mafalda room `{}` (in process)", self.room.id())
+    }
+
+    async fn join(&mut self, name: &str) -> Result<usize, TargetError> {
+        let participant = self.room.join(name).await?;
+        // Keep reading its events: a participant whose queue fills up is
+        // removed from the room, like a slow client.
+        if let Some(mut events) = participant.take_events() {
+            actix_rt::spawn(async move { while events.recv().await.is_some() {} });
+        }
+        self.peers.push(FacadePeer {
+            participant,
+            recv: None,
+            sends: Vec::new(),
+            consumers: Vec::new(),
+        });
+        Ok(self.peers.len() - 1)
+    }
+
+    async fn publish(
+        &mut self,
+        peer: usize,
+        spec: &StreamSpec,
+    ) -> Result<(ProducerKey, SocketAddr), TargetError> {
+        let p = self.peer(peer)?;
+        let t = p
+            .participant
+            .create_plain_transport(Direction::Send, true)
+            .await?;
+        let producer = t
+            .produce(sfu::ProducerOptions::new(
+                spec.kind.media_kind(),
+                rtp_parameters(spec),
+            ))
+            .await?;
+        let (ip, port) = t.local();
+        let to = send_addr(ip, port)?;
+        p.sends.push(t);
+        Ok((ProducerKey(producer.id().to_string()), to))
+    }
+
+    async fn subscribe(
+        &mut self,
+        peer: usize,
+        producer: &ProducerKey,
+        sink: SocketAddr,
+    ) -> Result<u32, TargetError> {
+        let producer_id = producer
+            .0
+            .parse()
+            .map_err(|_| TargetError::Unknown("producer"))?;
+        let p = self.peer(peer)?;
+        let t = match &p.recv {
+            Some(t) => t.clone(),
+            None => {
+                let t = p
+                    .participant
+                    .create_plain_transport(Direction::Recv, false)
+                    .await?;
+                t.connect(sink).await?;
+                p.recv = Some(t.clone());
+                t
+            }
+        };
+        let consumer = t
+            .consume(sfu::ConsumerOptions::new(
+                producer_id,
+                subscriber_rtp_capabilities(),
+            ))
+            .await?;
+        consumer.resume().await?;
+        let ssrc = first_ssrc(consumer.rtp_parameters())?;
+        p.consumers.push(consumer);
+        Ok(ssrc)
+    }
+
+    async fn worker_cpu(&self) -> Vec<std::time::Duration> {
+        match self.sfu.status().await {
+            Ok(s) => s
+                .worker_details
+                .iter()
+                .filter_map(|w| w.thread_id.and_then(thread_cpu_time))
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        for p in self.peers.drain(..) {
+            p.participant.leave();
+        }
+    }
+}
+
+// ---- plain mediasoup (the baseline) ---------------------------------------
+
+struct BaselinePeer {
+    recv: Option<mediasoup::plain_transport::PlainTransport>,
+    consumers: Vec<mediasoup::consumer::Consumer>,
+}
+
+/// One mediasoup worker with one router and plain transports, no Mafalda:
+/// the baseline for Mafalda's per-worker overhead. The worker is started
+/// with the same settings as a node's.
+pub struct BaselineTarget {
+    _manager: WorkerManager,
+    worker: mediasoup::worker::Worker,
+    tid: Arc<std::sync::atomic::AtomicU32>,
+    router: mediasoup::router::Router,
+    listen: ListenInfo,
+    producers: HashMap<ProducerKey, mediasoup::producer::Producer>,
+    sends: Vec<mediasoup::plain_transport::PlainTransport>,
+    peers: Vec<BaselinePeer>,
+}
+
+impl std::fmt::Debug for BaselineTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BaselineTarget")
+            .field("worker", &self.worker.id())
+            .field("peers", &self.peers.len())
+            .finish()
+    }
+}
+
+impl BaselineTarget {
+    /// Starts a worker (settings from `config`, as a node would) and a
+    /// router with Mafalda's codecs.
+    pub async fn new(config: &Config) -> Result<Self, TargetError> {
+        let manager = WorkerManager::new();
+        let spawned = spawn_worker(&manager, config, WorkerSlot(0))
+            .await
+            .map_err(|e| TargetError::Mediasoup(e.to_string()))?;
+        let router = spawned
+            .worker
+            .create_router(RouterOptions::new(media_codecs()))
+            .await
+            .map_err(|e| TargetError::Mediasoup(e.to_string()))?;
+        let listen = ListenInfo {
+            protocol: Protocol::Udp,
+            ip: config.rtc.listen_ip,
+            announced_address: config.rtc.announced_address.clone(),
+            expose_internal_ip: false,
+            port: None,
+            port_range: Some(config.rtc.port_min..=config.rtc.port_max),
+            flags: None,
+            send_buffer_size: None,
+            recv_buffer_size: None,
+        };
+        Ok(Self {
+            _manager: manager,
+            worker: spawned.worker,
+            tid: spawned.tid,
+            router,
+            listen,
+            producers: HashMap::new(),
+            sends: Vec::new(),
+            peers: Vec::new(),
+        })
+    }
+
+    fn options(&self) -> PlainTransportOptions {
+        let mut o = PlainTransportOptions::new(self.listen.clone());
+        o.rtcp_mux = true;
+        o
+    }
+}
+
+fn ms_err(e: impl std::fmt::Display) -> TargetError {
+    TargetError::Mediasoup(e.to_string())
+}
+
+#[async_trait(?Send)]
+impl Target for BaselineTarget {
+    fn describe(&self) -> String {
+        "one plain mediasoup router (no Mafalda)".to_owned()
+    }
+
+    async fn join(&mut self, _name: &str) -> Result<usize, TargetError> {
+        self.peers.push(BaselinePeer {
+            recv: None,
+            consumers: Vec::new(),
+        });
+        Ok(self.peers.len() - 1)
+    }
+
+    async fn publish(
+        &mut self,
+        peer: usize,
+        spec: &StreamSpec,
+    ) -> Result<(ProducerKey, SocketAddr), TargetError> {
+        if peer >= self.peers.len() {
+            return Err(TargetError::Unknown("participant"));
+        }
+        let mut options = self.options();
+        options.comedia = true;
+        let t = self
+            .router
+            .create_plain_transport(options)
+            .await
+            .map_err(ms_err)?;
+        let producer = t
+            .produce(ProducerOptions::new(
+                spec.kind.media_kind(),
+                rtp_parameters(spec),
+            ))
+            .await
+            .map_err(ms_err)?;
+        let tuple = t.tuple();
+        let to = send_addr(tuple.local_address(), tuple.local_port())?;
+        let key = ProducerKey(producer.id().to_string());
+        self.producers.insert(key.clone(), producer);
+        self.sends.push(t);
+        Ok((key, to))
+    }
+
+    async fn subscribe(
+        &mut self,
+        peer: usize,
+        producer: &ProducerKey,
+        sink: SocketAddr,
+    ) -> Result<u32, TargetError> {
+        let producer_id = self
+            .producers
+            .get(producer)
+            .ok_or(TargetError::Unknown("producer"))?
+            .id();
+        let options = self.options();
+        let router = self.router.clone();
+        let p = self
+            .peers
+            .get_mut(peer)
+            .ok_or(TargetError::Unknown("participant"))?;
+        let t = match &p.recv {
+            Some(t) => t.clone(),
+            None => {
+                let t = router
+                    .create_plain_transport(options)
+                    .await
+                    .map_err(ms_err)?;
+                t.connect(PlainTransportRemoteParameters {
+                    ip: Some(sink.ip()),
+                    port: Some(sink.port()),
+                    rtcp_port: None,
+                    srtp_parameters: None,
+                })
+                .await
+                .map_err(ms_err)?;
+                p.recv = Some(t.clone());
+                t
+            }
+        };
+        let mut options = ConsumerOptions::new(producer_id, subscriber_rtp_capabilities());
+        options.paused = true;
+        let consumer = t.consume(options).await.map_err(ms_err)?;
+        consumer.resume().await.map_err(ms_err)?;
+        let ssrc = first_ssrc(consumer.rtp_parameters())?;
+        p.consumers.push(consumer);
+        Ok(ssrc)
+    }
+
+    async fn worker_cpu(&self) -> Vec<std::time::Duration> {
+        let tid = self.tid.load(std::sync::atomic::Ordering::Relaxed);
+        thread_cpu_time(tid).into_iter().collect()
+    }
+
+    async fn shutdown(&mut self) {
+        self.peers.clear();
+        self.sends.clear();
+        self.producers.clear();
+    }
+}
+
+// ---- a node over signalling --------------------------------------------------
+
+/// A room on a running node, driven over the WebSocket signalling API like
+/// any client (one connection per participant).
+#[derive(Debug)]
+pub struct SignallingTarget {
+    url: String,
+    room: String,
+    peers: Vec<SignallingPeer>,
+}
+
+impl SignallingTarget {
+    /// Targets room `room` of the node whose WebSocket endpoint is `url`
+    /// (e.g. `ws://127.0.0.1:3000/ws`).
+    pub fn new(url: impl Into<String>, room: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            room: room.into(),
+            peers: Vec::new(),
+        }
+    }
+
+    fn peer(&mut self, peer: usize) -> Result<&mut SignallingPeer, TargetError> {
+        self.peers
+            .get_mut(peer)
+            .ok_or(TargetError::Unknown("participant"))
+    }
+}
+
+#[async_trait(?Send)]
+impl Target for SignallingTarget {
+    fn describe(&self) -> String {
+        format!("room `{}` at {} (signalling)", self.room, self.url)
+    }
+
+    async fn join(&mut self, name: &str) -> Result<usize, TargetError> {
+        let peer = SignallingPeer::join(&self.url, &self.room, name).await?;
+        self.peers.push(peer);
+        Ok(self.peers.len() - 1)
+    }
+
+    async fn publish(
+        &mut self,
+        peer: usize,
+        spec: &StreamSpec,
+    ) -> Result<(ProducerKey, SocketAddr), TargetError> {
+        let (id, to) = self.peer(peer)?.publish(spec).await?;
+        Ok((ProducerKey(id), to))
+    }
+
+    async fn subscribe(
+        &mut self,
+        peer: usize,
+        producer: &ProducerKey,
+        sink: SocketAddr,
+    ) -> Result<u32, TargetError> {
+        self.peer(peer)?.subscribe(&producer.0, sink).await
+    }
+
+    async fn worker_cpu(&self) -> Vec<std::time::Duration> {
+        // A remote node's workers are not ours to read.
+        Vec::new()
+    }
+
+    async fn shutdown(&mut self) {
+        for p in self.peers.drain(..) {
+            p.close().await;
+        }
+    }
+}
