@@ -206,7 +206,7 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         }
         for _ in 0..args.subscribers {
             match shape {
-                Shape::Broadcast { .. } => session.add_subscriber().await?,
+                Shape::Broadcast { .. } => drop(session.add_subscriber().await?),
                 Shape::Mesh => session.add_mesh_participant().await?,
             }
         }

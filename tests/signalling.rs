@@ -368,3 +368,69 @@ async fn rooms_are_isolated_and_spread_over_workers() {
     wait_idle(&node).await;
     node.stop().await;
 }
+
+/// Plain RTP transports over signalling: created, connected, and refused
+/// with typed errors when mixed up with WebRTC ones or given bad data.
+#[actix_rt::test]
+async fn plain_transports_over_signalling_and_their_errors() {
+    let node = start_node(test_config(1)).await;
+    let mut c = Client::connect(node.http_addr).await;
+    c.join("room-plain", "P").await;
+    let plain = c
+        .ok(
+            "createPlainTransport",
+            json!({"direction": "recv", "comedia": false}),
+        )
+        .await;
+    assert_eq!(plain["ip"], json!("127.0.0.1"), "{plain}");
+    assert!(
+        plain["port"].as_u64().is_some_and(|p| p >= 40000),
+        "{plain}"
+    );
+    c.ok(
+        "connectPlainTransport",
+        json!({"transportId": plain["id"], "ip": "127.0.0.1", "port": 5004}),
+    )
+    .await;
+    // A plain transport takes no DTLS parameters, a WebRTC one no address.
+    c.fails(
+        "connectWebRtcTransport",
+        json!({"transportId": plain["id"], "dtlsParameters": client_dtls()}),
+        "unknown_transport",
+    )
+    .await;
+    let webrtc = c
+        .ok("createWebRtcTransport", json!({"direction": "send"}))
+        .await;
+    c.fails(
+        "connectPlainTransport",
+        json!({"transportId": webrtc["id"], "ip": "127.0.0.1", "port": 5004}),
+        "unknown_transport",
+    )
+    .await;
+    for bad in [
+        json!({"transportId": plain["id"], "ip": "not-an-ip", "port": 5004}),
+        json!({"transportId": plain["id"], "ip": "127.0.0.1", "port": 70000}),
+        json!({"transportId": plain["id"], "ip": "127.0.0.1"}),
+    ] {
+        c.fails("connectPlainTransport", bad, "bad_request").await;
+    }
+    c.fails(
+        "createPlainTransport",
+        json!({"direction": "sideways"}),
+        "bad_request",
+    )
+    .await;
+    // Producing on a receive plain transport is refused like on WebRTC.
+    c.fails(
+        "produce",
+        json!({"transportId": plain["id"], "kind": "video", "rtpParameters": vp8_rtp_parameters(42)}),
+        "unknown_transport",
+    )
+    .await;
+    let s = status(&node).await;
+    assert_eq!(s.transports, 2, "{s:?}");
+    drop(c);
+    wait_idle(&node).await;
+    node.stop().await;
+}

@@ -18,7 +18,7 @@ use std::time::Duration;
 use rand::Rng;
 use serde::Serialize;
 
-use super::media::StreamSpec;
+use super::media::{StreamKind, StreamSpec};
 use super::recv::{Receiver, ReceiverConfig};
 use super::send::{Sender, SenderConfig};
 use super::target::{ProducerKey, Target, TargetError};
@@ -106,8 +106,8 @@ pub struct Session<T: Target> {
     tracks: Tracks,
     sender: Sender,
     receiver: Receiver,
-    /// Producers with the participant that owns them.
-    producers: Vec<(usize, ProducerKey)>,
+    /// Producers with the participant that owns them and what they carry.
+    producers: Vec<(usize, ProducerKey, StreamKind)>,
     /// Participants that receive (with the number of streams each gets).
     subscribers: Vec<usize>,
     streams: usize,
@@ -174,6 +174,16 @@ impl<T: Target> Session<T> {
         &self.target
     }
 
+    /// The receiving side (per-stream figures).
+    pub fn receiver(&self) -> &Receiver {
+        &self.receiver
+    }
+
+    /// The sending side (per-stream figures, keyframe requests).
+    pub fn sender(&self) -> &Sender {
+        &self.sender
+    }
+
     /// Consumer streams being measured.
     pub fn streams(&self) -> usize {
         self.streams
@@ -195,12 +205,23 @@ impl<T: Target> Session<T> {
         addrs[self.next_sink % addrs.len()]
     }
 
-    async fn receive(&mut self, peer: usize, producer: &ProducerKey) -> Result<(), ScenarioError> {
+    /// The label of the stream participant `peer` receives of `producer`:
+    /// `"{peer}<-{producer}:{kind}"`, e.g. `"3<-9f1c…:Vp8"`.
+    pub fn label(peer: usize, producer: &ProducerKey, kind: StreamKind) -> String {
+        format!("{peer}<-{}:{kind:?}", producer.0)
+    }
+
+    async fn receive(
+        &mut self,
+        peer: usize,
+        producer: &ProducerKey,
+        kind: StreamKind,
+    ) -> Result<(), ScenarioError> {
         let sink = self.sink();
         let ssrc = self.target.subscribe(peer, producer, sink).await?;
         match self
             .receiver
-            .expect(ssrc, format!("{peer}<-{}", producer.0))
+            .expect(ssrc, Self::label(peer, producer, kind))
         {
             Ok(()) => self.streams += 1,
             Err(LoadgenError::DuplicateSsrc(_)) => self.unmeasured += 1,
@@ -218,28 +239,36 @@ impl<T: Target> Session<T> {
         Ok(peer)
     }
 
-    async fn publish(&mut self, peer: usize) -> Result<Vec<ProducerKey>, ScenarioError> {
+    async fn publish(
+        &mut self,
+        peer: usize,
+    ) -> Result<Vec<(ProducerKey, StreamKind)>, ScenarioError> {
         let mut keys = Vec::new();
         for spec in self.tracks.specs(&mut self.rng) {
             let (key, to) = self.target.publish(peer, &spec).await?;
-            let label = format!("{peer}/{:?}", spec.kind);
+            let kind = spec.kind;
+            let label = format!("{peer}/{kind:?}");
             self.sender.add_stream(spec, label, to)?;
-            self.producers.push((peer, key.clone()));
-            keys.push(key);
+            self.producers.push((peer, key.clone(), kind));
+            keys.push((key, kind));
         }
         Ok(keys)
     }
 
-    /// A subscriber that receives every producer.
-    pub async fn add_subscriber(&mut self) -> Result<(), ScenarioError> {
+    /// A subscriber that receives every producer; returns its index.
+    pub async fn add_subscriber(&mut self) -> Result<usize, ScenarioError> {
         let name = format!("sub-{}", self.subscribers.len());
         let peer = self.target.join(&name).await?;
-        let producers: Vec<ProducerKey> = self.producers.iter().map(|(_, k)| k.clone()).collect();
-        for p in &producers {
-            self.receive(peer, p).await?;
+        let producers: Vec<(ProducerKey, StreamKind)> = self
+            .producers
+            .iter()
+            .map(|(_, k, kind)| (k.clone(), *kind))
+            .collect();
+        for (p, kind) in &producers {
+            self.receive(peer, p, *kind).await?;
         }
         self.subscribers.push(peer);
-        Ok(())
+        Ok(peer)
     }
 
     /// A mesh participant: publishes, receives everyone else, and everyone
@@ -247,15 +276,19 @@ impl<T: Target> Session<T> {
     pub async fn add_mesh_participant(&mut self) -> Result<(), ScenarioError> {
         let name = format!("mesh-{}", self.subscribers.len());
         let peer = self.target.join(&name).await?;
-        let existing: Vec<ProducerKey> = self.producers.iter().map(|(_, k)| k.clone()).collect();
+        let existing: Vec<(ProducerKey, StreamKind)> = self
+            .producers
+            .iter()
+            .map(|(_, k, kind)| (k.clone(), *kind))
+            .collect();
         let mine = self.publish(peer).await?;
-        for p in &existing {
-            self.receive(peer, p).await?;
+        for (p, kind) in &existing {
+            self.receive(peer, p, *kind).await?;
         }
         let others = self.subscribers.clone();
         for other in others {
-            for p in &mine {
-                self.receive(other, p).await?;
+            for (p, kind) in &mine {
+                self.receive(other, p, *kind).await?;
             }
         }
         self.subscribers.push(peer);
@@ -386,7 +419,7 @@ pub async fn ramp<T: Target>(session: &mut Session<T>, config: RampConfig) -> Ra
         }
         for _ in 0..config.step {
             let added = match config.shape {
-                Shape::Broadcast { .. } => session.add_subscriber().await,
+                Shape::Broadcast { .. } => session.add_subscriber().await.map(drop),
                 Shape::Mesh => session.add_mesh_participant().await,
             };
             if let Err(e) = added {

@@ -1,0 +1,254 @@
+//! Media through a room that spans workers, measured by `mafalda loadgen`'s
+//! engine: real RTP (Opus and VP8 shaped) into real mediasoup workers
+//! through the `mafalda::sfu` facade and the signalling API, received on
+//! real UDP sockets.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use mafalda::config::{Config, PlacementMode};
+use mafalda::ids::WorkerSlot;
+use mafalda::loadgen::scenario::{Session, Tracks};
+use mafalda::loadgen::target::{FacadeTarget, SignallingTarget, Target};
+use mafalda::loadgen::{ReceiverSnapshot, StreamKind};
+use mafalda::node::RunningNode;
+use mafalda::server::KillWorkerInSlot;
+use mafalda::sfu::Sfu;
+
+const LOCALHOST: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+const BOTH: Tracks = Tracks {
+    audio: true,
+    video: true,
+};
+
+fn spread(workers: usize, fanout: u32) -> Config {
+    let mut c = test_config(workers);
+    c.placement.mode = PlacementMode::Spread;
+    c.placement.pipe_fanout = fanout;
+    c
+}
+
+/// Polls the session's receiver until `check` holds (bounded).
+async fn wait_media<T: Target>(
+    session: &Session<T>,
+    what: &str,
+    check: impl Fn(&ReceiverSnapshot) -> bool,
+) -> ReceiverSnapshot {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let s = session.receiver().snapshot();
+        if check(&s) {
+            return s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {:?}",
+            s.totals
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn all_flowing(s: &ReceiverSnapshot) -> bool {
+    !s.streams.is_empty() && s.streams.iter().all(|st| st.packets > 0)
+}
+
+/// The worker slot a join landed on, from the peer counts before and after.
+async fn slot_of_next_join<F, Fut, R>(node: &RunningNode, join: F) -> (R, usize)
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = R>,
+{
+    let before = status(node).await;
+    let r = join().await;
+    let after = status(node).await;
+    let grew: Vec<usize> = before
+        .worker_details
+        .iter()
+        .zip(&after.worker_details)
+        .filter(|(b, a)| a.counts.peers > b.counts.peers)
+        .map(|(b, _)| b.slot)
+        .collect();
+    assert_eq!(grew.len(), 1, "one worker got the peer: {after:?}");
+    (r, grew[0])
+}
+
+/// Two publishers and four subscribers on four workers, with a pipe fan-out
+/// of 1 so that media crosses chains of pipes: every subscriber receives
+/// every stream, without loss, and a late joiner's keyframe request travels
+/// up the chain to the sender, so its video starts within a second.
+#[actix_rt::test]
+async fn every_subscriber_receives_every_stream_down_pipe_chains() {
+    let node = start_node(spread(4, 1)).await;
+    let target = FacadeTarget::new(Sfu::from_node(&node), "media-chain")
+        .await
+        .expect("room");
+    let mut session = Session::new(target, BOTH, LOCALHOST, 1).expect("engine");
+    session.add_publisher().await.expect("publisher 1");
+    session.add_publisher().await.expect("publisher 2");
+    for _ in 0..4 {
+        session.add_subscriber().await.expect("subscriber");
+    }
+    assert_eq!(session.streams(), 16);
+    wait_media(&session, "every stream to flow", all_flowing).await;
+    let s = status(&node).await;
+    for w in &s.worker_details {
+        // Chains: no worker forwards any of the 4 producers to more than
+        // one other (direct pipes would take 3 out of each publisher's
+        // worker per producer: 6).
+        assert!(w.counts.pipe_consumers <= 4, "{s:?}");
+    }
+    assert!(
+        s.worker_details
+            .iter()
+            .map(|w| w.counts.pipe_producers)
+            .sum::<i64>()
+            >= 4,
+        "media crosses workers: {s:?}"
+    );
+
+    let w = session
+        .measure(Duration::from_millis(200), Duration::from_secs(2))
+        .await;
+    assert!(w.expected > 0 && w.received > 0, "{w:?}");
+    assert!(w.loss_pct < 1.0, "loss over pipe chains: {w:?}");
+    let snap = session.receiver().snapshot();
+    for st in &snap.streams {
+        assert!(st.window_packets > 0, "stream {} stalled", st.label);
+    }
+
+    // A late joiner: its video can only start with a keyframe (mediasoup
+    // holds video back until one comes), and the streams' periodic
+    // keyframes are 5 s apart, so video within a second means its request
+    // crossed the pipes to the sender.
+    let requests_before = session.sender().snapshot().totals.keyframe_requests;
+    let joined = Instant::now();
+    let late = session.add_subscriber().await.expect("late joiner");
+    let prefix = format!("{late}<-");
+    // Both publishers' video.
+    let snap = wait_media(&session, "the late joiner's video", |s| {
+        let video: Vec<_> = s
+            .streams
+            .iter()
+            .filter(|st| st.label.starts_with(&prefix) && st.label.ends_with(":Vp8"))
+            .collect();
+        video.len() == 2 && video.iter().all(|st| st.packets > 0)
+    })
+    .await;
+    let first_video = joined.elapsed();
+    assert!(
+        first_video < Duration::from_secs(1),
+        "late joiner waited {first_video:?} for video"
+    );
+    let late_streams: Vec<_> = snap
+        .streams
+        .iter()
+        .filter(|st| st.label.starts_with(&prefix))
+        .collect();
+    assert_eq!(late_streams.len(), 4, "{late_streams:?}");
+    assert!(
+        session.sender().snapshot().totals.keyframe_requests > requests_before,
+        "the sender got the late joiner's keyframe request"
+    );
+
+    session.finish().await;
+    wait_idle(&node).await;
+    node.stop().await;
+}
+
+/// A worker dies while media flows: the subscriber on it is cut off (and
+/// told to reconnect), the others keep receiving without loss.
+#[actix_rt::test]
+async fn a_dead_worker_leaves_the_other_subscribers_media_flowing() {
+    let node = start_node(spread(3, 4)).await;
+    let target = FacadeTarget::new(Sfu::from_node(&node), "media-death")
+        .await
+        .expect("room");
+    let mut session = Session::new(target, BOTH, LOCALHOST, 1).expect("engine");
+    let (publisher, wp) = slot_of_next_join(&node, || session.add_publisher()).await;
+    publisher.expect("publisher");
+    let mut subs = Vec::new();
+    for _ in 0..3 {
+        let (sub, slot) = slot_of_next_join(&node, || session.add_subscriber()).await;
+        subs.push((sub.expect("subscriber"), slot));
+    }
+    wait_media(&session, "every stream to flow", all_flowing).await;
+    let (victim, dead) = *subs
+        .iter()
+        .find(|(_, slot)| *slot != wp)
+        .expect("a subscriber away from the publisher");
+    let survivors: Vec<String> = subs
+        .iter()
+        .filter(|(_, slot)| *slot != dead)
+        .map(|(peer, _)| format!("{peer}<-"))
+        .collect();
+    assert_eq!(survivors.len(), 2);
+
+    assert!(node
+        .server
+        .send(KillWorkerInSlot {
+            slot: WorkerSlot(dead)
+        })
+        .await
+        .expect("server"));
+    // The victim's streams stop; the survivors' keep flowing, without loss.
+    let victim_prefix = format!("{victim}<-");
+    let killed_at = Instant::now();
+    wait_media(&session, "the victim's streams to stop", |s| {
+        s.streams
+            .iter()
+            .filter(|st| st.label.starts_with(&victim_prefix))
+            .all(|st| st.silent_ms.is_some_and(|ms| ms > 300.0))
+    })
+    .await;
+    assert!(killed_at.elapsed() < TIMEOUT);
+    session.receiver().reset_window();
+    let snap = wait_media(&session, "a second of the survivors' media", |s| {
+        s.streams
+            .iter()
+            .filter(|st| survivors.iter().any(|p| st.label.starts_with(p)))
+            .all(|st| st.window_packets >= 40)
+    })
+    .await;
+    for st in snap
+        .streams
+        .iter()
+        .filter(|st| survivors.iter().any(|p| st.label.starts_with(p)))
+    {
+        assert!(
+            st.window.lost <= 1,
+            "{} lost packets after the kill: {:?}",
+            st.label,
+            st.window
+        );
+    }
+    session.finish().await;
+    wait_idle(&node).await;
+    node.stop().await;
+}
+
+/// The same engine over the signalling API (`createPlainTransport`,
+/// `connectPlainTransport`): a node's room is loaded like any client would.
+#[actix_rt::test]
+async fn loadgen_drives_a_node_over_signalling() {
+    let node = start_node(spread(2, 4)).await;
+    let target = SignallingTarget::new(format!("ws://{}/ws", node.http_addr), "media-ws");
+    let mut session = Session::new(target, BOTH, LOCALHOST, 2).expect("engine");
+    session.add_publisher().await.expect("publisher");
+    for _ in 0..3 {
+        session.add_subscriber().await.expect("subscriber");
+    }
+    assert_eq!(session.streams(), 6);
+    let snap = wait_media(&session, "every stream to flow", all_flowing).await;
+    assert!(snap
+        .streams
+        .iter()
+        .any(|st| st.label.ends_with(&format!(":{:?}", StreamKind::Vp8))));
+    let s = status(&node).await;
+    assert_eq!((s.peers, s.producers >= 2), (4, true), "{s:?}");
+    session.finish().await;
+    wait_idle(&node).await;
+    node.stop().await;
+}
