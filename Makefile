@@ -87,6 +87,8 @@ test-e2e:
 
 bench: mediasoup
 	$(CARGO) bench -p mafalda-actors --bench fabric
+	$(CARGO) build --release --bin mafalda
+	scripts/bench-scaling.sh
 
 fuzz:
 	PROPTEST_CASES=$${PROPTEST_CASES:-20000} $(CARGO) test -p mafalda-actors --release --test codec_props

@@ -105,6 +105,10 @@ struct LoadgenArgs {
     /// Highest acceptable loss of a window, percent.
     #[arg(long, default_value_t = 1.0)]
     loss_limit: f64,
+    /// With `--ramp`: once the busiest worker uses this much of a core
+    /// (percent), grow by a quarter step.
+    #[arg(long, default_value_t = 80.0)]
+    fine_above_cpu: f64,
     /// Length of a measured window, seconds.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -176,18 +180,25 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
                     settle: secs(args.settle),
                     window: secs(args.duration),
                     loss_limit_pct: args.loss_limit,
+                    fine_above_cpu_pct: args.fine_above_cpu,
                 },
             )
             .await;
-            if !args.json {
-                for w in &report.windows {
-                    println!(
-                        "{:>6} subscribers {:>7} streams: loss {:>6.3}%  {:>9.0} pkt/s  latency p50 {:.2} ms p99 {:.2} ms  workers {:?}% CPU  loadgen {:.0}% CPU",
-                        w.subscribers, w.streams, w.loss_pct, w.delivered_pps, w.latency_p50_ms,
-                        w.latency_p99_ms, w.worker_cpu_pct.iter().map(|c| c.round()).collect::<Vec<_>>(),
-                        w.loadgen_cpu_pct
-                    );
+            for w in &report.windows {
+                let line = format!(
+                    "{:>6} subscribers {:>7} streams: loss {:>6.3}%  {:>9.0} pkt/s  latency p50 {:.2} ms p99 {:.2} ms  workers {:?}% CPU  loadgen {:.0}% CPU",
+                    w.subscribers, w.streams, w.loss_pct, w.delivered_pps, w.latency_p50_ms,
+                    w.latency_p99_ms, w.worker_cpu_pct.iter().map(|c| c.round()).collect::<Vec<_>>(),
+                    w.loadgen_cpu_pct
+                );
+                // With --json, stdout is the report alone.
+                if args.json {
+                    eprintln!("{line}");
+                } else {
+                    println!("{line}");
                 }
+            }
+            if !args.json {
                 println!(
                     "{}: sustained {} with loss under {}% ({:.0} pkt/s delivered); stopped: {}",
                     report.target,

@@ -108,8 +108,10 @@ pub struct Session<T: Target> {
     receiver: Receiver,
     /// Producers with the participant that owns them and what they carry.
     producers: Vec<(usize, ProducerKey, StreamKind)>,
-    /// Participants that receive (with the number of streams each gets).
+    /// Participants that receive, in order of arrival.
     subscribers: Vec<usize>,
+    /// The SSRCs each participant receives, measured.
+    received_ssrcs: std::collections::HashMap<usize, Vec<u32>>,
     streams: usize,
     /// SSRCs that another consumer already had (not measured).
     unmeasured: usize,
@@ -162,6 +164,7 @@ impl<T: Target> Session<T> {
             receiver,
             producers: Vec::new(),
             subscribers: Vec::new(),
+            received_ssrcs: std::collections::HashMap::new(),
             streams: 0,
             unmeasured: 0,
             rng: rand::SeedableRng::from_entropy(),
@@ -223,7 +226,10 @@ impl<T: Target> Session<T> {
             .receiver
             .expect(ssrc, Self::label(peer, producer, kind))
         {
-            Ok(()) => self.streams += 1,
+            Ok(()) => {
+                self.streams += 1;
+                self.received_ssrcs.entry(peer).or_default().push(ssrc);
+            }
             Err(LoadgenError::DuplicateSsrc(_)) => self.unmeasured += 1,
             Err(e) => return Err(e.into()),
         }
@@ -269,6 +275,21 @@ impl<T: Target> Session<T> {
         }
         self.subscribers.push(peer);
         Ok(peer)
+    }
+
+    /// The last subscriber to arrive leaves (broadcast only: it publishes
+    /// nothing); its streams are no longer measured.
+    pub async fn remove_subscriber(&mut self) -> Result<(), ScenarioError> {
+        let Some(peer) = self.subscribers.pop() else {
+            return Ok(());
+        };
+        self.target.leave(peer).await?;
+        for ssrc in self.received_ssrcs.remove(&peer).unwrap_or_default() {
+            if self.receiver.forget(ssrc) {
+                self.streams -= 1;
+            }
+        }
+        Ok(())
     }
 
     /// A mesh participant: publishes, receives everyone else, and everyone
@@ -369,6 +390,9 @@ pub struct RampConfig {
     pub window: Duration,
     /// Highest acceptable loss of a window, percent.
     pub loss_limit_pct: f64,
+    /// Busiest worker's CPU (percent of a core) from which steps are a
+    /// quarter as large.
+    pub fine_above_cpu_pct: f64,
 }
 
 /// What a ramp found.
@@ -390,34 +414,53 @@ pub struct RampReport {
     pub unmeasured_streams: usize,
 }
 
-/// Grows the room in `session` step by step until a window's loss exceeds
-/// the limit twice in a row, the maximum is reached, or the target refuses.
+/// Measures windows until one is under the loss limit (`Ok`, with the
+/// delivered packet rate) or two in a row are over it (`Err`); every window
+/// is kept in `windows`.
+async fn judge<T: Target>(
+    session: &mut Session<T>,
+    config: &RampConfig,
+    windows: &mut Vec<Window>,
+) -> Result<f64, ()> {
+    for _ in 0..2 {
+        let w = session.measure(config.settle, config.window).await;
+        let ok = w.loss_pct <= config.loss_limit_pct && w.expected > 0;
+        let pps = w.delivered_pps;
+        windows.push(w);
+        if ok {
+            return Ok(pps);
+        }
+    }
+    Err(())
+}
+
+/// Grows the room in `session` until two windows in a row lose more than
+/// the limit, the maximum is reached, or the target refuses. Steps are
+/// `step` large while the busiest worker stays under `fine_above_cpu_pct`
+/// of a core, and a quarter of that beyond, so that the capacity is found to
+/// within a quarter step without overshooting far: an overloaded worker
+/// stays overloaded for a while (its producers ask for keyframes, which are
+/// larger), so the room only grows.
 pub async fn ramp<T: Target>(session: &mut Session<T>, config: RampConfig) -> RampReport {
     let mut windows = Vec::new();
     let mut sustained = 0;
     let mut sustained_pps = 0.0;
-    let stopped_because;
+    let mut stopped_because = String::new();
     if let Shape::Broadcast { publishers } = config.shape {
         for _ in 0..publishers {
             if let Err(e) = session.add_publisher().await {
-                return RampReport {
-                    target: session.target.describe(),
-                    config,
-                    windows,
-                    sustained,
-                    sustained_pps,
-                    stopped_because: format!("cannot publish: {e}"),
-                    unmeasured_streams: session.unmeasured,
-                };
+                stopped_because = format!("cannot publish: {e}");
+                break;
             }
         }
     }
-    'ramp: loop {
+    let mut step = config.step.max(1);
+    'ramp: while stopped_because.is_empty() {
         if session.subscribers() >= config.max {
             stopped_because = format!("reached the maximum of {}", config.max);
             break;
         }
-        for _ in 0..config.step {
+        for _ in 0..step.min(config.max - session.subscribers()) {
             let added = match config.shape {
                 Shape::Broadcast { .. } => session.add_subscriber().await.map(drop),
                 Shape::Mesh => session.add_mesh_participant().await,
@@ -427,24 +470,24 @@ pub async fn ramp<T: Target>(session: &mut Session<T>, config: RampConfig) -> Ra
                 break 'ramp;
             }
         }
-        let mut over = 0;
-        loop {
-            let w = session.measure(config.settle, config.window).await;
-            let ok = w.loss_pct <= config.loss_limit_pct && w.expected > 0;
-            let (n, pps) = (w.subscribers, w.delivered_pps);
-            windows.push(w);
-            if ok {
-                sustained = n;
+        match judge(session, &config, &mut windows).await {
+            Ok(pps) => {
+                sustained = session.subscribers();
                 sustained_pps = pps;
-                break;
+                let busiest = windows
+                    .last()
+                    .and_then(|w| w.worker_cpu_pct.iter().copied().reduce(f64::max))
+                    .unwrap_or(0.0);
+                if busiest >= config.fine_above_cpu_pct {
+                    step = (config.step / 4).max(1);
+                }
             }
-            over += 1;
-            if over == 2 {
+            Err(()) => {
                 stopped_because = format!(
-                    "loss above {}% in two windows in a row",
-                    config.loss_limit_pct
+                    "loss above {}% in two windows in a row at {}",
+                    config.loss_limit_pct,
+                    session.subscribers()
                 );
-                break 'ramp;
             }
         }
     }

@@ -77,6 +77,10 @@ pub trait Target {
         sink: SocketAddr,
     ) -> Result<u32, TargetError>;
 
+    /// Participant `peer` leaves (its transports, producers and consumers
+    /// close).
+    async fn leave(&mut self, peer: usize) -> Result<(), TargetError>;
+
     /// CPU time used so far by each worker thread serving the target.
     async fn worker_cpu(&self) -> Vec<std::time::Duration>;
 
@@ -119,7 +123,7 @@ struct FacadePeer {
 pub struct FacadeTarget {
     sfu: sfu::Sfu,
     room: sfu::Room,
-    peers: Vec<FacadePeer>,
+    peers: Vec<Option<FacadePeer>>,
 }
 
 impl std::fmt::Debug for FacadeTarget {
@@ -145,6 +149,7 @@ impl FacadeTarget {
     fn peer(&mut self, peer: usize) -> Result<&mut FacadePeer, TargetError> {
         self.peers
             .get_mut(peer)
+            .and_then(Option::as_mut)
             .ok_or(TargetError::Unknown("participant"))
     }
 }
@@ -162,12 +167,12 @@ impl Target for FacadeTarget {
         if let Some(mut events) = participant.take_events() {
             actix_rt::spawn(async move { while events.recv().await.is_some() {} });
         }
-        self.peers.push(FacadePeer {
+        self.peers.push(Some(FacadePeer {
             participant,
             recv: None,
             sends: Vec::new(),
             consumers: Vec::new(),
-        });
+        }));
         Ok(self.peers.len() - 1)
     }
 
@@ -228,6 +233,16 @@ impl Target for FacadeTarget {
         Ok(ssrc)
     }
 
+    async fn leave(&mut self, peer: usize) -> Result<(), TargetError> {
+        let p = self
+            .peers
+            .get_mut(peer)
+            .and_then(Option::take)
+            .ok_or(TargetError::Unknown("participant"))?;
+        p.participant.leave();
+        Ok(())
+    }
+
     async fn worker_cpu(&self) -> Vec<std::time::Duration> {
         match self.sfu.status().await {
             Ok(s) => s
@@ -240,7 +255,7 @@ impl Target for FacadeTarget {
     }
 
     async fn shutdown(&mut self) {
-        for p in self.peers.drain(..) {
+        for p in self.peers.drain(..).flatten() {
             p.participant.leave();
         }
     }
@@ -264,7 +279,7 @@ pub struct BaselineTarget {
     listen: ListenInfo,
     producers: HashMap<ProducerKey, mediasoup::producer::Producer>,
     sends: Vec<mediasoup::plain_transport::PlainTransport>,
-    peers: Vec<BaselinePeer>,
+    peers: Vec<Option<BaselinePeer>>,
 }
 
 impl std::fmt::Debug for BaselineTarget {
@@ -330,10 +345,10 @@ impl Target for BaselineTarget {
     }
 
     async fn join(&mut self, _name: &str) -> Result<usize, TargetError> {
-        self.peers.push(BaselinePeer {
+        self.peers.push(Some(BaselinePeer {
             recv: None,
             consumers: Vec::new(),
-        });
+        }));
         Ok(self.peers.len() - 1)
     }
 
@@ -342,7 +357,7 @@ impl Target for BaselineTarget {
         peer: usize,
         spec: &StreamSpec,
     ) -> Result<(ProducerKey, SocketAddr), TargetError> {
-        if peer >= self.peers.len() {
+        if self.peers.get(peer).is_none_or(Option::is_none) {
             return Err(TargetError::Unknown("participant"));
         }
         let mut options = self.options();
@@ -383,6 +398,7 @@ impl Target for BaselineTarget {
         let p = self
             .peers
             .get_mut(peer)
+            .and_then(Option::as_mut)
             .ok_or(TargetError::Unknown("participant"))?;
         let t = match &p.recv {
             Some(t) => t.clone(),
@@ -412,6 +428,15 @@ impl Target for BaselineTarget {
         Ok(ssrc)
     }
 
+    async fn leave(&mut self, peer: usize) -> Result<(), TargetError> {
+        // Dropping the handles closes the transport and its consumers.
+        self.peers
+            .get_mut(peer)
+            .and_then(Option::take)
+            .map(drop)
+            .ok_or(TargetError::Unknown("participant"))
+    }
+
     async fn worker_cpu(&self) -> Vec<std::time::Duration> {
         let tid = self.tid.load(std::sync::atomic::Ordering::Relaxed);
         thread_cpu_time(tid).into_iter().collect()
@@ -432,7 +457,7 @@ impl Target for BaselineTarget {
 pub struct SignallingTarget {
     url: String,
     room: String,
-    peers: Vec<SignallingPeer>,
+    peers: Vec<Option<SignallingPeer>>,
 }
 
 impl SignallingTarget {
@@ -449,6 +474,7 @@ impl SignallingTarget {
     fn peer(&mut self, peer: usize) -> Result<&mut SignallingPeer, TargetError> {
         self.peers
             .get_mut(peer)
+            .and_then(Option::as_mut)
             .ok_or(TargetError::Unknown("participant"))
     }
 }
@@ -461,7 +487,7 @@ impl Target for SignallingTarget {
 
     async fn join(&mut self, name: &str) -> Result<usize, TargetError> {
         let peer = SignallingPeer::join(&self.url, &self.room, name).await?;
-        self.peers.push(peer);
+        self.peers.push(Some(peer));
         Ok(self.peers.len() - 1)
     }
 
@@ -483,13 +509,23 @@ impl Target for SignallingTarget {
         self.peer(peer)?.subscribe(&producer.0, sink).await
     }
 
+    async fn leave(&mut self, peer: usize) -> Result<(), TargetError> {
+        let p = self
+            .peers
+            .get_mut(peer)
+            .and_then(Option::take)
+            .ok_or(TargetError::Unknown("participant"))?;
+        p.close().await;
+        Ok(())
+    }
+
     async fn worker_cpu(&self) -> Vec<std::time::Duration> {
         // A remote node's workers are not ours to read.
         Vec::new()
     }
 
     async fn shutdown(&mut self) {
-        for p in self.peers.drain(..) {
+        for p in self.peers.drain(..).flatten() {
             p.close().await;
         }
     }
