@@ -73,6 +73,9 @@ test-rust:
 	@echo "== examples run to completion"
 	$(ISOLATED) $(CARGO_TARGET_DIR)/debug/examples/embed_router
 	$(ISOLATED) $(CARGO_TARGET_DIR)/debug/examples/custom_actor
+	@echo "== loadgen: a 2-worker room in process and a plain mediasoup router, each must deliver with <1% loss"
+	$(ISOLATED) $(BIN) loadgen --workers 2 --placement spread --publishers 2 --subscribers 20 --settle 1 --duration 2
+	$(ISOLATED) $(BIN) loadgen --target baseline --subscribers 20 --settle 1 --duration 2
 
 test-srtp:
 	scripts/test-srtp-compat.sh

@@ -102,9 +102,14 @@ struct LoadgenArgs {
     /// `--loss-limit` (twice in a row); report the highest count under it.
     #[arg(long)]
     ramp: Option<usize>,
-    /// Highest acceptable loss of a window, percent.
+    /// Highest acceptable loss of a window, percent. Without `--ramp`, a
+    /// run that loses more (or receives nothing) exits with an error.
     #[arg(long, default_value_t = 1.0)]
     loss_limit: f64,
+    /// With `--ramp`: highest acceptable median one-way latency of a
+    /// window, ms (beyond it the target is queueing, i.e. overloaded).
+    #[arg(long, default_value_t = 50.0)]
+    latency_limit: f64,
     /// With `--ramp`: once the busiest worker uses this much of a core
     /// (percent), grow by a quarter step.
     #[arg(long, default_value_t = 80.0)]
@@ -180,6 +185,7 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
                     settle: secs(args.settle),
                     window: secs(args.duration),
                     loss_limit_pct: args.loss_limit,
+                    latency_p50_limit_ms: args.latency_limit,
                     fine_above_cpu_pct: args.fine_above_cpu,
                 },
             )
@@ -200,10 +206,11 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
             }
             if !args.json {
                 println!(
-                    "{}: sustained {} with loss under {}% ({:.0} pkt/s delivered); stopped: {}",
+                    "{}: sustained {} with loss under {}% and median latency under {} ms ({:.0} pkt/s delivered); stopped: {}",
                     report.target,
                     report.sustained,
                     args.loss_limit,
+                    args.latency_limit,
                     report.sustained_pps,
                     report.stopped_because
                 );
@@ -272,6 +279,19 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         };
         if args.json {
             println!("{}", serde_json::to_string_pretty(&json)?);
+        }
+        // A fixed room (no ramp) is a check: it fails when nothing arrived
+        // or the loss is over the limit, so scripts can rely on the exit
+        // status.
+        if args.ramp.is_none() {
+            let expected = json["expected"].as_u64().unwrap_or(0);
+            let loss = json["loss_pct"].as_f64().unwrap_or(f64::INFINITY);
+            anyhow::ensure!(expected > 0, "no media arrived at the subscribers");
+            anyhow::ensure!(
+                loss <= args.loss_limit,
+                "loss {loss:.3}% is above --loss-limit {}%",
+                args.loss_limit
+            );
         }
         Ok(())
     })

@@ -248,6 +248,15 @@ async fn loadgen_drives_a_node_over_signalling() {
         .any(|st| st.label.ends_with(&format!(":{:?}", StreamKind::Vp8))));
     let s = status(&node).await;
     assert_eq!((s.peers, s.producers >= 2), (4, true), "{s:?}");
+    // A subscriber leaves: its connection closes, the node forgets it, and
+    // its streams are no longer measured.
+    session.remove_subscriber().await.expect("leave");
+    assert_eq!((session.subscribers(), session.streams()), (2, 4));
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while status(&node).await.peers != 3 {
+        assert!(tokio::time::Instant::now() < deadline, "the peer stays");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     session.finish().await;
     wait_idle(&node).await;
     node.stop().await;

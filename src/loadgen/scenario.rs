@@ -390,6 +390,10 @@ pub struct RampConfig {
     pub window: Duration,
     /// Highest acceptable loss of a window, percent.
     pub loss_limit_pct: f64,
+    /// Highest acceptable median one-way latency of a window, ms: beyond
+    /// it the worker is queueing (overloaded) even while nothing is lost
+    /// yet.
+    pub latency_p50_limit_ms: f64,
     /// Busiest worker's CPU (percent of a core) from which steps are a
     /// quarter as large.
     pub fine_above_cpu_pct: f64,
@@ -414,9 +418,9 @@ pub struct RampReport {
     pub unmeasured_streams: usize,
 }
 
-/// Measures windows until one is under the loss limit (`Ok`, with the
-/// delivered packet rate) or two in a row are over it (`Err`); every window
-/// is kept in `windows`.
+/// Measures windows until one is within the limits (`Ok`, with the
+/// delivered packet rate) or two in a row are not (`Err`); every window is
+/// kept in `windows`.
 async fn judge<T: Target>(
     session: &mut Session<T>,
     config: &RampConfig,
@@ -424,7 +428,9 @@ async fn judge<T: Target>(
 ) -> Result<f64, ()> {
     for _ in 0..2 {
         let w = session.measure(config.settle, config.window).await;
-        let ok = w.loss_pct <= config.loss_limit_pct && w.expected > 0;
+        let ok = w.loss_pct <= config.loss_limit_pct
+            && w.expected > 0
+            && w.latency_p50_ms <= config.latency_p50_limit_ms;
         let pps = w.delivered_pps;
         windows.push(w);
         if ok {
@@ -435,7 +441,8 @@ async fn judge<T: Target>(
 }
 
 /// Grows the room in `session` until two windows in a row lose more than
-/// the limit, the maximum is reached, or the target refuses. Steps are
+/// the limit (or queue: median latency over its limit), the maximum is
+/// reached, or the target refuses. Steps are
 /// `step` large while the busiest worker stays under `fine_above_cpu_pct`
 /// of a core, and a quarter of that beyond, so that the capacity is found to
 /// within a quarter step without overshooting far: an overloaded worker
@@ -484,8 +491,9 @@ pub async fn ramp<T: Target>(session: &mut Session<T>, config: RampConfig) -> Ra
             }
             Err(()) => {
                 stopped_because = format!(
-                    "loss above {}% in two windows in a row at {}",
+                    "loss above {}% or median latency above {} ms in two windows in a row at {}",
                     config.loss_limit_pct,
+                    config.latency_p50_limit_ms,
                     session.subscribers()
                 );
             }
