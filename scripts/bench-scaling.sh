@@ -29,22 +29,25 @@ run() {
   local name=$1; shift
   echo "== $name: mafalda loadgen $*" >&2
   unshare -n -- bash -c 'ip link set lo up && exec "$@"' isolated \
-    "$BIN" loadgen --json --duration "$WINDOW" --settle "$SETTLE" "$@" > "$OUT/$name.json"
+    "$BIN" loadgen --json "$@" > "$OUT/$name.json"
 }
 
-for shape in $SHAPES; do
+# BENCH_PARTS="ramps fixed" (default both); the summary reads what is there.
+PARTS="${BENCH_PARTS:-ramps fixed}"
+[[ " $PARTS " == *" ramps "* ]] && for shape in $SHAPES; do
   if [ "$shape" = broadcast ]; then
     ramp=(--shape broadcast --publishers 1 --ramp 100 --subscribers 9000)
   else
     ramp=(--shape mesh --ramp 4 --subscribers 120)
   fi
+  ramp+=(--duration "$WINDOW" --settle "$SETTLE")
   run "$shape-baseline" --target baseline "${ramp[@]}"
   run "$shape-mafalda-1" --workers 1 "${ramp[@]}"
   run "$shape-mafalda-$N" --workers "$N" --placement spread "${ramp[@]}"
 done
 
 FIXED="${BENCH_FIXED_SUBSCRIBERS:-400}"
-for i in 1 2 3; do
+[[ " $PARTS " == *" fixed "* ]] && for i in 1 2 3; do
   run "fixed-baseline-$i" --target baseline --subscribers "$FIXED" --duration 5 --settle 2
   run "fixed-mafalda-1-$i" --workers 1 --subscribers "$FIXED" --duration 5 --settle 2
 done

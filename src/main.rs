@@ -389,7 +389,11 @@ fn main() -> anyhow::Result<()> {
         Command::Loadgen(args) => {
             let filter =
                 EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-            tracing_subscriber::fmt().with_env_filter(filter).init();
+            // Logs go to stderr: stdout carries the report (JSON with --json).
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .init();
             loadgen(*args)
         }
     }
