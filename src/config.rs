@@ -83,6 +83,11 @@ pub struct RtcSection {
     pub enable_tcp: bool,
     /// Initial outgoing bitrate estimate of each transport, in bps.
     pub initial_outgoing_bitrate: u32,
+    /// Socket send and receive buffer of the pipe transports between
+    /// workers, in bytes (the kernel caps it at `net.core.rmem_max` /
+    /// `wmem_max`). A pipe carries every producer of one worker to another
+    /// in bursts; the kernel default (~208 KiB) overflows under load.
+    pub pipe_socket_buffer_bytes: u32,
 }
 
 impl Default for RtcSection {
@@ -94,6 +99,7 @@ impl Default for RtcSection {
             port_max: 49999,
             enable_tcp: true,
             initial_outgoing_bitrate: 1_000_000,
+            pipe_socket_buffer_bytes: 4 * 1024 * 1024,
         }
     }
 }

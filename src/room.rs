@@ -159,6 +159,20 @@ pub struct RoomClosed {
 
 type RouterFuture = Shared<LocalBoxFuture<'static, Result<RouterLease, RoomError>>>;
 type PipeFuture = Shared<LocalBoxFuture<'static, Result<PipeHandles, RoomError>>>;
+type PairFuture = Shared<LocalBoxFuture<'static, Result<PipePair, RoomError>>>;
+
+/// Two connected pipe transports between the room's routers on two workers,
+/// created by the room itself (rather than by `pipe_producer_to_router`) so
+/// that their sockets get `rtc.pipe_socket_buffer_bytes`. Every producer
+/// piped between the two workers shares it; it closes once no hop uses it
+/// and no pipe consumer or producer holds it.
+#[derive(Debug, Clone)]
+struct PipePair {
+    /// On the sending worker's router.
+    local: PipeTransport,
+    /// On the receiving worker's router.
+    remote: PipeTransport,
+}
 
 /// The room's router on one worker. `id` tells incarnations apart, so that a
 /// handler can check after an await that the router it used is still the
@@ -176,7 +190,7 @@ struct RouterEntry {
 #[derive(Debug, Clone)]
 struct PipeHandles {
     /// On the target router, same id as the original producer.
-    _producer: Producer,
+    producer: Producer,
     /// On the producer's router.
     _consumer: Consumer,
 }
@@ -292,6 +306,8 @@ pub struct RoomActor {
     routers: HashMap<WorkerSlot, RouterEntry>,
     /// Pipe trees, by producer.
     pipes: HashMap<ProducerId, PipeTree>,
+    /// Pipe transport pairs, by (sending worker, receiving worker).
+    pipe_pairs: HashMap<(WorkerSlot, WorkerSlot), PairFuture>,
     /// In-flight operations (joins, capability queries) holding a worker's
     /// router although no peer is on it yet.
     slot_users: HashMap<WorkerSlot, usize>,
@@ -327,6 +343,7 @@ impl RoomActor {
             span,
             routers: HashMap::new(),
             pipes: HashMap::new(),
+            pipe_pairs: HashMap::new(),
             slot_users: HashMap::new(),
             next_id: 0,
             peers: HashMap::new(),
@@ -432,6 +449,15 @@ impl RoomActor {
                 used.insert(e.from);
             }
         }
+        // Pipe transport pairs go with the last hop between their workers
+        // (and failed creations, so that the next use retries).
+        let links: HashSet<(WorkerSlot, WorkerSlot)> = self
+            .pipes
+            .values()
+            .flat_map(|t| t.hops.iter().map(|(target, e)| (e.from, *target)))
+            .collect();
+        self.pipe_pairs
+            .retain(|link, fut| links.contains(link) && !matches!(fut.peek(), Some(Err(_))));
         self.routers.retain(|slot, e| {
             let failed = matches!(e.fut.peek(), Some(Err(_)));
             // A failed creation is forgotten once no request waits on it.
@@ -453,6 +479,7 @@ impl RoomActor {
         producer_id: ProducerId,
         origin: WorkerSlot,
         target: WorkerSlot,
+        ctx: &mut Context<Self>,
     ) -> Result<(u64, PipeFuture), RoomError> {
         let fanout = self.env.config.placement.pipe_fanout.max(1) as usize;
         let (parent, parent_depth, parent_fut) = match self.pipes.get_mut(&producer_id) {
@@ -469,35 +496,68 @@ impl RoomActor {
         };
         let src = self.lease(parent)?;
         let dst = self.lease(target)?;
+        let pair = self.pipe_pair_for(&src, &dst);
         let node = Arc::clone(&self.env.counters);
+        let id = self.fresh_id();
+        let me = ctx.address();
         let fut = async move {
             // A hop fed from another hop waits until that one is piped.
             if let Some(parent) = parent_fut {
                 parent.await?;
             }
-            let mut options = PipeToRouterOptions::new(dst.router.clone());
-            // Media only: no SCTP association on the pipe transports.
-            options.enable_sctp = false;
-            let pair = src
-                .router
-                .pipe_producer_to_router(producer_id, options)
+            let pair = pair.await?;
+            // What `Router::pipe_producer_to_router` does, on our own pair:
+            // a pipe consumer on the sending router, a pipe producer with
+            // the same id on the receiving one.
+            let consumer = pair
+                .local
+                .consume(ConsumerOptions::new(
+                    producer_id,
+                    RtpCapabilities::default(),
+                ))
                 .await
                 .map_err(|e| match e {
-                    PipeProducerToRouterError::ProducerNotFound(id) => {
-                        RoomError::UnknownProducer(id)
-                    }
+                    ConsumeError::ProducerNotFound(id) => RoomError::UnknownProducer(id),
                     other => RoomError::Mediasoup(other.to_string()),
                 })?;
-            // Own the pipe producer: it closes when the hop is dropped (its
-            // last consumer left), not only with the original producer.
-            let producer = pair.pipe_producer.into_inner();
-            let consumer = pair.pipe_consumer;
+            let mut options = ProducerOptions::new_pipe_transport(
+                producer_id,
+                consumer.kind(),
+                consumer.rtp_parameters().clone(),
+            );
+            options.paused = consumer.producer_paused();
+            let producer = pair
+                .remote
+                .produce(options)
+                .await
+                .map_err(|e| RoomError::Mediasoup(e.to_string()))?;
+            // Pause, resume and close of the source travel down the hop
+            // through the room (callbacks run on mediasoup's threads).
+            let hop = PipeHop {
+                producer_id,
+                target: dst.slot,
+                id,
+            };
+            for paused in [true, false] {
+                let me = me.clone();
+                let handler = move || me.do_send(PipePaused { hop, paused });
+                if paused {
+                    consumer.on_pause(handler).detach();
+                } else {
+                    consumer.on_resume(handler).detach();
+                }
+            }
             let (sc, dc) = (&src.worker_counters, &dst.worker_counters);
             let guards = (
                 Tracked::new(Resource::Consumer, &[&node, sc]),
                 Tracked::new(Resource::PipeConsumer, &[&node, sc]),
             );
-            consumer.on_close(move || drop(guards)).detach();
+            consumer
+                .on_close(move || {
+                    drop(guards);
+                    me.do_send(PipeHopClosed(hop));
+                })
+                .detach();
             let guards = (
                 Tracked::new(Resource::Producer, &[&node, dc]),
                 Tracked::new(Resource::PipeProducer, &[&node, dc]),
@@ -505,14 +565,13 @@ impl RoomActor {
             producer.on_close(move || drop(guards)).detach();
             tracing::debug!(producer = %producer_id, from = %src.slot, to = %dst.slot, "producer piped");
             Ok(PipeHandles {
-                _producer: producer,
+                producer,
                 _consumer: consumer,
             })
         }
         .instrument(self.span.clone())
         .boxed_local()
         .shared();
-        let id = self.fresh_id();
         let tree = self.pipes.entry(producer_id).or_insert_with(|| PipeTree {
             origin,
             hops: HashMap::new(),
@@ -529,6 +588,55 @@ impl RoomActor {
             },
         );
         Ok((id, fut))
+    }
+
+    /// The pipe transport pair from `src`'s worker to `dst`'s, created on
+    /// first use (concurrent hops share one creation).
+    fn pipe_pair_for(&mut self, src: &RouterLease, dst: &RouterLease) -> PairFuture {
+        let key = (src.slot, dst.slot);
+        if let Some(f) = self.pipe_pairs.get(&key) {
+            return f.clone();
+        }
+        let bytes = self.env.config.rtc.pipe_socket_buffer_bytes;
+        let listen = ListenInfo {
+            protocol: Protocol::Udp,
+            ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            announced_address: None,
+            expose_internal_ip: false,
+            port: None,
+            port_range: None,
+            flags: None,
+            send_buffer_size: Some(bytes),
+            recv_buffer_size: Some(bytes),
+        };
+        let (from, to) = (src.router.clone(), dst.router.clone());
+        let fut = async move {
+            let mut options = PipeTransportOptions::new(listen);
+            // Media only: no SCTP association on the pipe transports.
+            options.enable_sctp = false;
+            let err = |e: mediasoup::worker::RequestError| RoomError::Mediasoup(e.to_string());
+            let (local, remote) = futures::try_join!(
+                from.create_pipe_transport(options.clone()),
+                to.create_pipe_transport(options),
+            )
+            .map_err(err)?;
+            for (a, b) in [(&local, &remote), (&remote, &local)] {
+                let tuple = b.tuple();
+                a.connect(PipeTransportRemoteParameters {
+                    ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                    port: tuple.local_port(),
+                    srtp_parameters: None,
+                })
+                .await
+                .map_err(err)?;
+            }
+            Ok(PipePair { local, remote })
+        }
+        .instrument(self.span.clone())
+        .boxed_local()
+        .shared();
+        self.pipe_pairs.insert(key, fut.clone());
+        fut
     }
 
     /// Ends one consume request's use of a hop; registers its consumer when
@@ -664,6 +772,7 @@ impl RoomActor {
     fn clear(&mut self) {
         self.closing = true;
         self.pipes.clear();
+        self.pipe_pairs.clear();
         self.peers.clear();
         self.routers.clear();
     }
@@ -1244,6 +1353,89 @@ pub struct Consume {
     pub rtp_capabilities: RtpCapabilities,
 }
 
+/// Which hop of which producer's pipe tree (ids tell incarnations apart).
+#[derive(Debug, Clone, Copy)]
+struct PipeHop {
+    producer_id: ProducerId,
+    target: WorkerSlot,
+    id: u64,
+}
+
+impl RoomActor {
+    /// The hop's pipe producer, if the hop is still the room's and piped.
+    fn hop_producer(&self, hop: PipeHop) -> Option<Producer> {
+        let e = self
+            .pipes
+            .get(&hop.producer_id)?
+            .hops
+            .get(&hop.target)
+            .filter(|e| e.id == hop.id)?;
+        match e.fut.peek() {
+            Some(Ok(handles)) => Some(handles.producer.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// Internal: the source of a hop was paused or resumed; so is the hop's
+/// pipe producer (and with it every consumer and hop below).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct PipePaused {
+    hop: PipeHop,
+    paused: bool,
+}
+
+impl Handler<PipePaused> for RoomActor {
+    type Result = ();
+    fn handle(&mut self, msg: PipePaused, ctx: &mut Self::Context) {
+        let Some(producer) = self.hop_producer(msg.hop) else {
+            return;
+        };
+        let fut = async move {
+            let r = if msg.paused {
+                producer.pause().await
+            } else {
+                producer.resume().await
+            };
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "pipe producer pause/resume failed");
+            }
+        }
+        .instrument(self.span.clone());
+        ctx.spawn(fut.into_actor(self));
+    }
+}
+
+/// Internal: a hop's pipe consumer closed without the room dropping the hop
+/// (its source went away underneath): the hop and the hops below it go, and
+/// their consumers are offered the producer again.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct PipeHopClosed(PipeHop);
+
+impl Handler<PipeHopClosed> for RoomActor {
+    type Result = ();
+    fn handle(&mut self, msg: PipeHopClosed, _ctx: &mut Self::Context) {
+        let hop = msg.0;
+        let Some(tree) = self.pipes.get_mut(&hop.producer_id) else {
+            return;
+        };
+        if !tree.hops.get(&hop.target).is_some_and(|e| e.id == hop.id) {
+            // Dropped by the room already.
+            return;
+        }
+        let _e = self.span.clone().entered();
+        tracing::warn!(producer = %hop.producer_id, to = %hop.target, "pipe closed underneath: dropping the hop and those below");
+        tree.cut(hop.target);
+        if tree.hops.is_empty() {
+            self.pipes.remove(&hop.producer_id);
+        }
+        drop(_e);
+        self.gc_routers();
+    }
+}
+
 /// Internal: a consumer's producer went away.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -1315,7 +1507,7 @@ impl Handler<Consume> for RoomActor {
         let pipe = if source == target {
             None
         } else {
-            match self.pipe_for(msg.producer_id, source, target) {
+            match self.pipe_for(msg.producer_id, source, target, ctx) {
                 Ok(p) => Some(p),
                 Err(e) => return Box::pin(fut::ready(Err(e))),
             }

@@ -718,7 +718,7 @@ async fn pipes_fan_out_as_a_tree_and_close_bottom_up() {
         let t = recv_transport(&mut c).await;
         let r = consume(&mut c, &t, &pa).await;
         c.ok("resumeConsumer", json!({"consumerId": r["id"]})).await;
-        subs.push(c);
+        subs.push((c, t));
     }
     let (wb, wc, wd) = (slots[1], slots[2], slots[3]);
     let s = status(&node).await;
@@ -733,15 +733,34 @@ async fn pipes_fan_out_as_a_tree_and_close_bottom_up() {
         );
     }
 
+    // Pause and resume travel down the chain, hop by hop: a consumer made
+    // at the end of it (three pipes away) sees the producer's state.
+    for (method, paused) in [("pauseProducer", true), ("resumeProducer", false)] {
+        a.ok(method, json!({"producerId": pa})).await;
+        let (d, td) = &mut subs[2];
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        loop {
+            let r = consume(d, td, &pa).await;
+            if r["producerPaused"] == json!(paused) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{method} did not reach the end of the chain"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     // B leaves: its hop has no consumer left but still feeds C.
-    let mut b = subs.remove(0);
+    let (mut b, _) = subs.remove(0);
     b.ok("leave", json!({})).await;
     b.closed().await;
     let s = wait_status(&node.server, "B to leave", |s| s.peers == 3).await;
     assert_eq!(s.worker_details[wb].counts.pipe_producers, 1, "{s:?}");
     assert_eq!(s.worker_details[wb].counts.routers, 1, "{s:?}");
     // D (the leaf) leaves: only its hop goes.
-    let mut d = subs.pop().expect("D");
+    let (mut d, _) = subs.pop().expect("D");
     d.ok("leave", json!({})).await;
     d.closed().await;
     let s = wait_status(&node.server, "D's hop to close", |s| {
@@ -751,7 +770,7 @@ async fn pipes_fan_out_as_a_tree_and_close_bottom_up() {
     assert_eq!(s.worker_details[wc].counts.pipe_producers, 1, "{s:?}");
     assert_eq!(s.worker_details[wb].counts.pipe_producers, 1, "{s:?}");
     // C leaves: its hop goes, and then B's, which fed only C.
-    let mut c = subs.pop().expect("C");
+    let (mut c, _) = subs.pop().expect("C");
     c.ok("leave", json!({})).await;
     c.closed().await;
     let s = wait_status(&node.server, "the chain to close", |s| {
