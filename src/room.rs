@@ -1421,7 +1421,7 @@ impl Handler<PipeHopClosed> for RoomActor {
         let Some(tree) = self.pipes.get_mut(&hop.producer_id) else {
             return;
         };
-        if !tree.hops.get(&hop.target).is_some_and(|e| e.id == hop.id) {
+        if tree.hops.get(&hop.target).is_none_or(|e| e.id != hop.id) {
             // Dropped by the room already.
             return;
         }
