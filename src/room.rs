@@ -134,6 +134,22 @@ impl RoomError {
     }
 }
 
+/// Where the node's client-facing transports listen: `[rtc]`'s address,
+/// announced address and port range.
+pub fn rtc_listen_info(rtc: &crate::config::RtcSection, protocol: Protocol) -> ListenInfo {
+    ListenInfo {
+        protocol,
+        ip: rtc.listen_ip,
+        announced_address: rtc.announced_address.clone(),
+        expose_internal_ip: false,
+        port: None,
+        port_range: Some(rtc.port_min..=rtc.port_max),
+        flags: None,
+        send_buffer_size: None,
+        recv_buffer_size: None,
+    }
+}
+
 /// What every room of a node shares.
 #[derive(Debug)]
 pub struct RoomEnv {
@@ -801,17 +817,7 @@ impl RoomActor {
     }
 
     fn listen_infos(config: &Config) -> WebRtcTransportListenInfos {
-        let info = |protocol| ListenInfo {
-            protocol,
-            ip: config.rtc.listen_ip,
-            announced_address: config.rtc.announced_address.clone(),
-            expose_internal_ip: false,
-            port: None,
-            port_range: Some(config.rtc.port_min..=config.rtc.port_max),
-            flags: None,
-            send_buffer_size: None,
-            recv_buffer_size: None,
-        };
+        let info = |protocol| rtc_listen_info(&config.rtc, protocol);
         let infos = WebRtcTransportListenInfos::new(info(Protocol::Udp));
         if config.rtc.enable_tcp {
             infos.insert(info(Protocol::Tcp))
@@ -1179,18 +1185,8 @@ impl Handler<CreatePlainTransport> for RoomActor {
             Ok(l) => l,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
-        let rtc = &self.env.config.rtc;
-        let mut options = PlainTransportOptions::new(ListenInfo {
-            protocol: Protocol::Udp,
-            ip: rtc.listen_ip,
-            announced_address: rtc.announced_address.clone(),
-            expose_internal_ip: false,
-            port: None,
-            port_range: Some(rtc.port_min..=rtc.port_max),
-            flags: None,
-            send_buffer_size: None,
-            recv_buffer_size: None,
-        });
+        let mut options =
+            PlainTransportOptions::new(rtc_listen_info(&self.env.config.rtc, Protocol::Udp));
         options.rtcp_mux = true;
         options.comedia = msg.comedia;
         let node_counters = Arc::clone(&self.env.counters);

@@ -63,16 +63,7 @@ where
 {
     let before = status(node).await;
     let r = join().await;
-    let after = status(node).await;
-    let grew: Vec<usize> = before
-        .worker_details
-        .iter()
-        .zip(&after.worker_details)
-        .filter(|(b, a)| a.counts.peers > b.counts.peers)
-        .map(|(b, _)| b.slot)
-        .collect();
-    assert_eq!(grew.len(), 1, "one worker got the peer: {after:?}");
-    (r, grew[0])
+    (r, placed_on(&before, &status(node).await))
 }
 
 /// Two publishers and four subscribers on four workers, with a pipe fan-out

@@ -70,19 +70,6 @@ fn all_idle(s: &NodeStatus) -> bool {
             .all(|w| w.counts.peers == 0 && w.counts.routers == 0)
 }
 
-/// The slot whose peer count went up between two status snapshots.
-fn placed_on(before: &NodeStatus, after: &NodeStatus) -> usize {
-    let grew: Vec<usize> = before
-        .worker_details
-        .iter()
-        .zip(&after.worker_details)
-        .filter(|(b, a)| a.counts.peers > b.counts.peers)
-        .map(|(b, _)| b.slot)
-        .collect();
-    assert_eq!(grew.len(), 1, "one worker got the peer: {after:?}");
-    grew[0]
-}
-
 /// Joins over the WebSocket and reports the worker the peer was placed on.
 async fn join_placed(node: &RunningNode, c: &mut Client, room: &str, name: &str) -> (Value, usize) {
     let before = status(node).await;

@@ -23,6 +23,7 @@ use super::media::{rtp_parameters, subscriber_rtp_capabilities, StreamSpec};
 use super::signalling_client::SignallingPeer;
 use crate::config::Config;
 use crate::ids::WorkerSlot;
+use crate::room::rtc_listen_info;
 use crate::sfu::{self, Direction};
 use crate::worker::{media_codecs, spawn_worker, thread_cpu_time};
 
@@ -304,17 +305,7 @@ impl BaselineTarget {
             .create_router(RouterOptions::new(media_codecs()))
             .await
             .map_err(|e| TargetError::Mediasoup(e.to_string()))?;
-        let listen = ListenInfo {
-            protocol: Protocol::Udp,
-            ip: config.rtc.listen_ip,
-            announced_address: config.rtc.announced_address.clone(),
-            expose_internal_ip: false,
-            port: None,
-            port_range: Some(config.rtc.port_min..=config.rtc.port_max),
-            flags: None,
-            send_buffer_size: None,
-            recv_buffer_size: None,
-        };
+        let listen = rtc_listen_info(&config.rtc, Protocol::Udp);
         Ok(Self {
             _manager: manager,
             worker: spawned.worker,

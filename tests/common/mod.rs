@@ -258,3 +258,17 @@ pub async fn publish_video(c: &mut Client, ssrc: u32) -> (String, String) {
         .await;
     (tid, p["id"].as_str().expect("producer id").to_owned())
 }
+
+/// The worker slot whose peer count went up between two status snapshots
+/// (exactly one must have).
+pub fn placed_on(before: &NodeStatus, after: &NodeStatus) -> usize {
+    let grew: Vec<usize> = before
+        .worker_details
+        .iter()
+        .zip(&after.worker_details)
+        .filter(|(b, a)| a.counts.peers > b.counts.peers)
+        .map(|(b, _)| b.slot)
+        .collect();
+    assert_eq!(grew.len(), 1, "one worker got the peer: {after:?}");
+    grew[0]
+}
