@@ -167,8 +167,6 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         args.duration > 0.0 && args.settle >= 0.0,
         "--duration must be positive"
     );
-    let secs = Duration::from_secs_f64;
-
     async fn drive<T: Target>(
         session: &mut Session<T>,
         args: &LoadgenArgs,
@@ -244,7 +242,6 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         Ok(serde_json::to_value(&w)?)
     }
 
-    let _ = secs;
     actix_web::rt::System::new().block_on(async move {
         let json = match args.target.as_str() {
             "inproc" => {

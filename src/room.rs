@@ -286,6 +286,13 @@ enum PeerTransport {
 }
 
 impl PeerTransport {
+    fn id(&self) -> TransportId {
+        match self {
+            PeerTransport::WebRtc(t) => t.id(),
+            PeerTransport::Plain(t) => t.id(),
+        }
+    }
+
     async fn produce(&self, options: ProducerOptions) -> Result<Producer, ProduceError> {
         match self {
             PeerTransport::WebRtc(t) => t.produce(options).await,
@@ -1079,22 +1086,30 @@ pub struct CreateTransport {
     pub direction: Direction,
 }
 
-impl Handler<CreateTransport> for RoomActor {
-    type Result = ResponseActFuture<Self, Result<TransportReply, RoomError>>;
-
-    fn handle(&mut self, msg: CreateTransport, _ctx: &mut Self::Context) -> Self::Result {
-        let lease = match self.peer_lease(msg.peer_id) {
+impl RoomActor {
+    /// Creates a transport for a peer on its worker's router (`create`
+    /// gets the router), counts it, and files it under the peer as `finish`
+    /// wraps it; a transport made for a peer that left meanwhile is dropped,
+    /// which closes it.
+    fn create_peer_transport<T, R>(
+        &self,
+        peer_id: PeerId,
+        direction: Direction,
+        create: impl FnOnce(Router) -> LocalBoxFuture<'static, Result<T, mediasoup::worker::RequestError>>
+            + 'static,
+        finish: impl FnOnce(T) -> (R, PeerTransport) + 'static,
+    ) -> ResponseActFuture<Self, Result<R, RoomError>>
+    where
+        T: Transport + 'static,
+        R: 'static,
+    {
+        let lease = match self.peer_lease(peer_id) {
             Ok(l) => l,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
-        let mut options = WebRtcTransportOptions::new(Self::listen_infos(&self.env.config));
-        options.initial_available_outgoing_bitrate =
-            u64::from(self.env.config.rtc.initial_outgoing_bitrate);
         let node_counters = Arc::clone(&self.env.counters);
         let fut = async move {
-            let transport = lease
-                .router
-                .create_webrtc_transport(options)
+            let transport = create(lease.router.clone())
                 .await
                 .map_err(|e| RoomError::Mediasoup(e.to_string()))?;
             let tracked = Tracked::new(
@@ -1106,23 +1121,42 @@ impl Handler<CreateTransport> for RoomActor {
         }
         .instrument(self.span.clone());
         Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
-            let transport: WebRtcTransport = res?;
+            let transport = res?;
             let peer = act
                 .peers
-                .get_mut(&msg.peer_id)
-                .ok_or(RoomError::UnknownPeer(msg.peer_id))?;
-            let reply = TransportReply {
-                id: transport.id(),
-                ice_parameters: transport.ice_parameters().clone(),
-                ice_candidates: transport.ice_candidates().clone(),
-                dtls_parameters: transport.dtls_parameters(),
-            };
-            peer.transports.insert(
-                transport.id(),
-                (msg.direction, PeerTransport::WebRtc(transport)),
-            );
+                .get_mut(&peer_id)
+                .ok_or(RoomError::UnknownPeer(peer_id))?;
+            let (reply, transport) = finish(transport);
+            peer.transports
+                .insert(transport.id(), (direction, transport));
             Ok(reply)
         }))
+    }
+}
+
+impl Handler<CreateTransport> for RoomActor {
+    type Result = ResponseActFuture<Self, Result<TransportReply, RoomError>>;
+
+    fn handle(&mut self, msg: CreateTransport, _ctx: &mut Self::Context) -> Self::Result {
+        let mut options = WebRtcTransportOptions::new(Self::listen_infos(&self.env.config));
+        options.initial_available_outgoing_bitrate =
+            u64::from(self.env.config.rtc.initial_outgoing_bitrate);
+        self.create_peer_transport(
+            msg.peer_id,
+            msg.direction,
+            move |router| {
+                async move { router.create_webrtc_transport(options).await }.boxed_local()
+            },
+            |transport: WebRtcTransport| {
+                let reply = TransportReply {
+                    id: transport.id(),
+                    ice_parameters: transport.ice_parameters().clone(),
+                    ice_candidates: transport.ice_candidates().clone(),
+                    dtls_parameters: transport.dtls_parameters(),
+                };
+                (reply, PeerTransport::WebRtc(transport))
+            },
+        )
     }
 }
 
@@ -1181,47 +1215,24 @@ impl Handler<CreatePlainTransport> for RoomActor {
     type Result = ResponseActFuture<Self, Result<PlainTransportReply, RoomError>>;
 
     fn handle(&mut self, msg: CreatePlainTransport, _ctx: &mut Self::Context) -> Self::Result {
-        let lease = match self.peer_lease(msg.peer_id) {
-            Ok(l) => l,
-            Err(e) => return Box::pin(fut::ready(Err(e))),
-        };
         let mut options =
             PlainTransportOptions::new(rtc_listen_info(&self.env.config.rtc, Protocol::Udp));
         options.rtcp_mux = true;
         options.comedia = msg.comedia;
-        let node_counters = Arc::clone(&self.env.counters);
-        let fut = async move {
-            let transport = lease
-                .router
-                .create_plain_transport(options)
-                .await
-                .map_err(|e| RoomError::Mediasoup(e.to_string()))?;
-            let tracked = Tracked::new(
-                Resource::Transport,
-                &[&node_counters, &lease.worker_counters],
-            );
-            transport.on_close(Box::new(move || drop(tracked))).detach();
-            Ok::<_, RoomError>(transport)
-        }
-        .instrument(self.span.clone());
-        Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
-            let transport: PlainTransport = res?;
-            let peer = act
-                .peers
-                .get_mut(&msg.peer_id)
-                .ok_or(RoomError::UnknownPeer(msg.peer_id))?;
-            let tuple = transport.tuple();
-            let reply = PlainTransportReply {
-                id: transport.id(),
-                ip: tuple.local_address().clone(),
-                port: tuple.local_port(),
-            };
-            peer.transports.insert(
-                transport.id(),
-                (msg.direction, PeerTransport::Plain(transport)),
-            );
-            Ok(reply)
-        }))
+        self.create_peer_transport(
+            msg.peer_id,
+            msg.direction,
+            move |router| async move { router.create_plain_transport(options).await }.boxed_local(),
+            |transport: PlainTransport| {
+                let tuple = transport.tuple();
+                let reply = PlainTransportReply {
+                    id: transport.id(),
+                    ip: tuple.local_address().clone(),
+                    port: tuple.local_port(),
+                };
+                (reply, PeerTransport::Plain(transport))
+            },
+        )
     }
 }
 

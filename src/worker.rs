@@ -39,12 +39,26 @@ fn current_tid() -> Option<u32> {
 /// CPU time (user + system) one of this process's threads has used, e.g. a
 /// worker's (its TID is in the node status); for benchmarks.
 pub fn thread_cpu_time(tid: u32) -> Option<Duration> {
-    thread_cpu_ticks(tid).map(|t| Duration::from_secs_f64(t as f64 / USER_HZ))
+    thread_cpu_ticks(tid).map(ticks_to_time)
+}
+
+/// CPU time (user + system) this whole process has used.
+pub fn process_cpu_time() -> Option<Duration> {
+    stat_cpu_ticks("/proc/self/stat").map(ticks_to_time)
+}
+
+fn ticks_to_time(ticks: u64) -> Duration {
+    Duration::from_secs_f64(ticks as f64 / USER_HZ)
 }
 
 /// utime + stime of one of this process's threads, in clock ticks.
 fn thread_cpu_ticks(tid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    stat_cpu_ticks(&format!("/proc/self/task/{tid}/stat"))
+}
+
+/// utime + stime from a `/proc` `stat` file (a process's or a thread's).
+fn stat_cpu_ticks(path: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // The command name (field 2) may hold spaces; fields after it start at
     // field 3 (state). utime and stime are fields 14 and 15.
     let rest = &stat[stat.rfind(')')? + 1..];

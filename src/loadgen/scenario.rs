@@ -112,7 +112,6 @@ pub struct Session<T: Target> {
     subscribers: Vec<usize>,
     /// The SSRCs each participant receives, measured.
     received_ssrcs: std::collections::HashMap<usize, Vec<u32>>,
-    streams: usize,
     /// SSRCs that another consumer already had (not measured).
     unmeasured: usize,
     rng: rand::rngs::StdRng,
@@ -125,19 +124,9 @@ impl<T: Target> std::fmt::Debug for Session<T> {
             .field("target", &self.target.describe())
             .field("producers", &self.producers.len())
             .field("subscribers", &self.subscribers.len())
-            .field("streams", &self.streams)
+            .field("streams", &self.streams())
             .finish_non_exhaustive()
     }
-}
-
-/// Reads this process's CPU time (user + system) from `/proc/self/stat`.
-fn process_cpu() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(Duration::from_secs_f64((utime + stime) as f64 / 100.0))
 }
 
 impl<T: Target> Session<T> {
@@ -165,7 +154,6 @@ impl<T: Target> Session<T> {
             producers: Vec::new(),
             subscribers: Vec::new(),
             received_ssrcs: std::collections::HashMap::new(),
-            streams: 0,
             unmeasured: 0,
             rng: rand::SeedableRng::from_entropy(),
             next_sink: 0,
@@ -189,7 +177,7 @@ impl<T: Target> Session<T> {
 
     /// Consumer streams being measured.
     pub fn streams(&self) -> usize {
-        self.streams
+        self.received_ssrcs.values().map(Vec::len).sum()
     }
 
     /// Consumer streams not measured because their SSRC was taken.
@@ -204,8 +192,8 @@ impl<T: Target> Session<T> {
 
     fn sink(&mut self) -> SocketAddr {
         let addrs = self.receiver.local_addrs();
-        self.next_sink = (self.next_sink + 1) % addrs.len().max(1);
-        addrs[self.next_sink % addrs.len()]
+        self.next_sink = (self.next_sink + 1) % addrs.len();
+        addrs[self.next_sink]
     }
 
     /// The label of the stream participant `peer` receives of `producer`:
@@ -226,10 +214,7 @@ impl<T: Target> Session<T> {
             .receiver
             .expect(ssrc, Self::label(peer, producer, kind))
         {
-            Ok(()) => {
-                self.streams += 1;
-                self.received_ssrcs.entry(peer).or_default().push(ssrc);
-            }
+            Ok(()) => self.received_ssrcs.entry(peer).or_default().push(ssrc),
             Err(LoadgenError::DuplicateSsrc(_)) => self.unmeasured += 1,
             Err(e) => return Err(e.into()),
         }
@@ -285,9 +270,7 @@ impl<T: Target> Session<T> {
         };
         self.target.leave(peer).await?;
         for ssrc in self.received_ssrcs.remove(&peer).unwrap_or_default() {
-            if self.receiver.forget(ssrc) {
-                self.streams -= 1;
-            }
+            self.receiver.forget(ssrc);
         }
         Ok(())
     }
@@ -320,14 +303,14 @@ impl<T: Target> Session<T> {
     pub async fn measure(&mut self, settle: Duration, window: Duration) -> Window {
         tokio::time::sleep(settle).await;
         let cpu0 = self.target.worker_cpu().await;
-        let proc0 = process_cpu();
+        let proc0 = crate::worker::process_cpu_time();
         self.receiver.reset_window();
         let start = std::time::Instant::now();
         tokio::time::sleep(window).await;
         let snap = self.receiver.snapshot();
         let seconds = start.elapsed().as_secs_f64();
         let cpu1 = self.target.worker_cpu().await;
-        let proc1 = process_cpu();
+        let proc1 = crate::worker::process_cpu_time();
         let worker_cpu: Vec<f64> = cpu0
             .iter()
             .zip(&cpu1)
@@ -344,7 +327,7 @@ impl<T: Target> Session<T> {
         let delivered_pps = t.window_packets as f64 / seconds.max(1e-9);
         Window {
             subscribers: self.subscribers.len(),
-            streams: self.streams,
+            streams: self.streams(),
             seconds,
             expected,
             received,

@@ -110,6 +110,49 @@ fn first_ssrc(rtp: &RtpParameters) -> Result<u32, TargetError> {
         .ok_or(TargetError::Unknown("consumer SSRC"))
 }
 
+/// A target's participants by index; a participant that left leaves a
+/// hole, so indices stay stable.
+#[derive(Debug)]
+struct Peers<P>(Vec<Option<P>>);
+
+impl<P> Default for Peers<P> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<P> Peers<P> {
+    /// Adds one; returns its index.
+    fn add(&mut self, p: P) -> usize {
+        self.0.push(Some(p));
+        self.0.len() - 1
+    }
+
+    fn get_mut(&mut self, i: usize) -> Result<&mut P, TargetError> {
+        self.0
+            .get_mut(i)
+            .and_then(Option::as_mut)
+            .ok_or(TargetError::Unknown("participant"))
+    }
+
+    /// Removes one.
+    fn take(&mut self, i: usize) -> Result<P, TargetError> {
+        self.0
+            .get_mut(i)
+            .and_then(Option::take)
+            .ok_or(TargetError::Unknown("participant"))
+    }
+
+    /// Removes them all.
+    fn drain(&mut self) -> impl Iterator<Item = P> + '_ {
+        self.0.drain(..).flatten()
+    }
+
+    fn len(&self) -> usize {
+        self.0.iter().flatten().count()
+    }
+}
+
 // ---- Mafalda in process -------------------------------------------------
 
 struct FacadePeer {
@@ -124,7 +167,7 @@ struct FacadePeer {
 pub struct FacadeTarget {
     sfu: sfu::Sfu,
     room: sfu::Room,
-    peers: Vec<Option<FacadePeer>>,
+    peers: Peers<FacadePeer>,
 }
 
 impl std::fmt::Debug for FacadeTarget {
@@ -143,15 +186,8 @@ impl FacadeTarget {
         Ok(Self {
             sfu,
             room,
-            peers: Vec::new(),
+            peers: Peers::default(),
         })
-    }
-
-    fn peer(&mut self, peer: usize) -> Result<&mut FacadePeer, TargetError> {
-        self.peers
-            .get_mut(peer)
-            .and_then(Option::as_mut)
-            .ok_or(TargetError::Unknown("participant"))
     }
 }
 
@@ -168,13 +204,12 @@ impl Target for FacadeTarget {
         if let Some(mut events) = participant.take_events() {
             actix_rt::spawn(async move { while events.recv().await.is_some() {} });
         }
-        self.peers.push(Some(FacadePeer {
+        Ok(self.peers.add(FacadePeer {
             participant,
             recv: None,
             sends: Vec::new(),
             consumers: Vec::new(),
-        }));
-        Ok(self.peers.len() - 1)
+        }))
     }
 
     async fn publish(
@@ -182,7 +217,7 @@ impl Target for FacadeTarget {
         peer: usize,
         spec: &StreamSpec,
     ) -> Result<(ProducerKey, SocketAddr), TargetError> {
-        let p = self.peer(peer)?;
+        let p = self.peers.get_mut(peer)?;
         let t = p
             .participant
             .create_plain_transport(Direction::Send, true)
@@ -209,7 +244,7 @@ impl Target for FacadeTarget {
             .0
             .parse()
             .map_err(|_| TargetError::Unknown("producer"))?;
-        let p = self.peer(peer)?;
+        let p = self.peers.get_mut(peer)?;
         let t = match &p.recv {
             Some(t) => t.clone(),
             None => {
@@ -235,11 +270,7 @@ impl Target for FacadeTarget {
     }
 
     async fn leave(&mut self, peer: usize) -> Result<(), TargetError> {
-        let p = self
-            .peers
-            .get_mut(peer)
-            .and_then(Option::take)
-            .ok_or(TargetError::Unknown("participant"))?;
+        let p = self.peers.take(peer)?;
         p.participant.leave();
         Ok(())
     }
@@ -256,7 +287,7 @@ impl Target for FacadeTarget {
     }
 
     async fn shutdown(&mut self) {
-        for p in self.peers.drain(..).flatten() {
+        for p in self.peers.drain() {
             p.participant.leave();
         }
     }
@@ -280,7 +311,7 @@ pub struct BaselineTarget {
     listen: ListenInfo,
     producers: HashMap<ProducerKey, mediasoup::producer::Producer>,
     sends: Vec<mediasoup::plain_transport::PlainTransport>,
-    peers: Vec<Option<BaselinePeer>>,
+    peers: Peers<BaselinePeer>,
 }
 
 impl std::fmt::Debug for BaselineTarget {
@@ -314,7 +345,7 @@ impl BaselineTarget {
             listen,
             producers: HashMap::new(),
             sends: Vec::new(),
-            peers: Vec::new(),
+            peers: Peers::default(),
         })
     }
 
@@ -336,11 +367,10 @@ impl Target for BaselineTarget {
     }
 
     async fn join(&mut self, _name: &str) -> Result<usize, TargetError> {
-        self.peers.push(Some(BaselinePeer {
+        Ok(self.peers.add(BaselinePeer {
             recv: None,
             consumers: Vec::new(),
-        }));
-        Ok(self.peers.len() - 1)
+        }))
     }
 
     async fn publish(
@@ -348,9 +378,7 @@ impl Target for BaselineTarget {
         peer: usize,
         spec: &StreamSpec,
     ) -> Result<(ProducerKey, SocketAddr), TargetError> {
-        if self.peers.get(peer).is_none_or(Option::is_none) {
-            return Err(TargetError::Unknown("participant"));
-        }
+        self.peers.get_mut(peer)?;
         let mut options = self.options();
         options.comedia = true;
         let t = self
@@ -386,11 +414,7 @@ impl Target for BaselineTarget {
             .id();
         let options = self.options();
         let router = self.router.clone();
-        let p = self
-            .peers
-            .get_mut(peer)
-            .and_then(Option::as_mut)
-            .ok_or(TargetError::Unknown("participant"))?;
+        let p = self.peers.get_mut(peer)?;
         let t = match &p.recv {
             Some(t) => t.clone(),
             None => {
@@ -421,11 +445,7 @@ impl Target for BaselineTarget {
 
     async fn leave(&mut self, peer: usize) -> Result<(), TargetError> {
         // Dropping the handles closes the transport and its consumers.
-        self.peers
-            .get_mut(peer)
-            .and_then(Option::take)
-            .map(drop)
-            .ok_or(TargetError::Unknown("participant"))
+        self.peers.take(peer).map(drop)
     }
 
     async fn worker_cpu(&self) -> Vec<std::time::Duration> {
@@ -434,7 +454,7 @@ impl Target for BaselineTarget {
     }
 
     async fn shutdown(&mut self) {
-        self.peers.clear();
+        self.peers.drain().for_each(drop);
         self.sends.clear();
         self.producers.clear();
     }
@@ -448,7 +468,7 @@ impl Target for BaselineTarget {
 pub struct SignallingTarget {
     url: String,
     room: String,
-    peers: Vec<Option<SignallingPeer>>,
+    peers: Peers<SignallingPeer>,
 }
 
 impl SignallingTarget {
@@ -458,15 +478,8 @@ impl SignallingTarget {
         Self {
             url: url.into(),
             room: room.into(),
-            peers: Vec::new(),
+            peers: Peers::default(),
         }
-    }
-
-    fn peer(&mut self, peer: usize) -> Result<&mut SignallingPeer, TargetError> {
-        self.peers
-            .get_mut(peer)
-            .and_then(Option::as_mut)
-            .ok_or(TargetError::Unknown("participant"))
     }
 }
 
@@ -478,8 +491,7 @@ impl Target for SignallingTarget {
 
     async fn join(&mut self, name: &str) -> Result<usize, TargetError> {
         let peer = SignallingPeer::join(&self.url, &self.room, name).await?;
-        self.peers.push(Some(peer));
-        Ok(self.peers.len() - 1)
+        Ok(self.peers.add(peer))
     }
 
     async fn publish(
@@ -487,7 +499,7 @@ impl Target for SignallingTarget {
         peer: usize,
         spec: &StreamSpec,
     ) -> Result<(ProducerKey, SocketAddr), TargetError> {
-        let (id, to) = self.peer(peer)?.publish(spec).await?;
+        let (id, to) = self.peers.get_mut(peer)?.publish(spec).await?;
         Ok((ProducerKey(id), to))
     }
 
@@ -497,15 +509,11 @@ impl Target for SignallingTarget {
         producer: &ProducerKey,
         sink: SocketAddr,
     ) -> Result<u32, TargetError> {
-        self.peer(peer)?.subscribe(&producer.0, sink).await
+        self.peers.get_mut(peer)?.subscribe(&producer.0, sink).await
     }
 
     async fn leave(&mut self, peer: usize) -> Result<(), TargetError> {
-        let p = self
-            .peers
-            .get_mut(peer)
-            .and_then(Option::take)
-            .ok_or(TargetError::Unknown("participant"))?;
+        let p = self.peers.take(peer)?;
         p.close().await;
         Ok(())
     }
@@ -516,7 +524,7 @@ impl Target for SignallingTarget {
     }
 
     async fn shutdown(&mut self) {
-        for p in self.peers.drain(..).flatten() {
+        for p in self.peers.drain() {
             p.close().await;
         }
     }
