@@ -126,6 +126,11 @@ struct LoadgenArgs {
     /// Receiving sockets (each read by its own thread).
     #[arg(long, default_value_t = 1)]
     recv_sockets: usize,
+    /// Measure one subscriber in K, chosen at random; the others receive
+    /// into sockets nobody reads, so that loadgen, sharing the machine with
+    /// the workers, reads K times fewer packets. 1 measures everyone.
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    measure_one_in: usize,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -232,8 +237,8 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         if !args.json {
             println!("{}", session.target().describe());
             println!(
-                "{} subscribers, {} streams ({} unmeasured): loss {:.3}%, {:.0} pkt/s delivered, latency p50 {:.2} ms p99 {:.2} ms, workers {:?}% CPU, loadgen {:.0}% CPU",
-                w.subscribers, w.streams, session.unmeasured(), w.loss_pct, w.delivered_pps,
+                "{} subscribers, {} streams ({} measured, {} with a taken SSRC): loss {:.3}%, {:.0} pkt/s delivered, latency p50 {:.2} ms p99 {:.2} ms, workers {:?}% CPU, loadgen {:.0}% CPU",
+                w.subscribers, w.streams, w.measured_streams, session.unmeasured(), w.loss_pct, w.delivered_pps,
                 w.latency_p50_ms, w.latency_p99_ms,
                 w.worker_cpu_pct.iter().map(|c| c.round()).collect::<Vec<_>>(), w.loadgen_cpu_pct
             );
@@ -251,6 +256,7 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
                 let sfu = mafalda::sfu::Sfu::new(server.clone(), &config);
                 let target = FacadeTarget::new(sfu, &args.room).await?;
                 let mut session = Session::new(target, tracks, args.ip, args.recv_sockets)?;
+                session.measure_one_in(args.measure_one_in)?;
                 let out = drive(&mut session, &args, shape).await;
                 session.finish().await;
                 let _ = server.send(mafalda::server::Shutdown).await;
@@ -259,6 +265,7 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
             "baseline" => {
                 let target = BaselineTarget::new(&config).await?;
                 let mut session = Session::new(target, tracks, args.ip, args.recv_sockets)?;
+                session.measure_one_in(args.measure_one_in)?;
                 let out = drive(&mut session, &args, shape).await;
                 session.finish().await;
                 out?
@@ -266,6 +273,7 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
             url if url.starts_with("ws://") || url.starts_with("wss://") => {
                 let target = SignallingTarget::new(url, &args.room);
                 let mut session = Session::new(target, tracks, args.ip, args.recv_sockets)?;
+                session.measure_one_in(args.measure_one_in)?;
                 let out = drive(&mut session, &args, shape).await;
                 session.finish().await;
                 out?

@@ -220,6 +220,50 @@ async fn a_dead_worker_leaves_the_other_subscribers_media_flowing() {
     node.stop().await;
 }
 
+/// Sampled measurement (`--measure-one-in`): the target forwards to every
+/// subscriber, measured or not, and the measured ones see every stream
+/// without loss; the delivered rate is scaled from the sample.
+#[actix_rt::test]
+async fn sampled_measurement_still_loads_every_subscriber() {
+    let node = start_node(spread(2, 4)).await;
+    let target = FacadeTarget::new(Sfu::from_node(&node), "media-sampled")
+        .await
+        .expect("room");
+    let mut session = Session::new(target, BOTH, LOCALHOST, 1).expect("engine");
+    session.measure_one_in(4).expect("drain sockets");
+    session.add_publisher().await.expect("publisher");
+    for _ in 0..20 {
+        session.add_subscriber().await.expect("subscriber");
+    }
+    let (all, measured) = (session.all_streams(), session.streams());
+    assert_eq!(all, 40);
+    // The first four subscribers are always measured; all twenty would be
+    // a one-in-4^16 draw.
+    assert!((8..40).contains(&measured), "measured {measured} of 40");
+    let s = status(&node).await;
+    let pipes: i64 = s
+        .worker_details
+        .iter()
+        .map(|w| w.counts.pipe_consumers)
+        .sum();
+    assert_eq!(
+        s.consumers - pipes,
+        40,
+        "a consumer for every subscriber: {s:?}"
+    );
+    wait_media(&session, "the measured streams to flow", all_flowing).await;
+    let w = session
+        .measure(Duration::from_millis(200), Duration::from_secs(2))
+        .await;
+    assert_eq!((w.streams, w.measured_streams), (40, measured));
+    assert!(w.received > 0 && w.loss_pct < 1.0, "{w:?}");
+    let scaled = w.measured_pps * 40.0 / measured as f64;
+    assert!((w.delivered_pps - scaled).abs() < 1e-6, "{w:?}");
+    session.finish().await;
+    wait_idle(&node).await;
+    node.stop().await;
+}
+
 /// The same engine over the signalling API (`createPlainTransport`,
 /// `connectPlainTransport`): a node's room is loaded like any client would.
 #[actix_rt::test]

@@ -1,5 +1,5 @@
 //! What loadgen drives: a room behind Mafalda's facade (in process), a room
-//! on a node over the signalling API, or one plain mediasoup router (the
+//! on a node over the signalling API, or plain mediasoup routers (the
 //! baseline without Mafalda).
 //!
 //! Every target speaks plain RTP: a published stream gets its own plain
@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use mediasoup::prelude::{
-    ConsumerOptions, PlainTransportOptions, PlainTransportRemoteParameters, ProducerOptions,
-    RouterOptions, Transport, WorkerManager,
+    ConsumerOptions, PipeToRouterOptions, PlainTransportOptions, PlainTransportRemoteParameters,
+    ProducerOptions, RouterOptions, Transport, WorkerManager,
 };
 use mediasoup::types::data_structures::{ListenInfo, Protocol};
 use mediasoup::types::rtp_parameters::RtpParameters;
@@ -296,56 +296,85 @@ impl Target for FacadeTarget {
 // ---- plain mediasoup (the baseline) ---------------------------------------
 
 struct BaselinePeer {
+    /// Index of the router (and worker) the peer was put on.
+    router: usize,
     recv: Option<mediasoup::plain_transport::PlainTransport>,
     consumers: Vec<mediasoup::consumer::Consumer>,
 }
 
-/// One mediasoup worker with one router and plain transports, no Mafalda:
-/// the baseline for Mafalda's per-worker overhead. The worker is started
-/// with the same settings as a node's.
-pub struct BaselineTarget {
-    _manager: WorkerManager,
-    worker: mediasoup::worker::Worker,
+/// A worker of the baseline with its one router.
+struct BaselineWorker {
+    /// Kept so that the worker lives as long as the target.
+    _worker: mediasoup::worker::Worker,
     tid: Arc<std::sync::atomic::AtomicU32>,
     router: mediasoup::router::Router,
+}
+
+/// Plain mediasoup, no Mafalda: the baseline. With one worker (the
+/// default), one router, for Mafalda's per-worker overhead. With N workers,
+/// one router on each, participants put on them in turn, and a producer
+/// piped to another router with mediasoup's own `pipe_producer_to_router`
+/// the first time a consumer there wants it: how an application scales
+/// mediasoup over the cores of one host without Mafalda. The workers are
+/// started with the same settings as a node's.
+pub struct BaselineTarget {
+    _manager: WorkerManager,
+    workers: Vec<BaselineWorker>,
     listen: ListenInfo,
-    producers: HashMap<ProducerKey, mediasoup::producer::Producer>,
+    /// Producers with the index of their router.
+    producers: HashMap<ProducerKey, (usize, mediasoup::producer::Producer)>,
+    /// Pipes made, by producer and destination router (the handles keep
+    /// them open).
+    pipes: HashMap<
+        (ProducerKey, usize),
+        (mediasoup::consumer::Consumer, mediasoup::producer::Producer),
+    >,
     sends: Vec<mediasoup::plain_transport::PlainTransport>,
     peers: Peers<BaselinePeer>,
+    next_router: usize,
 }
 
 impl std::fmt::Debug for BaselineTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BaselineTarget")
-            .field("worker", &self.worker.id())
+            .field("workers", &self.workers.len())
             .field("peers", &self.peers.len())
+            .field("pipes", &self.pipes.len())
             .finish()
     }
 }
 
 impl BaselineTarget {
-    /// Starts a worker (settings from `config`, as a node would) and a
-    /// router with Mafalda's codecs.
+    /// Starts `config.workers.count` workers (settings from `config`, as a
+    /// node would), each with a router with Mafalda's codecs.
     pub async fn new(config: &Config) -> Result<Self, TargetError> {
         let manager = WorkerManager::new();
-        let spawned = spawn_worker(&manager, config, WorkerSlot(0))
-            .await
-            .map_err(|e| TargetError::Mediasoup(e.to_string()))?;
-        let router = spawned
-            .worker
-            .create_router(RouterOptions::new(media_codecs()))
-            .await
-            .map_err(|e| TargetError::Mediasoup(e.to_string()))?;
+        let mut workers = Vec::new();
+        for slot in 0..config.workers.count.max(1) {
+            let spawned = spawn_worker(&manager, config, WorkerSlot(slot))
+                .await
+                .map_err(ms_err)?;
+            let router = spawned
+                .worker
+                .create_router(RouterOptions::new(media_codecs()))
+                .await
+                .map_err(ms_err)?;
+            workers.push(BaselineWorker {
+                _worker: spawned.worker,
+                tid: spawned.tid,
+                router,
+            });
+        }
         let listen = rtc_listen_info(&config.rtc, Protocol::Udp);
         Ok(Self {
             _manager: manager,
-            worker: spawned.worker,
-            tid: spawned.tid,
-            router,
+            workers,
             listen,
             producers: HashMap::new(),
+            pipes: HashMap::new(),
             sends: Vec::new(),
             peers: Peers::default(),
+            next_router: 0,
         })
     }
 
@@ -353,6 +382,37 @@ impl BaselineTarget {
         let mut o = PlainTransportOptions::new(self.listen.clone());
         o.rtcp_mux = true;
         o
+    }
+
+    /// The router a producer is on, and the producer's id on router `to`
+    /// (piped there first if need be).
+    async fn producer_on(
+        &mut self,
+        producer: &ProducerKey,
+        to: usize,
+    ) -> Result<mediasoup::producer::ProducerId, TargetError> {
+        let (from, original) = self
+            .producers
+            .get(producer)
+            .map(|(r, p)| (*r, p.id()))
+            .ok_or(TargetError::Unknown("producer"))?;
+        if from == to {
+            return Ok(original);
+        }
+        let key = (producer.clone(), to);
+        if let Some((_, piped)) = self.pipes.get(&key) {
+            return Ok(piped.id());
+        }
+        let target = self.workers[to].router.clone();
+        let pipe = self.workers[from]
+            .router
+            .pipe_producer_to_router(original, PipeToRouterOptions::new(target))
+            .await
+            .map_err(ms_err)?;
+        let piped = pipe.pipe_producer.into_inner();
+        let id = piped.id();
+        self.pipes.insert(key, (pipe.pipe_consumer, piped));
+        Ok(id)
     }
 }
 
@@ -363,11 +423,19 @@ fn ms_err(e: impl std::fmt::Display) -> TargetError {
 #[async_trait(?Send)]
 impl Target for BaselineTarget {
     fn describe(&self) -> String {
-        "one plain mediasoup router (no Mafalda)".to_owned()
+        match self.workers.len() {
+            1 => "one plain mediasoup router (no Mafalda)".to_owned(),
+            n => format!(
+                "plain mediasoup, {n} routers on {n} workers, pipe_producer_to_router (no Mafalda)"
+            ),
+        }
     }
 
     async fn join(&mut self, _name: &str) -> Result<usize, TargetError> {
+        let router = self.next_router % self.workers.len();
+        self.next_router += 1;
         Ok(self.peers.add(BaselinePeer {
+            router,
             recv: None,
             consumers: Vec::new(),
         }))
@@ -378,10 +446,10 @@ impl Target for BaselineTarget {
         peer: usize,
         spec: &StreamSpec,
     ) -> Result<(ProducerKey, SocketAddr), TargetError> {
-        self.peers.get_mut(peer)?;
+        let r = self.peers.get_mut(peer)?.router;
         let mut options = self.options();
         options.comedia = true;
-        let t = self
+        let t = self.workers[r]
             .router
             .create_plain_transport(options)
             .await
@@ -396,7 +464,7 @@ impl Target for BaselineTarget {
         let tuple = t.tuple();
         let to = send_addr(tuple.local_address(), tuple.local_port())?;
         let key = ProducerKey(producer.id().to_string());
-        self.producers.insert(key.clone(), producer);
+        self.producers.insert(key.clone(), (r, producer));
         self.sends.push(t);
         Ok((key, to))
     }
@@ -407,13 +475,10 @@ impl Target for BaselineTarget {
         producer: &ProducerKey,
         sink: SocketAddr,
     ) -> Result<u32, TargetError> {
-        let producer_id = self
-            .producers
-            .get(producer)
-            .ok_or(TargetError::Unknown("producer"))?
-            .id();
+        let r = self.peers.get_mut(peer)?.router;
+        let producer_id = self.producer_on(producer, r).await?;
         let options = self.options();
-        let router = self.router.clone();
+        let router = self.workers[r].router.clone();
         let p = self.peers.get_mut(peer)?;
         let t = match &p.recv {
             Some(t) => t.clone(),
@@ -449,12 +514,15 @@ impl Target for BaselineTarget {
     }
 
     async fn worker_cpu(&self) -> Vec<std::time::Duration> {
-        let tid = self.tid.load(std::sync::atomic::Ordering::Relaxed);
-        thread_cpu_time(tid).into_iter().collect()
+        self.workers
+            .iter()
+            .filter_map(|w| thread_cpu_time(w.tid.load(std::sync::atomic::Ordering::Relaxed)))
+            .collect()
     }
 
     async fn shutdown(&mut self) {
         self.peers.drain().for_each(drop);
+        self.pipes.clear();
         self.sends.clear();
         self.producers.clear();
     }
