@@ -120,6 +120,11 @@ struct LoadgenArgs {
     /// Wait before measuring (after each ramp step), seconds.
     #[arg(long, default_value_t = 2.0)]
     settle: f64,
+    /// With --ramp, wait before measuring a size again after a failed
+    /// window, seconds: the keyframes a step's joins ask for go to every
+    /// subscriber, and near capacity that burst takes seconds to drain.
+    #[arg(long, default_value_t = 10.0)]
+    drain: f64,
     /// Local address of the publisher and subscriber sockets.
     #[arg(long, default_value = "127.0.0.1")]
     ip: std::net::IpAddr,
@@ -169,8 +174,8 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
     };
     anyhow::ensure!(tracks.audio || tracks.video, "nothing to publish");
     anyhow::ensure!(
-        args.duration > 0.0 && args.settle >= 0.0,
-        "--duration must be positive"
+        args.duration > 0.0 && args.settle >= 0.0 && args.drain >= 0.0,
+        "--duration must be positive, --settle and --drain not negative"
     );
     async fn drive<T: Target>(
         session: &mut Session<T>,
@@ -186,6 +191,7 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
                     step: step.max(1),
                     max: args.subscribers,
                     settle: secs(args.settle),
+                    drain: secs(args.drain),
                     window: secs(args.duration),
                     loss_limit_pct: args.loss_limit,
                     latency_p50_limit_ms: args.latency_limit,

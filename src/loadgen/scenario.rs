@@ -27,10 +27,6 @@ use super::send::{Sender, SenderConfig};
 use super::target::{ProducerKey, Target, TargetError};
 use super::LoadgenError;
 
-/// How much longer than `settle` a ramp waits before measuring a size
-/// again after a failed window.
-const RETRY_SETTLE_FACTOR: u32 = 4;
-
 /// Sockets shared by the subscribers that are not measured.
 const DRAIN_SOCKETS: usize = 4;
 
@@ -483,6 +479,8 @@ pub struct RampConfig {
     pub max: usize,
     /// Wait after each step before measuring.
     pub settle: Duration,
+    /// Wait before measuring a size again after a failed window.
+    pub drain: Duration,
     /// Length of a measured window.
     pub window: Duration,
     /// Highest acceptable loss of a window, percent.
@@ -524,13 +522,14 @@ async fn judge<T: Target>(
     windows: &mut Vec<Window>,
 ) -> Result<f64, ()> {
     for attempt in 0..2 {
-        // A second chance after a longer pause: one stall of a shared
-        // machine leaves a backlog that a worker near its capacity drains
-        // only slowly, while a real overload stays.
+        // A second chance after a longer pause: a step's joins each ask for
+        // a keyframe, every keyframe goes to every subscriber, and a worker
+        // near its capacity drains such a burst (or a stall of a shared
+        // machine) only slowly, while a real overload stays.
         let settle = if attempt == 0 {
             config.settle
         } else {
-            (config.settle * RETRY_SETTLE_FACTOR).max(config.window)
+            config.drain.max(config.settle)
         };
         let w = session.measure(settle, config.window).await;
         let ok = w.loss_pct <= config.loss_limit_pct
