@@ -88,6 +88,13 @@ pub struct RtcSection {
     /// `wmem_max`). A pipe carries every producer of one worker to another
     /// in bursts; the kernel default (~208 KiB) overflows under load.
     pub pipe_socket_buffer_bytes: u32,
+    /// Milliseconds during which further keyframe requests for a video
+    /// producer are merged into one, sent when the delay ends (mediasoup's
+    /// `key_frame_request_delay`). The first request is forwarded at once.
+    /// 0 (the default) forwards every request once the previous keyframe
+    /// has arrived: each joining subscriber then costs a keyframe sent to
+    /// every subscriber.
+    pub key_frame_request_delay_ms: u32,
 }
 
 impl Default for RtcSection {
@@ -100,6 +107,7 @@ impl Default for RtcSection {
             enable_tcp: true,
             initial_outgoing_bitrate: 1_000_000,
             pipe_socket_buffer_bytes: 4 * 1024 * 1024,
+            key_frame_request_delay_ms: 0,
         }
     }
 }

@@ -1302,14 +1302,13 @@ impl Handler<Produce> for RoomActor {
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
         let node = Arc::clone(&self.env.counters);
+        let mut options = ProducerOptions::new(msg.kind, msg.rtp_parameters);
+        options.key_frame_request_delay = self.env.config.rtc.key_frame_request_delay_ms;
         let fut = async move {
-            let producer = transport
-                .produce(ProducerOptions::new(msg.kind, msg.rtp_parameters))
-                .await
-                .map_err(|e| match e {
-                    ProduceError::Request(e) => RoomError::from_request(e),
-                    other => RoomError::InvalidParameters(other.to_string()),
-                })?;
+            let producer = transport.produce(options).await.map_err(|e| match e {
+                ProduceError::Request(e) => RoomError::from_request(e),
+                other => RoomError::InvalidParameters(other.to_string()),
+            })?;
             let tracked = Tracked::new(Resource::Producer, &[&node, &lease.worker_counters]);
             producer.on_close(move || drop(tracked)).detach();
             Ok::<_, RoomError>(producer)

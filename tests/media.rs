@@ -264,6 +264,59 @@ async fn sampled_measurement_still_loads_every_subscriber() {
     node.stop().await;
 }
 
+/// With `rtc.key_frame_request_delay_ms`, the keyframe requests of a burst
+/// of joins reach the sender as at most two (the first at once, the rest
+/// merged at the end of the delay), instead of one per subscriber, and every
+/// subscriber still gets video.
+#[actix_rt::test]
+async fn keyframe_requests_of_a_join_burst_are_merged() {
+    let mut config = test_config(1);
+    config.rtc.key_frame_request_delay_ms = 3000;
+    let node = start_node(config).await;
+    let target = FacadeTarget::new(Sfu::from_node(&node), "media-kf-burst")
+        .await
+        .expect("room");
+    let mut session = Session::new(target, BOTH, LOCALHOST, 1).expect("engine");
+    session.add_publisher().await.expect("publisher");
+    session.add_subscriber().await.expect("first subscriber");
+    wait_media(&session, "the first subscriber's media", all_flowing).await;
+    let before = session.sender().snapshot().totals.keyframe_requests;
+    for _ in 0..10 {
+        session.add_subscriber().await.expect("subscriber");
+        // Space the joins by six frames (audio and video, ~75 ms), longer
+        // than a keyframe takes to come back: without the delay, each join
+        // would cost its own keyframe.
+        let frames = session.sender().snapshot().totals.frames;
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        while session.sender().snapshot().totals.frames < frames + 6 {
+            assert!(tokio::time::Instant::now() < deadline, "the sender stalled");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let requests = || session.sender().snapshot().totals.keyframe_requests - before;
+    wait_media(&session, "every subscriber's video", |s| {
+        let video = s.streams.iter().filter(|st| st.label.ends_with(":Vp8"));
+        video.clone().count() == 11 && video.clone().all(|st| st.packets > 0)
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while requests() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the burst's request never reached the sender"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        requests() <= 2,
+        "10 joins asked the sender for {} keyframes",
+        requests()
+    );
+    session.finish().await;
+    wait_idle(&node).await;
+    node.stop().await;
+}
+
 /// The same engine over the signalling API (`createPlainTransport`,
 /// `connectPlainTransport`): a node's room is loaded like any client would.
 #[actix_rt::test]

@@ -332,6 +332,8 @@ pub struct BaselineTarget {
     sends: Vec<mediasoup::plain_transport::PlainTransport>,
     peers: Peers<BaselinePeer>,
     next_router: usize,
+    /// `rtc.key_frame_request_delay_ms`, applied to producers as a node does.
+    key_frame_request_delay: u32,
 }
 
 impl std::fmt::Debug for BaselineTarget {
@@ -375,6 +377,7 @@ impl BaselineTarget {
             sends: Vec::new(),
             peers: Peers::default(),
             next_router: 0,
+            key_frame_request_delay: config.rtc.key_frame_request_delay_ms,
         })
     }
 
@@ -454,13 +457,10 @@ impl Target for BaselineTarget {
             .create_plain_transport(options)
             .await
             .map_err(ms_err)?;
-        let producer = t
-            .produce(ProducerOptions::new(
-                spec.kind.media_kind(),
-                rtp_parameters(spec),
-            ))
-            .await
-            .map_err(ms_err)?;
+        let mut options = ProducerOptions::new(spec.kind.media_kind(), rtp_parameters(spec));
+        // As a node would.
+        options.key_frame_request_delay = self.key_frame_request_delay;
+        let producer = t.produce(options).await.map_err(ms_err)?;
         let tuple = t.tuple();
         let to = send_addr(tuple.local_address(), tuple.local_port())?;
         let key = ProducerKey(producer.id().to_string());
