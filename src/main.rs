@@ -177,6 +177,19 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         args.duration > 0.0 && args.settle >= 0.0 && args.drain >= 0.0,
         "--duration must be positive, --settle and --drain not negative"
     );
+    /// A session against `target`, driven by `args`, then closed.
+    async fn run<T: Target>(
+        target: T,
+        tracks: Tracks,
+        args: &LoadgenArgs,
+        shape: Shape,
+    ) -> anyhow::Result<serde_json::Value> {
+        let mut session = Session::new(target, tracks, args.ip, args.recv_sockets)?;
+        session.measure_one_in(args.measure_one_in)?;
+        let out = drive(&mut session, args, shape).await;
+        session.finish().await;
+        out
+    }
     async fn drive<T: Target>(
         session: &mut Session<T>,
         args: &LoadgenArgs,
@@ -261,28 +274,14 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
                     mafalda::server::ServerActor::start(config.clone(), Default::default()).await?;
                 let sfu = mafalda::sfu::Sfu::new(server.clone(), &config);
                 let target = FacadeTarget::new(sfu, &args.room).await?;
-                let mut session = Session::new(target, tracks, args.ip, args.recv_sockets)?;
-                session.measure_one_in(args.measure_one_in)?;
-                let out = drive(&mut session, &args, shape).await;
-                session.finish().await;
+                let out = run(target, tracks, &args, shape).await;
                 let _ = server.send(mafalda::server::Shutdown).await;
                 out?
             }
-            "baseline" => {
-                let target = BaselineTarget::new(&config).await?;
-                let mut session = Session::new(target, tracks, args.ip, args.recv_sockets)?;
-                session.measure_one_in(args.measure_one_in)?;
-                let out = drive(&mut session, &args, shape).await;
-                session.finish().await;
-                out?
-            }
+            "baseline" => run(BaselineTarget::new(&config).await?, tracks, &args, shape).await?,
             url if url.starts_with("ws://") || url.starts_with("wss://") => {
                 let target = SignallingTarget::new(url, &args.room);
-                let mut session = Session::new(target, tracks, args.ip, args.recv_sockets)?;
-                session.measure_one_in(args.measure_one_in)?;
-                let out = drive(&mut session, &args, shape).await;
-                session.finish().await;
-                out?
+                run(target, tracks, &args, shape).await?
             }
             other => {
                 anyhow::bail!("--target must be `inproc`, `baseline` or a ws:// URL, not `{other}`")

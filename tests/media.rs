@@ -51,6 +51,15 @@ async fn wait_media<T: Target>(
     }
 }
 
+/// A loadgen session (audio and video, one receive socket) on room `room`
+/// of `node`, driven through the facade.
+async fn facade_session(node: &RunningNode, room: &str) -> Session<FacadeTarget> {
+    let target = FacadeTarget::new(Sfu::from_node(node), room)
+        .await
+        .expect("room");
+    Session::new(target, BOTH, LOCALHOST, 1).expect("engine")
+}
+
 fn all_flowing(s: &ReceiverSnapshot) -> bool {
     !s.streams.is_empty() && s.streams.iter().all(|st| st.packets > 0)
 }
@@ -73,10 +82,7 @@ where
 #[actix_rt::test]
 async fn every_subscriber_receives_every_stream_down_pipe_chains() {
     let node = start_node(spread(4, 1)).await;
-    let target = FacadeTarget::new(Sfu::from_node(&node), "media-chain")
-        .await
-        .expect("room");
-    let mut session = Session::new(target, BOTH, LOCALHOST, 1).expect("engine");
+    let mut session = facade_session(&node, "media-chain").await;
     session.add_publisher().await.expect("publisher 1");
     session.add_publisher().await.expect("publisher 2");
     for _ in 0..4 {
@@ -154,10 +160,7 @@ async fn every_subscriber_receives_every_stream_down_pipe_chains() {
 #[actix_rt::test]
 async fn a_dead_worker_leaves_the_other_subscribers_media_flowing() {
     let node = start_node(spread(3, 4)).await;
-    let target = FacadeTarget::new(Sfu::from_node(&node), "media-death")
-        .await
-        .expect("room");
-    let mut session = Session::new(target, BOTH, LOCALHOST, 1).expect("engine");
+    let mut session = facade_session(&node, "media-death").await;
     let (publisher, wp) = slot_of_next_join(&node, || session.add_publisher()).await;
     publisher.expect("publisher");
     let mut subs = Vec::new();
@@ -226,10 +229,7 @@ async fn a_dead_worker_leaves_the_other_subscribers_media_flowing() {
 #[actix_rt::test]
 async fn sampled_measurement_still_loads_every_subscriber() {
     let node = start_node(spread(2, 4)).await;
-    let target = FacadeTarget::new(Sfu::from_node(&node), "media-sampled")
-        .await
-        .expect("room");
-    let mut session = Session::new(target, BOTH, LOCALHOST, 1).expect("engine");
+    let mut session = facade_session(&node, "media-sampled").await;
     session.measure_one_in(4).expect("drain sockets");
     session.add_publisher().await.expect("publisher");
     for _ in 0..20 {
@@ -273,10 +273,7 @@ async fn keyframe_requests_of_a_join_burst_are_merged() {
     let mut config = test_config(1);
     config.rtc.key_frame_request_delay_ms = 3000;
     let node = start_node(config).await;
-    let target = FacadeTarget::new(Sfu::from_node(&node), "media-kf-burst")
-        .await
-        .expect("room");
-    let mut session = Session::new(target, BOTH, LOCALHOST, 1).expect("engine");
+    let mut session = facade_session(&node, "media-kf-burst").await;
     session.add_publisher().await.expect("publisher");
     session.add_subscriber().await.expect("first subscriber");
     wait_media(&session, "the first subscriber's media", all_flowing).await;

@@ -277,7 +277,9 @@ pub struct Receiver {
     threads: Vec<JoinHandle<()>>,
 }
 
-fn bind_socket(config: &ReceiverConfig) -> Result<(UdpSocket, usize), LoadgenError> {
+/// A UDP socket on `config.ip` (port 0) with `config.recv_buffer` asked
+/// for; returns it with the buffer size the kernel granted.
+pub(super) fn bind_socket(config: &ReceiverConfig) -> Result<(UdpSocket, usize), LoadgenError> {
     let addr = SocketAddr::new(config.ip, 0);
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
         .map_err(LoadgenError::Socket)?;

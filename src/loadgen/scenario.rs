@@ -19,10 +19,9 @@ use std::time::Duration;
 
 use rand::Rng;
 use serde::Serialize;
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::media::{StreamKind, StreamSpec};
-use super::recv::{Receiver, ReceiverConfig};
+use super::recv::{bind_socket, Receiver, ReceiverConfig};
 use super::send::{Sender, SenderConfig};
 use super::target::{ProducerKey, Target, TargetError};
 use super::LoadgenError;
@@ -127,8 +126,9 @@ pub struct Session<T: Target> {
     producers: Vec<(usize, ProducerKey, StreamKind)>,
     /// Participants that receive, in order of arrival.
     subscribers: Vec<usize>,
-    /// The SSRCs each participant receives, measured.
-    received_ssrcs: HashMap<usize, Vec<u32>>,
+    /// How each participant that receives is received (decided on its
+    /// first stream).
+    reception: HashMap<usize, Reception>,
     /// SSRCs that another consumer already had (not measured).
     unmeasured: usize,
     rng: rand::rngs::StdRng,
@@ -136,15 +136,20 @@ pub struct Session<T: Target> {
     /// One subscriber in this many is measured; the others receive into
     /// `drains`.
     measure_one_in: usize,
-    /// Sockets nobody reads, for the subscribers not measured: the kernel
-    /// takes their packets and drops them once the buffer is full, so
-    /// they cost the target what a real subscriber costs and this
-    /// process nothing.
-    drains: Vec<UdpSocket>,
-    /// Where each participant receives: `true` when measured.
-    measured_peers: HashMap<usize, bool>,
-    /// Streams per participant sent into a drain.
-    drained: HashMap<usize, usize>,
+    /// Sockets nobody reads (with their addresses), for the subscribers not
+    /// measured: the kernel takes their packets and drops them once the
+    /// buffer is full, so they cost the target what a real subscriber costs
+    /// and this process nothing.
+    drains: Vec<(UdpSocket, SocketAddr)>,
+}
+
+/// How one participant's streams are received.
+#[derive(Debug)]
+enum Reception {
+    /// By the receiver: the SSRCs measured.
+    Measured(Vec<u32>),
+    /// Into a drain socket: how many streams.
+    Drained(usize),
 }
 
 impl<T: Target> std::fmt::Debug for Session<T> {
@@ -182,14 +187,12 @@ impl<T: Target> Session<T> {
             receiver,
             producers: Vec::new(),
             subscribers: Vec::new(),
-            received_ssrcs: HashMap::new(),
+            reception: HashMap::new(),
             unmeasured: 0,
             rng: rand::SeedableRng::from_entropy(),
             next_sink: 0,
             measure_one_in: 1,
             drains: Vec::new(),
-            measured_peers: HashMap::new(),
-            drained: HashMap::new(),
         })
     }
 
@@ -209,43 +212,42 @@ impl<T: Target> Session<T> {
                 .first()
                 .map(SocketAddr::ip)
                 .ok_or(LoadgenError::Config("receiver without sockets"))?;
+            // A buffer as small as the kernel allows: it fills at once and
+            // then drops, holding little memory.
+            let config = ReceiverConfig {
+                ip,
+                recv_buffer: 1,
+                ..ReceiverConfig::default()
+            };
             for _ in 0..DRAIN_SOCKETS {
-                let socket = Socket::new(
-                    Domain::for_address(SocketAddr::new(ip, 0)),
-                    Type::DGRAM,
-                    Some(Protocol::UDP),
-                )
-                .map_err(LoadgenError::Socket)?;
-                // As small as the kernel allows: it fills at once and then
-                // drops, holding little memory.
-                let _ = socket.set_recv_buffer_size(1);
-                let addr = SocketAddr::new(ip, 0);
-                socket
-                    .bind(&SockAddr::from(addr))
-                    .map_err(|source| LoadgenError::Bind { addr, source })?;
-                self.drains.push(socket.into());
+                let (socket, _) = bind_socket(&config)?;
+                let addr = socket.local_addr().map_err(LoadgenError::Socket)?;
+                self.drains.push((socket, addr));
             }
         }
         self.measure_one_in = k;
         Ok(())
     }
 
-    /// Whether participant `peer` is measured (decided on its first
-    /// stream).
-    fn is_measured(&mut self, peer: usize) -> bool {
+    /// How participant `peer` is received, decided on its first stream:
+    /// measured (one in `measure_one_in`, at random, and the first
+    /// [`ALWAYS_MEASURED`]) or drained.
+    fn reception(&mut self, peer: usize) -> &mut Reception {
         let k = self.measure_one_in;
-        let early = self.measured_peers.len() < ALWAYS_MEASURED;
+        let early = self.reception.len() < ALWAYS_MEASURED;
         let rng = &mut self.rng;
-        *self
-            .measured_peers
-            .entry(peer)
-            .or_insert_with(|| k <= 1 || early || rng.gen_ratio(1, k as u32))
+        self.reception.entry(peer).or_insert_with(|| {
+            if k <= 1 || early || rng.gen_ratio(1, k as u32) {
+                Reception::Measured(Vec::new())
+            } else {
+                Reception::Drained(0)
+            }
+        })
     }
 
-    fn drain_addr(&mut self) -> Result<SocketAddr, ScenarioError> {
+    fn drain_addr(&mut self) -> SocketAddr {
         self.next_sink = self.next_sink.wrapping_add(1);
-        let socket = &self.drains[self.next_sink % self.drains.len()];
-        Ok(socket.local_addr().map_err(LoadgenError::Socket)?)
+        self.drains[self.next_sink % self.drains.len()].1
     }
 
     /// The target.
@@ -265,13 +267,27 @@ impl<T: Target> Session<T> {
 
     /// Consumer streams being measured.
     pub fn streams(&self) -> usize {
-        self.received_ssrcs.values().map(Vec::len).sum()
+        self.reception
+            .values()
+            .map(|r| match r {
+                Reception::Measured(ssrcs) => ssrcs.len(),
+                Reception::Drained(_) => 0,
+            })
+            .sum()
     }
 
     /// Consumer streams the target forwards: measured, drained, and those
     /// not measured because their SSRC was taken.
     pub fn all_streams(&self) -> usize {
-        self.streams() + self.drained.values().sum::<usize>() + self.unmeasured
+        let drained: usize = self
+            .reception
+            .values()
+            .map(|r| match r {
+                Reception::Drained(n) => *n,
+                Reception::Measured(_) => 0,
+            })
+            .sum();
+        self.streams() + drained + self.unmeasured
     }
 
     /// Consumer streams not measured because their SSRC was taken.
@@ -302,10 +318,12 @@ impl<T: Target> Session<T> {
         producer: &ProducerKey,
         kind: StreamKind,
     ) -> Result<(), ScenarioError> {
-        if !self.is_measured(peer) {
-            let drain = self.drain_addr()?;
+        if let Reception::Drained(_) = self.reception(peer) {
+            let drain = self.drain_addr();
             self.target.subscribe(peer, producer, drain).await?;
-            *self.drained.entry(peer).or_default() += 1;
+            if let Reception::Drained(n) = self.reception(peer) {
+                *n += 1;
+            }
             return Ok(());
         }
         let sink = self.sink();
@@ -314,7 +332,11 @@ impl<T: Target> Session<T> {
             .receiver
             .expect(ssrc, Self::label(peer, producer, kind))
         {
-            Ok(()) => self.received_ssrcs.entry(peer).or_default().push(ssrc),
+            Ok(()) => {
+                if let Reception::Measured(ssrcs) = self.reception(peer) {
+                    ssrcs.push(ssrc);
+                }
+            }
             Err(LoadgenError::DuplicateSsrc(_)) => self.unmeasured += 1,
             Err(e) => return Err(e.into()),
         }
@@ -369,10 +391,10 @@ impl<T: Target> Session<T> {
             return Ok(());
         };
         self.target.leave(peer).await?;
-        self.drained.remove(&peer);
-        self.measured_peers.remove(&peer);
-        for ssrc in self.received_ssrcs.remove(&peer).unwrap_or_default() {
-            self.receiver.forget(ssrc);
+        if let Some(Reception::Measured(ssrcs)) = self.reception.remove(&peer) {
+            for ssrc in ssrcs {
+                self.receiver.forget(ssrc);
+            }
         }
         Ok(())
     }
