@@ -3,9 +3,11 @@
 //! When `[cluster] enabled = true`, a node starts a fabric [`Node`] next to
 //! its SFU actors. It then
 //!
-//! - gossips its load (CPU, workers, rooms, peers, consumers) and drain flag in
-//!   SWIM metadata, refreshed every `load_publish_ms` — the figures that
-//!   cross-node placement reads;
+//! - gossips its load ([`GossipedLoad`]: CPU, workers, rooms, peers,
+//!   consumers) and drain flag in SWIM metadata, refreshed every
+//!   `load_publish_ms` — the figures that cross-node placement reads. The
+//!   fabric knows nothing of the load: it travels as the metadata's opaque
+//!   application bytes ([`NodeMetadata::app`]), encoded with the fabric codec;
 //! - serves [`GetNodeLoad`] asks from other nodes under the actor name
 //!   [`LOAD_ACTOR`], with exact resource counts;
 //! - shows the members it sees, with their latest load, in `/api/status`.
@@ -17,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use mafalda_actors::{
-    EndpointSource, LoadFigures, MemberState, Node, NodeConfig, NodeId, NodeMetadata,
-    RemoteMessage, SwimConfig, TlsConfig,
+    codec, CodecError, EndpointSource, MemberInfo, MemberState, Node, NodeConfig, NodeId,
+    NodeMetadata, RemoteMessage, SwimConfig, TlsConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -134,6 +136,53 @@ pub struct NodeLoad {
     pub consumers: i64,
 }
 
+/// The load a node gossips to every member, carried in the application bytes
+/// of its SWIM metadata ([`NodeMetadata::app`]) and encoded with the fabric
+/// codec (serde + bincode 2, [`mafalda_actors::codec`]). Approximate and a
+/// little stale by design; [`GetNodeLoad`] gives exact counts.
+///
+/// The encoding is bincode, which is not self-describing: changing these
+/// fields changes the gossiped format, and nodes on different formats will
+/// generally fail to decode each other's load (shown as `load: null`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct GossipedLoad {
+    /// Process CPU use, percent of one core (may exceed 100).
+    pub cpu_percent: f32,
+    /// Configured workers.
+    pub workers: u32,
+    /// Rooms hosted.
+    pub rooms: u32,
+    /// Connected peers.
+    pub peers: u32,
+    /// Consumers.
+    pub consumers: u32,
+}
+
+impl GossipedLoad {
+    /// The application bytes of this load, for [`NodeMetadata::app`].
+    pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
+        codec::encode(self)
+    }
+
+    /// Decodes a member's application bytes; an error (never a panic) if they
+    /// are not exactly one encoded [`GossipedLoad`].
+    pub fn decode(app: &[u8]) -> Result<Self, CodecError> {
+        codec::decode(app)
+    }
+
+    /// The gossiped subset of an exact [`NodeLoad`] (counts clamped to `u32`).
+    fn from_node_load(load: &NodeLoad) -> Self {
+        let clamp = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
+        Self {
+            cpu_percent: load.cpu_percent,
+            workers: load.workers,
+            rooms: clamp(load.rooms),
+            peers: clamp(load.peers),
+            consumers: clamp(load.consumers),
+        }
+    }
+}
+
 /// Process CPU time (user + system) from `/proc/self/stat`, in seconds.
 fn process_cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
@@ -184,18 +233,17 @@ impl LoadReporter {
     }
 
     fn publish(&mut self) {
-        let load = self.sample();
-        let clamp = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
+        let load = GossipedLoad::from_node_load(&self.sample());
+        let app = match load.encode() {
+            Ok(app) => app,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot encode load metadata");
+                return;
+            }
+        };
         let metadata = NodeMetadata {
             draining: false,
-            load: LoadFigures {
-                cpu_percent: load.cpu_percent,
-                workers: load.workers,
-                rooms: clamp(load.rooms),
-                peers: clamp(load.peers),
-                consumers: clamp(load.consumers),
-            },
-            app: Vec::new(),
+            app,
         };
         if let Err(e) = self.node.set_local_metadata(metadata) {
             tracing::warn!(error = %e, "cannot publish load metadata");
@@ -237,8 +285,8 @@ pub struct MemberView {
     pub state: &'static str,
     /// Whether it is draining.
     pub draining: bool,
-    /// Its latest gossiped load, if any arrived yet.
-    pub load: Option<LoadFigures>,
+    /// Its latest gossiped load, if any arrived yet (and decoded).
+    pub load: Option<GossipedLoad>,
 }
 
 /// This node's membership in the cluster; cheap to clone.
@@ -308,7 +356,7 @@ impl Cluster {
                     MemberState::Down => "down",
                 },
                 draining: m.metadata.as_ref().is_some_and(|md| md.draining),
-                load: m.metadata.map(|md| md.load),
+                load: member_load(&m),
             })
             .collect()
     }
@@ -317,6 +365,19 @@ impl Cluster {
     pub async fn leave(&self) {
         self.reporter.do_send(StopReporter);
         self.node.shutdown().await;
+    }
+}
+
+/// A member's gossiped load, if its metadata arrived and its application
+/// bytes decode (otherwise `None`, logged at debug level).
+fn member_load(m: &MemberInfo) -> Option<GossipedLoad> {
+    let metadata = m.metadata.as_ref()?;
+    match GossipedLoad::decode(&metadata.app) {
+        Ok(load) => Some(load),
+        Err(e) => {
+            tracing::debug!(node = %m.id, error = %e, "member's gossiped load does not decode");
+            None
+        }
     }
 }
 
@@ -334,6 +395,90 @@ impl Handler<StopReporter> for LoadReporter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn busy() -> GossipedLoad {
+        GossipedLoad {
+            cpu_percent: 412.5,
+            workers: 8,
+            rooms: 120,
+            peers: 3000,
+            consumers: 90_000,
+        }
+    }
+
+    #[test]
+    fn gossiped_load_round_trips() {
+        for load in [GossipedLoad::default(), busy()] {
+            let app = load.encode().unwrap();
+            assert_eq!(GossipedLoad::decode(&app), Ok(load));
+        }
+    }
+
+    #[test]
+    fn garbage_app_bytes_are_an_error() {
+        let app = busy().encode().unwrap();
+        // Empty (a node that gossips no load), truncated, and trailing bytes.
+        assert!(GossipedLoad::decode(&[]).is_err());
+        assert!(GossipedLoad::decode(&app[..app.len() - 1]).is_err());
+        let mut longer = app.clone();
+        longer.push(0);
+        assert_eq!(
+            GossipedLoad::decode(&longer),
+            Err(CodecError::TrailingBytes(1))
+        );
+        // 0xff is no valid varint integer prefix in bincode 2.
+        let mut bad = vec![0u8; 4];
+        bad.extend([0xff; 8]);
+        assert!(GossipedLoad::decode(&bad).is_err());
+        assert!(GossipedLoad::decode(b"not a load at all, just text").is_err());
+    }
+
+    #[test]
+    fn gossiped_load_is_well_under_the_metadata_limit() {
+        let max = GossipedLoad {
+            cpu_percent: f32::MAX,
+            workers: u32::MAX,
+            rooms: u32::MAX,
+            peers: u32::MAX,
+            consumers: u32::MAX,
+        };
+        let app = max.encode().unwrap();
+        // f32 is 4 bytes; a varint u32 at most 5.
+        assert!(app.len() <= 24, "{} bytes", app.len());
+        let metadata = codec::encode(&NodeMetadata {
+            draining: true,
+            app,
+        })
+        .unwrap();
+        let limit = mafalda_actors::membership::MAX_METADATA_BYTES;
+        assert!(
+            metadata.len() * 8 <= limit,
+            "{} of {limit} bytes",
+            metadata.len()
+        );
+    }
+
+    #[test]
+    fn gossiped_load_clamps_exact_counts() {
+        let load = GossipedLoad::from_node_load(&NodeLoad {
+            workers: 2,
+            cpu_percent: 1.5,
+            rooms: -1,
+            peers: i64::MAX,
+            consumers: 7,
+            ..NodeLoad::default()
+        });
+        assert_eq!(
+            load,
+            GossipedLoad {
+                cpu_percent: 1.5,
+                workers: 2,
+                rooms: 0,
+                peers: u32::MAX,
+                consumers: 7,
+            }
+        );
+    }
 
     #[test]
     fn cpu_time_is_readable() {

@@ -6,7 +6,7 @@
 //! can be messaged from any node through an [`ActorRef`], with the same
 //! `tell` / `ask` API for local and remote actors. Membership and failure
 //! detection run SWIM (`foca`) over QUIC datagrams on the same connections,
-//! and gossip each node's [`NodeMetadata`] (load figures, drain flag).
+//! and gossip each node's [`NodeMetadata`] (drain flag and opaque application bytes).
 //!
 //! ```no_run
 //! use mafalda_actors::{EndpointSource, Node, NodeConfig, NodeId, RemoteMessage, TlsConfig};
@@ -79,7 +79,7 @@ pub use error::{
     NameError, RegisterError, StartError, TellError,
 };
 pub use id::{ActorPath, NodeId};
-pub use membership::{LoadFigures, MemberInfo, MemberState, MembershipEvent, NodeMetadata};
+pub use membership::{MemberInfo, MemberState, MembershipEvent, NodeMetadata};
 pub use message::RemoteMessage;
 pub use node::{EndpointSource, FabricStats, LinkInfo, Node, NodeConfig, SwimConfig};
 pub use tls::TlsConfig;

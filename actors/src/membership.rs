@@ -36,30 +36,14 @@ use crate::{
 /// Largest encoded metadata broadcast, so it fits SWIM datagrams.
 pub const MAX_METADATA_BYTES: usize = 512;
 
-/// Load figures a node gossips (the SFU fills them in).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct LoadFigures {
-    /// CPU use, percent of one core times cores (0..=100 * cores).
-    pub cpu_percent: f32,
-    /// Media workers.
-    pub workers: u32,
-    /// Rooms hosted.
-    pub rooms: u32,
-    /// Connected peers.
-    pub peers: u32,
-    /// Consumers.
-    pub consumers: u32,
-}
-
 /// Small metadata gossiped by every node.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NodeMetadata {
     /// The node accepts no new work.
     pub draining: bool,
-    /// Load figures.
-    pub load: LoadFigures,
-    /// Opaque application bytes (keep it small: the whole metadata must
-    /// encode to at most [`MAX_METADATA_BYTES`]).
+    /// Opaque application bytes: the fabric gossips them without looking
+    /// inside (the application chooses their encoding). Keep them small:
+    /// the whole metadata must encode to at most [`MAX_METADATA_BYTES`].
     pub app: Vec<u8>,
 }
 

@@ -582,7 +582,8 @@ impl Node {
         members
     }
 
-    /// Sets and gossips this node's metadata (load figures, drain flag).
+    /// Sets and gossips this node's metadata (drain flag and opaque
+    /// application bytes).
     pub fn set_local_metadata(&self, metadata: NodeMetadata) -> Result<(), MetadataError> {
         let len = membership::encoded_metadata_len(&self.inner, &metadata)?;
         if len > membership::MAX_METADATA_BYTES {

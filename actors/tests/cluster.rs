@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use mafalda_actors::{AskError, LoadFigures, MemberState, MembershipEvent, NodeMetadata};
+use mafalda_actors::{AskError, MemberState, MembershipEvent, NodeMetadata};
 
 #[actix_rt::test]
 async fn asks_and_tells_between_every_pair() {
@@ -77,17 +77,11 @@ async fn asks_and_tells_between_every_pair() {
             .await,
         Err(AskError::UnknownMessage { .. })
     ));
-    // Metadata gossip reaches the other nodes.
+    // Metadata gossip (drain flag and opaque application bytes, passed
+    // through unread) reaches the other nodes.
     let meta = NodeMetadata {
         draining: true,
-        load: LoadFigures {
-            cpu_percent: 12.5,
-            workers: 2,
-            rooms: 3,
-            peers: 4,
-            consumers: 5,
-        },
-        app: vec![1, 2, 3],
+        app: (0..=255u8).rev().step_by(3).collect(),
     };
     let mut events = c.events();
     b.set_local_metadata(meta.clone()).unwrap();
