@@ -109,7 +109,7 @@ pub const LOAD_ACTOR: &str = "sfu.load";
 pub struct GetNodeLoad;
 
 impl RemoteMessage for GetNodeLoad {
-    const TAG: &'static str = "mafalda.sfu.GetNodeLoad/v1";
+    const TAG: &'static str = "sfu.GetNodeLoad/v1";
 }
 
 /// A node's load, as answered to [`GetNodeLoad`].

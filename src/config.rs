@@ -28,13 +28,33 @@ pub struct Config {
     pub placement: PlacementSection,
     /// Cluster fabric membership.
     pub cluster: crate::cluster::ClusterSection,
+    /// Room lifetime.
+    pub rooms: RoomsSection,
+}
+
+/// `[rooms]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomsSection {
+    /// An empty room (nobody joined, or everyone left and nobody is on the
+    /// way in) closes within this many milliseconds (to 1.5 times it).
+    pub idle_close_ms: u64,
+}
+
+impl Default for RoomsSection {
+    fn default() -> Self {
+        Self {
+            idle_close_ms: 30_000,
+        }
+    }
 }
 
 /// `[node]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NodeSection {
-    /// Human-readable node name, used in logs, spans and status.
+    /// The node's name: a lowercase DNS label (`[a-z0-9-.]`, 1 to 63 bytes),
+    /// its identity in the cluster, logs, spans and status.
     pub name: String,
 }
 
@@ -263,8 +283,11 @@ impl Config {
                 reason: reason.to_owned(),
             })
         };
-        if self.node.name.trim().is_empty() {
-            return invalid("node.name", "must not be empty");
+        if let Err(e) = mafalda_actors::NodeId::new(&self.node.name) {
+            return invalid("node.name", &e.to_string());
+        }
+        if self.rooms.idle_close_ms < 100 {
+            return invalid("rooms.idle_close_ms", "at least 100");
         }
         if self.rtc.port_min == 0 || self.rtc.port_min > self.rtc.port_max {
             return invalid(

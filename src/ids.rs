@@ -1,9 +1,11 @@
 //! Newtype identifiers for Mafalda's own entities.
 //!
-//! mediasoup entities (transports, producers, consumers) keep mediasoup's ids.
+//! mediasoup entities (transports, producers, consumers) keep mediasoup's ids;
+//! nodes are named by the fabric's [`NodeId`].
 
 use std::fmt;
 
+use mafalda_actors::NodeId;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -57,5 +59,29 @@ pub struct WorkerSlot(pub usize);
 impl fmt::Display for WorkerSlot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "w{}", self.0)
+    }
+}
+
+/// Where one of a room's routers lives: a worker slot of a node. Routers,
+/// pipe hops and peers are keyed by it, so that a room's map covers every
+/// node it spans.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RouterLoc {
+    /// The node.
+    pub node: NodeId,
+    /// The worker slot on that node.
+    pub slot: WorkerSlot,
+}
+
+impl RouterLoc {
+    /// The router on `slot` of `node`.
+    pub fn new(node: NodeId, slot: WorkerSlot) -> Self {
+        Self { node, slot }
+    }
+}
+
+impl fmt::Display for RouterLoc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.node, self.slot)
     }
 }

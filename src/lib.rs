@@ -7,14 +7,17 @@
 //! # Layout
 //!
 //! - [`config`] — the TOML node configuration with embedded defaults.
-//! - [`ids`] — newtype ids for Mafalda's own entities (peers, rooms, worker slots).
+//! - [`ids`] — newtype ids for Mafalda's own entities (peers, rooms, worker
+//!   slots, router locations).
 //! - [`metrics`] — resource counters, decremented by mediasoup close callbacks.
 //! - [`worker`] — `WorkerActor`: one mediasoup worker (one core), router factory,
 //!   CPU sampling of its thread.
 //! - [`placement`] — the load model and the worker board rooms place peers with.
 //! - [`room`] — `RoomActor`: a room's routers (one per worker it uses), pipes
 //!   between them, peers, transports, producers, consumers.
-//! - [`server`] — `ServerActor`: the node; workers, room registry, status.
+//! - [`pool`] — `WorkerPool`: the node's workers, replaced when they die.
+//! - [`registry`] — `RoomRegistry`: the node's rooms by name.
+//! - [`server`] — `Server`: a handle on the pool and the registry; status.
 //! - [`signalling`] — the JSON WebSocket protocol types (pure, no I/O).
 //! - [`api`] — actix-web routes: `/ws`, `/healthz`, `/api/status`, the demo.
 //! - [`cluster`] — joining the cluster fabric: load gossip, the `sfu.load` actor, members.
@@ -38,6 +41,8 @@ pub mod loadgen;
 pub mod metrics;
 pub mod node;
 pub mod placement;
+pub mod pool;
+pub mod registry;
 pub mod room;
 pub mod server;
 pub mod sfu;

@@ -271,11 +271,11 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
             "inproc" => {
                 let config = std::sync::Arc::new(config);
                 let server =
-                    mafalda::server::ServerActor::start(config.clone(), Default::default()).await?;
+                    mafalda::server::Server::start(config.clone(), Default::default()).await?;
                 let sfu = mafalda::sfu::Sfu::new(server.clone(), &config);
                 let target = FacadeTarget::new(sfu, &args.room).await?;
                 let out = run(target, tracks, &args, shape).await;
-                let _ = server.send(mafalda::server::Shutdown).await;
+                server.shutdown().await;
                 out?
             }
             "baseline" => run(BaselineTarget::new(&config).await?, tracks, &args, shape).await?,

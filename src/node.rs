@@ -7,14 +7,12 @@ use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
-use actix::Addr;
 use actix_web::{web, App, HttpServer};
 
 use crate::api::{self, ApiState};
 use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::server::ServerActor;
-use crate::worker::SpawnWorkerError;
+use crate::server::{Server, ServerStartError};
 
 /// Error starting a node.
 #[derive(Debug, thiserror::Error)]
@@ -22,9 +20,9 @@ pub enum StartError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    /// A mediasoup worker could not start.
+    /// The worker pool or room registry could not start.
     #[error(transparent)]
-    Worker(#[from] SpawnWorkerError),
+    Server(#[from] ServerStartError),
     /// The HTTP server could not start.
     #[error("cannot start the HTTP server: {0}")]
     Http(#[from] std::io::Error),
@@ -38,8 +36,8 @@ pub enum StartError {
 pub struct RunningNode {
     /// Where the HTTP/WebSocket API listens.
     pub http_addr: SocketAddr,
-    /// The node actor.
-    pub server: Addr<ServerActor>,
+    /// The node's worker pool and room registry.
+    pub server: Server,
     /// The node's cluster membership, when `[cluster] enabled`.
     pub cluster: Option<Cluster>,
     config: Arc<Config>,
@@ -54,13 +52,13 @@ impl RunningNode {
         config.validate()?;
         let config = Arc::new(config);
         let counters = Arc::new(crate::metrics::Counters::default());
-        let server = ServerActor::start(Arc::clone(&config), Arc::clone(&counters)).await?;
+        let server = Server::start(Arc::clone(&config), Arc::clone(&counters)).await?;
         let cluster = if config.cluster.enabled {
             let workers = u32::try_from(config.worker_count()).unwrap_or(u32::MAX);
             match Cluster::join(&config.node.name, &config.cluster, workers, counters).await {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    let _ = server.send(crate::server::Shutdown).await;
+                    server.shutdown().await;
                     return Err(e.into());
                 }
             }
@@ -111,7 +109,7 @@ impl RunningNode {
         if let Some(cluster) = &self.cluster {
             cluster.leave().await;
         }
-        let _ = self.server.send(crate::server::Shutdown).await;
+        self.server.shutdown().await;
     }
 
     /// Runs until `shutdown` completes, then stops.

@@ -1,7 +1,7 @@
 //! Placement: which worker a new participant's transports go to.
 //!
 //! The [`WorkerBoard`] is the node's live view of its workers (written by the
-//! [`ServerActor`](crate::server::ServerActor), read by every room). Each
+//! [`WorkerPool`](crate::pool::WorkerPool), read by every room). Each
 //! worker's load is `producers + consumers` from its [`Counters`] (pipe
 //! producers and consumers included) and the CPU share of its thread, sampled
 //! by the [`WorkerActor`]. A worker's *score* is the larger of

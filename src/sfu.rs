@@ -49,23 +49,20 @@ use tokio::sync::mpsc;
 use crate::config::Config;
 use crate::ids::{PeerId, RoomId};
 use crate::node::RunningNode;
+use crate::registry::GetRoomError;
 use crate::room::{
-    ActOnProducer, CanConsume, ConnectPlainTransport, ConnectTransport, Consume, ConsumerStats,
-    CreatePlainTransport, CreateTransport, GetRtpCapabilities, Join, Leave, Produce,
-    ProducerAction, ProducerStats, RoomActor, RoomError, Toggle, ToggleConsumer,
+    ActOnProducer, CanConsume, ConnectPlainTransport, ConnectTransport, Consume, ConsumerInfo,
+    ConsumerStats, CreatePlainTransport, CreateTransport, GetRtpCapabilities, Join, Joined, Leave,
+    PlainTransportInfo, Produce, ProducerAction, ProducerStats, RoomActor, RoomError, Toggle,
+    ToggleConsumer, WebRtcTransportInfo,
 };
-use crate::server::{GetOrCreateRoom, GetRoomError, GetStatus, NodeStatus, ServerActor};
-use crate::signalling::{
-    ConsumeReply, ErrorCode, JoinReply, PlainTransportReply, SignalError, TransportReply,
-};
+use crate::server::{NodeStatus, Server};
+use crate::signalling::SignalError;
 
 pub use mediasoup::consumer::ConsumerRtpStreamStat;
 pub use mediasoup::producer::ProducerStat;
 
-pub use crate::signalling::{Direction, Event, PeerInfo, ProducerInfo};
-
-/// How many times a join retries when the room closes under it.
-const JOIN_ATTEMPTS: usize = 5;
+pub use crate::room::{Direction, Event, PeerInfo, ProducerInfo};
 
 /// Why a facade operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -79,25 +76,15 @@ pub enum SfuError {
     /// The room actor stopped (the room closed); handles on it are dead.
     #[error("the room is closed")]
     RoomGone,
-    /// The node actor stopped.
+    /// The node's actors stopped.
     #[error("node actor unavailable")]
     NodeGone,
-    /// The room kept closing while joining.
-    #[error("the room kept closing while joining; try again")]
-    JoinRace,
 }
 
 impl SfuError {
     /// The signalling error a WebSocket client gets for it.
     pub fn to_signal(&self) -> SignalError {
-        match self {
-            SfuError::Room(e) => e.to_signal(),
-            SfuError::GetRoom(e) => SignalError::new(ErrorCode::Capacity, e.to_string()),
-            SfuError::RoomGone => SignalError::new(ErrorCode::UnknownRoom, self.to_string()),
-            SfuError::NodeGone | SfuError::JoinRace => {
-                SignalError::new(ErrorCode::Internal, self.to_string())
-            }
-        }
+        self.into()
     }
 }
 
@@ -109,7 +96,7 @@ fn room_gone(_: MailboxError) -> SfuError {
 /// mediasoup `Worker` (the node manages its workers itself).
 #[derive(Debug, Clone)]
 pub struct Sfu {
-    server: Addr<ServerActor>,
+    server: Server,
     event_capacity: usize,
 }
 
@@ -119,8 +106,8 @@ impl Sfu {
         Self::new(node.server.clone(), node.config())
     }
 
-    /// On a node actor started with `config`.
-    pub fn new(server: Addr<ServerActor>, config: &Config) -> Self {
+    /// On a node's actors started with `config`.
+    pub fn new(server: Server, config: &Config) -> Self {
         Self {
             server,
             event_capacity: config.signalling.max_pending_events.max(1),
@@ -131,28 +118,25 @@ impl Sfu {
     /// participant leaves). In place of `Worker::create_router`.
     pub async fn room(&self, name: impl Into<String>) -> Result<Room, SfuError> {
         let id = RoomId::new(name.into());
-        let addr = self.room_addr(&id).await?;
+        let ticket = self.ticket(&id).await?;
         Ok(Room {
             sfu: self.clone(),
             id,
-            addr: Arc::new(Mutex::new(addr)),
+            addr: Arc::new(Mutex::new(ticket.addr)),
         })
     }
 
-    async fn room_addr(&self, id: &RoomId) -> Result<Addr<RoomActor>, SfuError> {
+    async fn ticket(&self, id: &RoomId) -> Result<crate::registry::RoomTicket, SfuError> {
         Ok(self
             .server
-            .send(GetOrCreateRoom { room: id.clone() })
+            .room(id.clone())
             .await
             .map_err(|_| SfuError::NodeGone)??)
     }
 
     /// The node's resource counts (what `/api/status` serves).
     pub async fn status(&self) -> Result<NodeStatus, SfuError> {
-        self.server
-            .send(GetStatus)
-            .await
-            .map_err(|_| SfuError::NodeGone)
+        self.server.status().await.map_err(|_| SfuError::NodeGone)
     }
 }
 
@@ -204,40 +188,31 @@ impl Room {
             .map_err(room_gone)
     }
 
-    /// Joins as a new participant, placed on a worker. A room that closes
-    /// as we join is replaced by a fresh one of the same name.
+    /// Joins as a new participant, placed on a worker. The node holds the
+    /// room open for the join; if the room had closed since this handle was
+    /// made, a fresh one of the same name is opened (and the handle follows
+    /// it).
     pub async fn join(&self, display_name: impl Into<String>) -> Result<Participant, SfuError> {
-        let display_name = display_name.into();
-        let mut addr = self.addr();
-        for attempt in 0..JOIN_ATTEMPTS {
-            if attempt > 0 {
-                tokio::task::yield_now().await;
-                addr = self.sfu.room_addr(&self.id).await?;
-                *self.addr.lock() = addr.clone();
-            }
-            let (tx, rx) = mpsc::channel(self.sfu.event_capacity);
-            let joined = addr
-                .send(Join {
-                    display_name: display_name.clone(),
-                    events: tx,
-                })
-                .await;
-            match joined {
-                Ok(Ok(reply)) => {
-                    return Ok(Participant {
-                        inner: Arc::new(ParticipantInner {
-                            room: addr,
-                            room_id: self.id.clone(),
-                            reply,
-                            events: Mutex::new(Some(rx)),
-                        }),
-                    })
-                }
-                Ok(Err(RoomError::RoomClosed)) | Err(_) => continue,
-                Ok(Err(e)) => return Err(e.into()),
-            }
-        }
-        Err(SfuError::JoinRace)
+        let ticket = self.sfu.ticket(&self.id).await?;
+        let addr = ticket.addr;
+        *self.addr.lock() = addr.clone();
+        let (tx, rx) = mpsc::channel(self.sfu.event_capacity);
+        let reply = addr
+            .send(Join {
+                display_name: display_name.into(),
+                events: tx,
+                hold: ticket.hold,
+            })
+            .await
+            .map_err(room_gone)??;
+        Ok(Participant {
+            inner: Arc::new(ParticipantInner {
+                room: addr,
+                room_id: self.id.clone(),
+                reply,
+                events: Mutex::new(Some(rx)),
+            }),
+        })
     }
 }
 
@@ -245,7 +220,7 @@ impl Room {
 struct ParticipantInner {
     room: Addr<RoomActor>,
     room_id: RoomId,
-    reply: JoinReply,
+    reply: Joined,
     events: Mutex<Option<mpsc::Receiver<Event>>>,
 }
 
@@ -276,7 +251,7 @@ impl Participant {
 
     /// What the room told it on joining: router capabilities, the peers and
     /// producers already there.
-    pub fn join_info(&self) -> &JoinReply {
+    pub fn join_info(&self) -> &Joined {
         &self.inner.reply
     }
 
@@ -418,7 +393,7 @@ impl Participant {
         options: ProducerOptions,
     ) -> Result<Producer, SfuError> {
         let kind = options.kind;
-        let reply = self
+        let id = self
             .ask(Produce {
                 peer_id: self.id(),
                 transport_id,
@@ -428,7 +403,7 @@ impl Participant {
             .await?;
         Ok(Producer {
             participant: self.clone(),
-            id: reply.id,
+            id,
             kind,
         })
     }
@@ -528,7 +503,7 @@ impl ConsumerOptions {
 pub struct WebRtcTransport {
     participant: Participant,
     direction: Direction,
-    reply: Arc<TransportReply>,
+    reply: Arc<WebRtcTransportInfo>,
 }
 
 impl WebRtcTransport {
@@ -588,7 +563,7 @@ impl WebRtcTransport {
 pub struct PlainTransport {
     participant: Participant,
     direction: Direction,
-    reply: Arc<PlainTransportReply>,
+    reply: Arc<PlainTransportInfo>,
 }
 
 impl PlainTransport {
@@ -689,7 +664,7 @@ impl Producer {
 #[derive(Debug, Clone)]
 pub struct Consumer {
     participant: Participant,
-    reply: Arc<ConsumeReply>,
+    reply: Arc<ConsumerInfo>,
 }
 
 impl Consumer {

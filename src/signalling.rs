@@ -12,6 +12,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::ids::{PeerId, RoomId};
+use crate::room::{self, ConsumerInfo, Joined, PlainTransportInfo, RoomError, WebRtcTransportInfo};
+use crate::sfu::SfuError;
+use crate::worker::CreateRouterError;
+
+pub use crate::room::{Direction, PeerInfo, ProducerInfo};
 
 /// The signalling protocol version this node speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -79,16 +84,6 @@ pub struct JoinRequest {
     /// Protocol version the client speaks; absent means the current one.
     #[serde(default)]
     pub protocol_version: Option<u32>,
-}
-
-/// Transport direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Direction {
-    /// The client sends media on it.
-    Send,
-    /// The client receives media on it.
-    Recv,
 }
 
 /// `createWebRtcTransport` arguments.
@@ -320,30 +315,6 @@ pub fn parse_request(text: &str) -> Result<(u64, Request), ParseFailure> {
     Ok((id, request))
 }
 
-/// A peer as other peers see it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PeerInfo {
-    /// Its id.
-    pub peer_id: PeerId,
-    /// Its display name.
-    pub display_name: String,
-}
-
-/// A producer as other peers see it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ProducerInfo {
-    /// Its id.
-    pub producer_id: ProducerId,
-    /// Who sends it.
-    pub peer_id: PeerId,
-    /// Audio or video.
-    pub kind: MediaKind,
-    /// Whether it is paused.
-    pub paused: bool,
-}
-
 /// `join` reply.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -410,8 +381,8 @@ pub struct ConsumeReply {
     pub producer_paused: bool,
 }
 
-/// An event pushed to a client.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// An event pushed to a client: the JSON form of [`room::Event`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", content = "data", rename_all = "camelCase")]
 pub enum Event {
     /// Another peer joined.
@@ -456,6 +427,104 @@ pub enum Event {
         /// Why, for logs.
         reason: String,
     },
+}
+
+impl From<room::Event> for Event {
+    fn from(e: room::Event) -> Self {
+        match e {
+            room::Event::PeerJoined(info) => Event::PeerJoined(info),
+            room::Event::PeerLeft { peer_id } => Event::PeerLeft { peer_id },
+            room::Event::NewProducer(info) => Event::NewProducer(info),
+            room::Event::ProducerClosed { producer_id } => Event::ProducerClosed { producer_id },
+            room::Event::ProducerPaused { producer_id } => Event::ProducerPaused { producer_id },
+            room::Event::ProducerResumed { producer_id } => Event::ProducerResumed { producer_id },
+            room::Event::ConsumerClosed {
+                consumer_id,
+                producer_id,
+            } => Event::ConsumerClosed {
+                consumer_id,
+                producer_id,
+            },
+            room::Event::Reconnect { reason } => Event::Reconnect { reason },
+        }
+    }
+}
+
+impl From<&Joined> for JoinReply {
+    fn from(j: &Joined) -> Self {
+        JoinReply {
+            peer_id: j.peer_id,
+            room_id: j.room_id.clone(),
+            router_rtp_capabilities: j.rtp_capabilities.clone(),
+            peers: j.peers.clone(),
+            producers: j.producers.clone(),
+        }
+    }
+}
+
+impl From<&WebRtcTransportInfo> for TransportReply {
+    fn from(t: &WebRtcTransportInfo) -> Self {
+        TransportReply {
+            id: t.id,
+            ice_parameters: t.ice_parameters.clone(),
+            ice_candidates: t.ice_candidates.clone(),
+            dtls_parameters: t.dtls_parameters.clone(),
+        }
+    }
+}
+
+impl From<&PlainTransportInfo> for PlainTransportReply {
+    fn from(t: &PlainTransportInfo) -> Self {
+        PlainTransportReply {
+            id: t.id,
+            ip: t.ip.clone(),
+            port: t.port,
+        }
+    }
+}
+
+impl From<&ConsumerInfo> for ConsumeReply {
+    fn from(c: &ConsumerInfo) -> Self {
+        ConsumeReply {
+            id: c.id,
+            producer_id: c.producer_id,
+            kind: c.kind,
+            rtp_parameters: c.rtp_parameters.clone(),
+            producer_paused: c.producer_paused,
+        }
+    }
+}
+
+impl From<&RoomError> for SignalError {
+    fn from(e: &RoomError) -> Self {
+        let code = match e {
+            RoomError::RoomClosed => ErrorCode::UnknownRoom,
+            RoomError::UnknownPeer(_) => ErrorCode::NotJoined,
+            RoomError::UnknownTransport(_)
+            | RoomError::WrongDirection(..)
+            | RoomError::WrongTransportKind(..) => ErrorCode::UnknownTransport,
+            RoomError::UnknownProducer(_) => ErrorCode::UnknownProducer,
+            RoomError::UnknownConsumer(_) => ErrorCode::UnknownConsumer,
+            RoomError::CannotConsume(_) => ErrorCode::CannotConsume,
+            RoomError::InvalidParameters(_) => ErrorCode::InvalidParameters,
+            RoomError::NoWorker | RoomError::Router(CreateRouterError::WorkerGone(_)) => {
+                ErrorCode::Capacity
+            }
+            RoomError::Router(_) | RoomError::Mediasoup(_) => ErrorCode::Internal,
+        };
+        SignalError::new(code, e.to_string())
+    }
+}
+
+impl From<&SfuError> for SignalError {
+    fn from(e: &SfuError) -> Self {
+        match e {
+            SfuError::Room(e) => e.into(),
+            SfuError::GetRoom(e) => SignalError::new(ErrorCode::Capacity, e.to_string()),
+            SfuError::RoomGone => SignalError::new(ErrorCode::UnknownRoom, e.to_string()),
+            SfuError::NodeGone => SignalError::new(ErrorCode::Internal, e.to_string()),
+        }
+    }
 }
 
 #[derive(Serialize)]

@@ -1,8 +1,8 @@
 //! [`WorkerActor`]: owns one mediasoup [`Worker`] (one thread, one core).
 //!
 //! The actor hands out routers for rooms and counts what lives on its worker.
-//! When the worker dies, the actor tells the [`ServerActor`](crate::server::ServerActor)
-//! and stops; the server spawns a replacement into the same slot. Stopping the
+//! When the worker dies, the actor tells the [`WorkerPool`](crate::pool::WorkerPool)
+//! and stops; the pool spawns a replacement into the same slot. Stopping the
 //! actor drops the `Worker` handle, which closes the worker and everything on it.
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -185,7 +185,7 @@ pub async fn spawn_worker(
     Ok(SpawnedWorker { worker, tid })
 }
 
-/// Sent to the server when a worker dies.
+/// Sent to the worker pool when a worker dies.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct WorkerDied {
@@ -377,8 +377,8 @@ impl Handler<CreateRouter> for WorkerActor {
                 .map_err(|e| CreateRouterError::Mediasoup(e.to_string()))?;
             let tracked = Tracked::new(Resource::Router, &[&worker_counters, &node_counters]);
             router.on_close(move || drop(tracked)).detach();
-            // Pipe transports are created by mediasoup inside
-            // `pipe_producer_to_router`; count them as they appear.
+            // Pipe transports are created by the rooms' pipe links; count
+            // them as they appear.
             let (wc, nc) = (Arc::clone(&worker_counters), Arc::clone(&node_counters));
             router
                 .on_new_transport(move |t| {

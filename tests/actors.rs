@@ -8,12 +8,12 @@ use std::sync::Arc;
 use common::*;
 use mafalda::ids::{RoomId, WorkerSlot};
 use mafalda::room::{GetRtpCapabilities, Join, Leave, PeerCount};
-use mafalda::server::{GetOrCreateRoom, GetStatus, ServerActor};
+use mafalda::server::Server;
 use mafalda::worker::WorkerDied;
 use tokio::sync::mpsc;
 
-async fn server(workers: usize) -> actix::Addr<ServerActor> {
-    ServerActor::start(Arc::new(test_config(workers)), Default::default())
+async fn server(workers: usize) -> Server {
+    Server::start(Arc::new(test_config(workers)), Default::default())
         .await
         .expect("workers start")
 }
@@ -40,20 +40,16 @@ async fn concurrent_first_joins_share_one_room_and_one_router() {
     let mut joins = Vec::new();
     let mut keep = Vec::new();
     for i in 0..10 {
-        let room = server
-            .send(GetOrCreateRoom {
-                room: room_id.clone(),
-            })
-            .await
-            .unwrap()
-            .unwrap();
+        let ticket = server.room(room_id.clone()).await.unwrap().unwrap();
         let (tx, rx) = mpsc::channel(64);
         keep.push(rx);
         joins.push(async move {
+            let room = ticket.addr;
             let reply = room
                 .send(Join {
                     display_name: format!("p{i}"),
                     events: tx,
+                    hold: ticket.hold,
                 })
                 .await
                 .unwrap()
@@ -62,7 +58,7 @@ async fn concurrent_first_joins_share_one_room_and_one_router() {
         });
     }
     let joined = futures::future::join_all(joins).await;
-    let status = server.send(GetStatus).await.unwrap();
+    let status = server.status().await.unwrap();
     assert_eq!((status.rooms, status.routers, status.peers), (1, 1, 10));
     let room = joined[0].0.clone();
     assert_eq!(room.send(PeerCount).await.unwrap(), 10);
@@ -75,22 +71,20 @@ async fn concurrent_first_joins_share_one_room_and_one_router() {
     wait_for("room to close", || {
         let server = server.clone();
         async move {
-            let s = server.send(GetStatus).await.unwrap();
+            let s = server.status().await.unwrap();
             s.rooms == 0 && s.routers == 0 && s.peers == 0
         }
     })
     .await;
     // A new join of the same name gets a fresh, working room.
-    let room = server
-        .send(GetOrCreateRoom { room: room_id })
-        .await
-        .unwrap()
-        .unwrap();
+    let ticket = server.room(room_id).await.unwrap().unwrap();
+    let room = ticket.addr;
     let (tx, _rx) = mpsc::channel(8);
     let reply = room
         .send(Join {
             display_name: "again".into(),
             events: tx,
+            hold: ticket.hold,
         })
         .await
         .unwrap()
@@ -100,16 +94,16 @@ async fn concurrent_first_joins_share_one_room_and_one_router() {
     })
     .await
     .unwrap();
-    server.send(mafalda::server::Shutdown).await.unwrap();
+    server.shutdown().await;
 }
 
 #[actix_rt::test]
 async fn a_dead_worker_slot_is_refilled() {
     let server = server(1).await;
-    let before = server.send(GetStatus).await.unwrap();
+    let before = server.status().await.unwrap();
     assert_eq!(before.workers, 1);
     // What the WorkerActor sends when mediasoup reports its worker dead.
-    server.do_send(WorkerDied {
+    server.pool().do_send(WorkerDied {
         slot: WorkerSlot(0),
         worker_id: mediasoup_worker_id(&server).await,
         reason: "test".into(),
@@ -117,24 +111,23 @@ async fn a_dead_worker_slot_is_refilled() {
     wait_for("replacement worker", || {
         let server = server.clone();
         async move {
-            let s = server.send(GetStatus).await.unwrap();
+            let s = server.status().await.unwrap();
             s.workers == 1 && s.worker_details[0].restarts == 1
         }
     })
     .await;
     // The refilled slot serves rooms.
     let room = server
-        .send(GetOrCreateRoom {
-            room: RoomId::new("after"),
-        })
+        .room(RoomId::new("after"))
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .addr;
     room.send(GetRtpCapabilities).await.unwrap().unwrap();
-    server.send(mafalda::server::Shutdown).await.unwrap();
+    server.shutdown().await;
 }
 
-async fn mediasoup_worker_id(_server: &actix::Addr<ServerActor>) -> mediasoup::worker::WorkerId {
+async fn mediasoup_worker_id(_server: &Server) -> mediasoup::worker::WorkerId {
     // Any id will do: the server acts on the slot.
     let manager = mediasoup::worker_manager::WorkerManager::new();
     let w = manager

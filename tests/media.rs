@@ -14,7 +14,6 @@ use mafalda::loadgen::scenario::{Session, Tracks};
 use mafalda::loadgen::target::{FacadeTarget, SignallingTarget, Target};
 use mafalda::loadgen::{ReceiverSnapshot, StreamKind};
 use mafalda::node::RunningNode;
-use mafalda::server::KillWorkerInSlot;
 use mafalda::sfu::Sfu;
 
 const LOCALHOST: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
@@ -182,9 +181,7 @@ async fn a_dead_worker_leaves_the_other_subscribers_media_flowing() {
 
     assert!(node
         .server
-        .send(KillWorkerInSlot {
-            slot: WorkerSlot(dead)
-        })
+        .kill_worker(WorkerSlot(dead))
         .await
         .expect("server"));
     // The victim's streams stop; the survivors' keep flowing, without loss.

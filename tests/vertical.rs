@@ -18,8 +18,8 @@ use mafalda::node::RunningNode;
 use mafalda::room::{
     ActOnProducer, Consume, CreateTransport, Join, Leave, Produce, ProducerAction, RoomActor,
 };
-use mafalda::server::{GetOrCreateRoom, GetStatus, KillWorkerInSlot, NodeStatus, ServerActor};
-use mafalda::signalling::Direction;
+use mafalda::room::{Direction, Event};
+use mafalda::server::{NodeStatus, Server};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -31,13 +31,13 @@ fn spread_config(workers: usize) -> Config {
 
 /// Waits (bounded) until `check` holds for the node status.
 async fn wait_status<F: Fn(&NodeStatus) -> bool>(
-    server: &actix::Addr<ServerActor>,
+    server: &Server,
     what: &str,
     check: F,
 ) -> NodeStatus {
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     loop {
-        let s = server.send(GetStatus).await.expect("status");
+        let s = server.status().await.expect("status");
         if check(&s) {
             return s;
         }
@@ -217,50 +217,50 @@ async fn peers_on_different_workers_receive_every_producer_through_shared_pipes(
 }
 
 async fn join_actor(
-    server: &actix::Addr<ServerActor>,
-    room: &actix::Addr<RoomActor>,
+    server: &Server,
+    room_id: &RoomId,
     name: &str,
-    keep: &mut Vec<mpsc::Receiver<mafalda::signalling::Event>>,
+    keep: &mut Vec<mpsc::Receiver<Event>>,
 ) -> (PeerId, usize) {
-    let before = server.send(GetStatus).await.unwrap();
+    let before = server.status().await.unwrap();
     let (tx, rx) = mpsc::channel(1024);
     keep.push(rx);
-    let reply = room
+    // The registry's hold keeps the room open until the join arrives.
+    let ticket = server.room(room_id.clone()).await.unwrap().unwrap();
+    let reply = ticket
+        .addr
         .send(Join {
             display_name: name.into(),
             events: tx,
+            hold: ticket.hold,
         })
         .await
         .unwrap()
         .unwrap();
-    let after = server.send(GetStatus).await.unwrap();
+    let after = server.status().await.unwrap();
     (reply.peer_id, placed_on(&before, &after))
 }
 
 /// A node with 2 workers (spread), one room, and a publisher with a send
 /// transport: the start of the actor-level pipe tests.
 struct Publishing {
-    server: actix::Addr<ServerActor>,
+    server: Server,
+    room_id: RoomId,
     room: actix::Addr<RoomActor>,
-    keep: Vec<mpsc::Receiver<mafalda::signalling::Event>>,
+    keep: Vec<mpsc::Receiver<Event>>,
     publisher: PeerId,
     wp: usize,
     send: mediasoup::prelude::TransportId,
 }
 
 async fn publishing(room_name: &str) -> Publishing {
-    let server = ServerActor::start(Arc::new(spread_config(2)), Default::default())
+    let server = Server::start(Arc::new(spread_config(2)), Default::default())
         .await
         .expect("workers start");
-    let room = server
-        .send(GetOrCreateRoom {
-            room: RoomId::new(room_name),
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let room_id = RoomId::new(room_name);
+    let room = server.room(room_id.clone()).await.unwrap().unwrap().addr;
     let mut keep = Vec::new();
-    let (publisher, wp) = join_actor(&server, &room, "publisher", &mut keep).await;
+    let (publisher, wp) = join_actor(&server, &room_id, "publisher", &mut keep).await;
     let send = room
         .send(CreateTransport {
             peer_id: publisher,
@@ -272,6 +272,7 @@ async fn publishing(room_name: &str) -> Publishing {
         .id;
     Publishing {
         server,
+        room_id,
         room,
         keep,
         publisher,
@@ -295,13 +296,13 @@ async fn produce_vp8(
     .await
     .unwrap()
     .unwrap()
-    .id
 }
 
 #[actix_rt::test]
 async fn concurrent_consumes_from_another_worker_share_one_pipe() {
     let Publishing {
         server,
+        room_id,
         room,
         mut keep,
         publisher,
@@ -313,7 +314,7 @@ async fn concurrent_consumes_from_another_worker_share_one_pipe() {
     // Subscribers on the other worker, each with a receive transport.
     let mut subscribers = Vec::new();
     for i in 0..10 {
-        let (peer, w) = join_actor(&server, &room, &format!("s{i}"), &mut keep).await;
+        let (peer, w) = join_actor(&server, &room_id, &format!("s{i}"), &mut keep).await;
         if w != wp {
             let recv = room
                 .send(CreateTransport {
@@ -342,7 +343,7 @@ async fn concurrent_consumes_from_another_worker_share_one_pipe() {
         let reply = r.unwrap().expect("consume succeeds");
         assert_eq!(reply.producer_id, producer);
     }
-    let s = server.send(GetStatus).await.unwrap();
+    let s = server.status().await.unwrap();
     let target = 1 - wp;
     assert_eq!(s.worker_details[target].counts.pipe_producers, 1, "{s:?}");
     assert_eq!(s.worker_details[wp].counts.pipe_consumers, 1, "{s:?}");
@@ -372,7 +373,7 @@ async fn concurrent_consumes_from_another_worker_share_one_pipe() {
         .await
         .unwrap();
     wait_status(&server, "everything to close", all_idle).await;
-    server.send(mafalda::server::Shutdown).await.unwrap();
+    server.shutdown().await;
 }
 
 #[actix_rt::test]
@@ -392,13 +393,7 @@ async fn a_dead_worker_disconnects_only_its_peers() {
     consume(&mut b, &rb, &pa).await;
     assert!(!pipes_idle(&status(&node).await));
 
-    assert!(node
-        .server
-        .send(KillWorkerInSlot {
-            slot: WorkerSlot(wb)
-        })
-        .await
-        .unwrap());
+    assert!(node.server.kill_worker(WorkerSlot(wb)).await.unwrap());
     // B, on the dead worker, is told to reconnect and dropped.
     let ev = b.event("reconnect").await;
     assert!(ev["reason"].as_str().unwrap().contains("died"), "{ev}");
@@ -436,6 +431,7 @@ async fn a_dead_worker_disconnects_only_its_peers() {
 async fn consumes_racing_closes_and_leaves_keep_pipes_exact() {
     let Publishing {
         server,
+        room_id,
         room,
         mut keep,
         publisher,
@@ -457,7 +453,7 @@ async fn consumes_racing_closes_and_leaves_keep_pipes_exact() {
         if remote.len() == 4 {
             break;
         }
-        let (peer, w) = join_actor(&server, &room, &format!("s{i}"), &mut keep).await;
+        let (peer, w) = join_actor(&server, &room_id, &format!("s{i}"), &mut keep).await;
         if w != wp {
             let recv = room
                 .send(CreateTransport {
@@ -528,7 +524,7 @@ async fn consumes_racing_closes_and_leaves_keep_pipes_exact() {
         room.send(Leave { peer_id }).await.unwrap();
     }
     wait_status(&server, "everything to close", all_idle).await;
-    server.send(mafalda::server::Shutdown).await.unwrap();
+    server.shutdown().await;
 }
 
 /// What the room relies on for late joiners across workers: a keyframe
@@ -795,13 +791,7 @@ async fn consumers_below_a_dead_hop_are_offered_the_producer_again() {
     let s = status(&node).await;
     assert_eq!(s.worker_details[wb].counts.pipe_consumers, 1, "{s:?}");
 
-    assert!(node
-        .server
-        .send(KillWorkerInSlot {
-            slot: WorkerSlot(wb)
-        })
-        .await
-        .unwrap());
+    assert!(node.server.kill_worker(WorkerSlot(wb)).await.unwrap());
     b.event("reconnect").await;
     b.closed().await;
     // C stays, loses its consumer and is offered A's producer again.

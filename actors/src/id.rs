@@ -154,8 +154,9 @@ impl fmt::Display for ActorPath {
 /// One incarnation of a node, as gossiped by SWIM and exchanged in the
 /// link handshake.
 ///
-/// `generation` is drawn at start-up, so a restarted node (same name) is a
-/// new incarnation that supersedes the old one. `bump` is increased by
+/// `generation` is the node's start time (microseconds since the Unix
+/// epoch), so a restarted node (same name) is a new incarnation that
+/// supersedes the old one. `bump` is increased by
 /// SWIM when this incarnation was wrongly declared down and rejoins.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Incarnation {
@@ -163,7 +164,8 @@ pub struct Incarnation {
     pub node: NodeId,
     /// Address peers dial to reach this node.
     pub addr: SocketAddr,
-    /// Random per-process value; higher wins a name conflict.
+    /// The process's start time in µs since the Unix epoch: a restart
+    /// makes it larger, and the higher one wins a name conflict.
     pub generation: u64,
     /// SWIM rejoin counter within one generation.
     pub bump: u16,

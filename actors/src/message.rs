@@ -7,7 +7,8 @@ use serde::{de::DeserializeOwned, Serialize};
 /// `TAG` is the message's stable wire name. It must be unique among the
 /// message types one actor accepts and must never change once deployed
 /// (rename the Rust type freely, keep the tag). Convention:
-/// `"app.Type/v1"`; tags starting with `mafalda.` are reserved.
+/// `"app.Type/v1"`; tags starting with `mafalda.` are reserved for the
+/// fabric, and `sfu.` for the Mafalda SFU's messages between nodes.
 ///
 /// The message and its reply are encoded with the fabric codec (serde +
 /// bincode 2): use plain structs and externally tagged enums, no

@@ -3,7 +3,6 @@
 use actix_web::{web, HttpResponse};
 
 use super::ApiState;
-use crate::server::GetStatus;
 
 /// `GET /healthz`
 pub async fn healthz() -> HttpResponse {
@@ -12,7 +11,7 @@ pub async fn healthz() -> HttpResponse {
 
 /// `GET /api/status`
 pub async fn status(state: web::Data<ApiState>) -> HttpResponse {
-    match state.server.send(GetStatus).await {
+    match state.server.status().await {
         Ok(status) => {
             let mut body = serde_json::to_value(&status).unwrap_or_default();
             if let (Some(cluster), Some(obj)) = (&state.cluster, body.as_object_mut()) {

@@ -10,16 +10,14 @@ pub mod ws;
 
 use std::sync::Arc;
 
-use actix::Addr;
-
 use crate::config::Config;
-use crate::server::ServerActor;
+use crate::server::Server;
 
 /// What every request handler needs.
 #[derive(Debug, Clone)]
 pub struct ApiState {
-    /// The node actor.
-    pub server: Addr<ServerActor>,
+    /// The node's worker pool and room registry.
+    pub server: Server,
     /// The node configuration.
     pub config: Arc<Config>,
     /// Cluster membership, when enabled.

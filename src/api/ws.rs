@@ -17,12 +17,12 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::ApiState;
-use crate::room::{ProducerAction, Toggle};
+use crate::room::{self, ProducerAction, Toggle};
 use crate::sfu::{ConsumerOptions, Participant, ProducerOptions, Sfu, SfuError};
 use crate::signalling::{
     error_response, event_message, ok_response, parse_request, validate_join, ConsumeReply,
-    ErrorCode, Event, JoinRequest, PlainTransportReply, ProduceReply, Request, SignalError,
-    TransportReply,
+    ErrorCode, Event, JoinReply, JoinRequest, PlainTransportReply, ProduceReply, Request,
+    SignalError, TransportReply,
 };
 
 /// How often the server pings an idle client.
@@ -60,7 +60,7 @@ pub async fn upgrade(
 /// The session's place in a room; dropping it leaves the room.
 struct Joined {
     participant: Participant,
-    events: mpsc::Receiver<Event>,
+    events: mpsc::Receiver<room::Event>,
 }
 
 struct SignallingSession {
@@ -142,7 +142,7 @@ impl SignallingSession {
                 event = next_event => {
                     match event {
                         Some(event) => {
-                            if session.text(event_message(&event)).await.is_err() { break None; }
+                            if session.text(event_message(&Event::from(event))).await.is_err() { break None; }
                         }
                         None => {
                             // The room dropped us: it closed, or we were too slow.
@@ -207,7 +207,7 @@ impl SignallingSession {
         self.span.record("room", participant.room_id().as_str());
         self.span
             .record("peer", tracing::field::display(participant.id()));
-        let reply = to_value(participant.join_info());
+        let reply = to_value(&JoinReply::from(participant.join_info()));
         self.joined = Some(Joined {
             participant,
             events,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use mafalda::config::Config;
 use mafalda::node::RunningNode;
-use mafalda::server::{GetStatus, NodeStatus};
+use mafalda::server::NodeStatus;
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -40,7 +40,7 @@ pub async fn start_node(config: Config) -> RunningNode {
 }
 
 pub async fn status(node: &RunningNode) -> NodeStatus {
-    node.server.send(GetStatus).await.expect("status")
+    node.server.status().await.expect("status")
 }
 
 /// Waits (bounded) until every per-peer resource count is zero.

@@ -1,0 +1,161 @@
+//! [`RoomRegistry`]: the node's rooms by name. It starts a room on first
+//! use, hands out rooms for joins with a [`GateHold`] (so that a room never
+//! closes under a join on its way), forgets a room once it has stopped, and
+//! relays worker losses to every room.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tracing::Span;
+
+use crate::ids::RoomId;
+use crate::room::{CloseRoom, GateHold, RoomActor, RoomClosed, RoomEnv, RoomGate, WorkerLost};
+
+/// Error finding or creating a room.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GetRoomError {
+    /// Every worker is dead (replacements are being spawned).
+    #[error("no mediasoup worker is available on this node")]
+    NoWorker,
+}
+
+/// A room handed out by the registry, held open until `hold` is dropped
+/// (or carried into a [`Join`](crate::room::Join)).
+#[derive(Debug)]
+pub struct RoomTicket {
+    /// The room actor.
+    pub addr: Addr<RoomActor>,
+    /// The hold on its gate.
+    pub hold: GateHold,
+}
+
+struct Entry {
+    addr: Addr<RoomActor>,
+    gate: RoomGate,
+}
+
+/// The node's rooms.
+pub struct RoomRegistry {
+    env: Arc<RoomEnv>,
+    rooms: HashMap<RoomId, Entry>,
+    span: Span,
+}
+
+impl std::fmt::Debug for RoomRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoomRegistry")
+            .field("node", &self.env.node)
+            .field("rooms", &self.rooms.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RoomRegistry {
+    /// A registry with no rooms, creating them in `env`.
+    pub fn new(env: Arc<RoomEnv>) -> Self {
+        let span = tracing::info_span!("rooms", node = %env.node, room = tracing::field::Empty);
+        Self {
+            env,
+            rooms: HashMap::new(),
+            span,
+        }
+    }
+}
+
+impl Actor for RoomRegistry {
+    type Context = Context<Self>;
+}
+
+/// Finds a room, creating it when needed, and holds it open for a join.
+/// Participants are placed on workers when they join, not rooms.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<RoomTicket, GetRoomError>")]
+pub struct GetOrCreateRoom {
+    /// The room.
+    pub room: RoomId,
+}
+
+impl Handler<GetOrCreateRoom> for RoomRegistry {
+    type Result = Result<RoomTicket, GetRoomError>;
+
+    fn handle(&mut self, msg: GetOrCreateRoom, ctx: &mut Self::Context) -> Self::Result {
+        if let Some(e) = self.rooms.get(&msg.room) {
+            if let Some(hold) = e.gate.hold() {
+                return Ok(RoomTicket {
+                    addr: e.addr.clone(),
+                    hold,
+                });
+            }
+            // Closing: a fresh room of the same name takes its place.
+        }
+        if self.env.workers.live().is_empty() {
+            return Err(GetRoomError::NoWorker);
+        }
+        let gate = RoomGate::default();
+        let hold = gate.hold().expect("a new gate is open");
+        let addr = RoomActor::new(
+            msg.room.clone(),
+            Arc::clone(&self.env),
+            gate.clone(),
+            ctx.address().recipient(),
+        )
+        .start();
+        self.rooms.insert(
+            msg.room,
+            Entry {
+                addr: addr.clone(),
+                gate,
+            },
+        );
+        Ok(RoomTicket { addr, hold })
+    }
+}
+
+impl Handler<RoomClosed> for RoomRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: RoomClosed, _ctx: &mut Self::Context) {
+        if matches!(self.rooms.get(&msg.room), Some(e) if e.addr == msg.addr) {
+            self.rooms.remove(&msg.room);
+        }
+    }
+}
+
+impl Handler<WorkerLost> for RoomRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: WorkerLost, _ctx: &mut Self::Context) {
+        for e in self.rooms.values() {
+            e.addr.do_send(msg.clone());
+        }
+    }
+}
+
+/// How many rooms the registry knows (closing ones included).
+#[derive(Debug, Message)]
+#[rtype(result = "usize")]
+pub struct RoomCount;
+
+impl Handler<RoomCount> for RoomRegistry {
+    type Result = usize;
+    fn handle(&mut self, _msg: RoomCount, _ctx: &mut Self::Context) -> usize {
+        self.rooms.len()
+    }
+}
+
+/// Closes every room and stops the registry.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CloseAll;
+
+impl Handler<CloseAll> for RoomRegistry {
+    type Result = ();
+    fn handle(&mut self, _msg: CloseAll, ctx: &mut Self::Context) {
+        let _e = self.span.clone().entered();
+        tracing::info!(rooms = self.rooms.len(), "closing every room");
+        for e in self.rooms.values() {
+            e.gate.force_close();
+            e.addr.do_send(CloseRoom("node shutting down".into()));
+        }
+        ctx.stop();
+    }
+}

@@ -1,0 +1,345 @@
+//! Producers and consumers: produce, consume (through pipes when the
+//! producer lives on another router), pause, resume, close and stats.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use mediasoup::prelude::*;
+use tracing::Instrument;
+
+use super::messages::{
+    ActOnProducer, Consume, ConsumerInfo, ConsumerStats, Direction, Event, Produce, ProducerAction,
+    ProducerStats, Toggle, ToggleConsumer,
+};
+use super::peers::{producer_info, Peer};
+use super::{RoomActor, RoomError};
+use crate::ids::PeerId;
+use crate::metrics::{Resource, Tracked};
+
+impl RoomActor {
+    /// Releases the pipe hops a leaving peer's consumers used; returns its
+    /// producers, which close with it.
+    pub(super) fn release_peer_media(&mut self, peer: &Peer) -> Vec<ProducerId> {
+        for (id, c) in &peer.consumers {
+            self.release_consumer(c.producer_id(), &peer.loc, *id);
+        }
+        peer.producers.keys().copied().collect()
+    }
+
+    /// Whether `peer_id` still owns `producer_id`.
+    fn owns_producer(&self, peer_id: PeerId, producer_id: ProducerId) -> bool {
+        self.peers
+            .get(&peer_id)
+            .is_some_and(|p| p.producers.contains_key(&producer_id))
+    }
+}
+
+impl Handler<Produce> for RoomActor {
+    type Result = ResponseActFuture<Self, Result<ProducerId, RoomError>>;
+
+    fn handle(&mut self, msg: Produce, _ctx: &mut Self::Context) -> Self::Result {
+        let checked = self
+            .transport(msg.peer_id, msg.transport_id, Some(Direction::Send))
+            .and_then(|t| Ok((t, self.peer_lease(msg.peer_id)?)));
+        let (transport, lease) = match checked {
+            Ok(v) => v,
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
+        let node = Arc::clone(&self.env.counters);
+        let mut options = ProducerOptions::new(msg.kind, msg.rtp_parameters);
+        options.key_frame_request_delay = self.env.config.rtc.key_frame_request_delay_ms;
+        let fut = async move {
+            let producer = transport.produce(options).await.map_err(|e| match e {
+                ProduceError::Request(e) => RoomError::from_request(e),
+                other => RoomError::InvalidParameters(other.to_string()),
+            })?;
+            let tracked = Tracked::new(Resource::Producer, &[&node, &lease.worker_counters]);
+            producer.on_close(move || drop(tracked)).detach();
+            Ok::<_, RoomError>(producer)
+        }
+        .instrument(self.span.clone());
+        let peer_id = msg.peer_id;
+        let transport_id = msg.transport_id;
+        Box::pin(fut.into_actor(self).map(move |res, act, ctx| {
+            let producer: Producer = res?;
+            let peer = act
+                .peers
+                .get_mut(&peer_id)
+                .ok_or(RoomError::UnknownPeer(peer_id))?;
+            if !peer.transports.contains_key(&transport_id) {
+                return Err(RoomError::UnknownTransport(transport_id));
+            }
+            let info = producer_info(peer_id, &producer);
+            peer.producers.insert(producer.id(), producer);
+            let _e = act.span.clone().entered();
+            tracing::info!(peer = %peer_id, producer = %info.producer_id, kind = ?info.kind, "producer created");
+            drop(_e);
+            let id = info.producer_id;
+            act.broadcast(peer_id, Event::NewProducer(info), ctx);
+            Ok(id)
+        }))
+    }
+}
+
+/// Internal: a consumer's producer went away.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct ConsumerGone {
+    peer_id: PeerId,
+    consumer_id: ConsumerId,
+    producer_id: ProducerId,
+}
+
+impl Handler<ConsumerGone> for RoomActor {
+    type Result = ();
+    fn handle(&mut self, msg: ConsumerGone, ctx: &mut Self::Context) {
+        let removed = self
+            .peers
+            .get_mut(&msg.peer_id)
+            .and_then(|p| p.consumers.remove(&msg.consumer_id).map(|_| p.loc.clone()));
+        let Some(loc) = removed else {
+            return;
+        };
+        self.release_consumer(msg.producer_id, &loc, msg.consumer_id);
+        self.gc_routers();
+        self.send_to(
+            msg.peer_id,
+            Event::ConsumerClosed {
+                consumer_id: msg.consumer_id,
+                producer_id: msg.producer_id,
+            },
+            ctx,
+        );
+        // The producer is still there: the consumer lost the pipe it came
+        // through (a worker on the way died). Offer the producer again;
+        // consuming it now builds a new path.
+        let again = self
+            .find_producer(msg.producer_id)
+            .map(|(owner, p)| producer_info(owner, p))
+            .filter(|i| i.peer_id != msg.peer_id);
+        if let Some(info) = again {
+            let _e = self.span.clone().entered();
+            tracing::info!(peer = %msg.peer_id, producer = %msg.producer_id, "pipe lost: offering the producer again");
+            drop(_e);
+            self.send_to(msg.peer_id, Event::NewProducer(info), ctx);
+        }
+    }
+}
+
+impl Handler<Consume> for RoomActor {
+    type Result = ResponseActFuture<Self, Result<ConsumerInfo, RoomError>>;
+
+    fn handle(&mut self, msg: Consume, ctx: &mut Self::Context) -> Self::Result {
+        let checked = (|| {
+            let transport = self.transport(msg.peer_id, msg.transport_id, Some(Direction::Recv))?;
+            let owner = match self.find_producer(msg.producer_id) {
+                Some((owner, _)) if owner != msg.peer_id => owner,
+                _ => return Err(RoomError::UnknownProducer(msg.producer_id)),
+            };
+            let source = self.peer(owner)?.loc.clone();
+            let target = self.peer(msg.peer_id)?.loc.clone();
+            let lease = self.peer_lease(msg.peer_id)?;
+            Ok((transport, source, target, lease))
+        })();
+        let (transport, source, target, lease) = match checked {
+            Ok(v) => v,
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
+        let producer_id = msg.producer_id;
+        let pipe = if source == target {
+            None
+        } else {
+            match self.pipe_for(producer_id, &source, &target, ctx) {
+                Ok(p) => Some(p),
+                Err(e) => return Box::pin(fut::ready(Err(e))),
+            }
+        };
+        let pipe_id = pipe.as_ref().map(|(id, _)| *id);
+        let node = Arc::clone(&self.env.counters);
+        let me = ctx.address();
+        let peer_id = msg.peer_id;
+        let fut = async move {
+            if let Some((_, pipe)) = pipe {
+                pipe.await?;
+            }
+            if !lease
+                .router
+                .can_consume(&producer_id, &msg.rtp_capabilities)
+            {
+                return Err(RoomError::CannotConsume(producer_id));
+            }
+            let mut options = ConsumerOptions::new(producer_id, msg.rtp_capabilities);
+            options.paused = true;
+            let consumer = transport.consume(options).await.map_err(|e| match e {
+                ConsumeError::ProducerNotFound(id) => RoomError::UnknownProducer(id),
+                ConsumeError::Request(e) => RoomError::from_request(e),
+                other => RoomError::InvalidParameters(other.to_string()),
+            })?;
+            let tracked = Tracked::new(Resource::Consumer, &[&node, &lease.worker_counters]);
+            consumer.on_close(move || drop(tracked)).detach();
+            let consumer_id = consumer.id();
+            consumer
+                .on_producer_close(move || {
+                    me.do_send(ConsumerGone {
+                        peer_id,
+                        consumer_id,
+                        producer_id,
+                    })
+                })
+                .detach();
+            Ok::<_, RoomError>(consumer)
+        }
+        .instrument(self.span.clone());
+        let transport_id = msg.transport_id;
+        Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
+            // Re-validate everything the awaits may have invalidated; on any
+            // failure the consumer is dropped (closed) here.
+            let valid = match &res {
+                Ok(c) if c.closed() => Err(RoomError::UnknownProducer(c.producer_id())),
+                Ok(_) => match act.peers.get(&peer_id) {
+                    None => Err(RoomError::UnknownPeer(peer_id)),
+                    Some(p) if !p.transports.contains_key(&transport_id) => {
+                        Err(RoomError::UnknownTransport(transport_id))
+                    }
+                    Some(p) if p.loc != target => Err(RoomError::UnknownPeer(peer_id)),
+                    Some(_) => Ok(()),
+                },
+                Err(e) => Err(e.clone()),
+            };
+            let registered = valid
+                .as_ref()
+                .ok()
+                .and_then(|_| res.as_ref().ok())
+                .map(|c| c.id());
+            if let Some(pipe_id) = pipe_id {
+                if !act.finish_pipe(producer_id, &target, pipe_id, registered) && valid.is_ok() {
+                    // The pipe was dropped meanwhile: its producer closed.
+                    return Err(RoomError::UnknownProducer(producer_id));
+                }
+            }
+            valid?;
+            let consumer = res?;
+            let info = ConsumerInfo {
+                id: consumer.id(),
+                producer_id: consumer.producer_id(),
+                kind: consumer.kind(),
+                rtp_parameters: consumer.rtp_parameters().clone(),
+                producer_paused: consumer.producer_paused(),
+            };
+            if let Some(peer) = act.peers.get_mut(&peer_id) {
+                peer.consumers.insert(consumer.id(), consumer);
+            }
+            Ok(info)
+        }))
+    }
+}
+
+impl Handler<ToggleConsumer> for RoomActor {
+    type Result = ResponseActFuture<Self, Result<(), RoomError>>;
+
+    fn handle(&mut self, msg: ToggleConsumer, _ctx: &mut Self::Context) -> Self::Result {
+        let consumer = match self.peer(msg.peer_id).and_then(|p| {
+            p.consumers
+                .get(&msg.consumer_id)
+                .cloned()
+                .ok_or(RoomError::UnknownConsumer(msg.consumer_id))
+        }) {
+            Ok(c) => c,
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
+        let fut = async move {
+            match msg.action {
+                Toggle::Pause => consumer.pause().await,
+                Toggle::Resume => consumer.resume().await,
+            }
+            .map_err(RoomError::mediasoup)
+        };
+        Box::pin(fut.into_actor(self))
+    }
+}
+
+impl Handler<ActOnProducer> for RoomActor {
+    type Result = ResponseActFuture<Self, Result<(), RoomError>>;
+
+    fn handle(&mut self, msg: ActOnProducer, ctx: &mut Self::Context) -> Self::Result {
+        let (peer_id, producer_id) = (msg.peer_id, msg.producer_id);
+        let producer = match self.peer(peer_id).and_then(|p| {
+            p.producers
+                .get(&producer_id)
+                .cloned()
+                .ok_or(RoomError::UnknownProducer(producer_id))
+        }) {
+            Ok(p) => p,
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
+        let pause = match msg.action {
+            ProducerAction::Close => {
+                drop(producer);
+                if let Some(peer) = self.peers.get_mut(&peer_id) {
+                    peer.producers.remove(&producer_id);
+                }
+                // Its pipes close with it (and their consumers with them).
+                self.drop_pipes_of(producer_id);
+                self.gc_routers();
+                let _e = self.span.clone().entered();
+                tracing::info!(peer = %peer_id, producer = %producer_id, "producer closed");
+                drop(_e);
+                self.broadcast(peer_id, Event::ProducerClosed { producer_id }, ctx);
+                return Box::pin(fut::ready(Ok(())));
+            }
+            ProducerAction::Pause => true,
+            ProducerAction::Resume => false,
+        };
+        let fut = async move {
+            if pause {
+                producer.pause().await
+            } else {
+                producer.resume().await
+            }
+            .map_err(RoomError::mediasoup)
+        };
+        Box::pin(fut.into_actor(self).map(move |res, act, ctx| {
+            res?;
+            // The producer may have closed (or its peer left) during the
+            // await: then its `producerClosed` went out already, and no
+            // pause or resume may follow it.
+            if !act.owns_producer(peer_id, producer_id) {
+                return Err(RoomError::UnknownProducer(producer_id));
+            }
+            let event = if pause {
+                Event::ProducerPaused { producer_id }
+            } else {
+                Event::ProducerResumed { producer_id }
+            };
+            act.broadcast(peer_id, event, ctx);
+            Ok(())
+        }))
+    }
+}
+
+impl Handler<ProducerStats> for RoomActor {
+    type Result = ResponseFuture<Result<Vec<mediasoup::producer::ProducerStat>, RoomError>>;
+    fn handle(&mut self, msg: ProducerStats, _ctx: &mut Self::Context) -> Self::Result {
+        let producer = self.peer(msg.peer_id).and_then(|p| {
+            p.producers
+                .get(&msg.producer_id)
+                .cloned()
+                .ok_or(RoomError::UnknownProducer(msg.producer_id))
+        });
+        Box::pin(async move { producer?.get_stats().await.map_err(RoomError::mediasoup) })
+    }
+}
+
+impl Handler<ConsumerStats> for RoomActor {
+    type Result =
+        ResponseFuture<Result<Vec<mediasoup::consumer::ConsumerRtpStreamStat>, RoomError>>;
+    fn handle(&mut self, msg: ConsumerStats, _ctx: &mut Self::Context) -> Self::Result {
+        let consumer = self.peer(msg.peer_id).and_then(|p| {
+            p.consumers
+                .get(&msg.consumer_id)
+                .cloned()
+                .ok_or(RoomError::UnknownConsumer(msg.consumer_id))
+        });
+        Box::pin(async move { consumer?.get_stats().await.map_err(RoomError::mediasoup) })
+    }
+}
