@@ -18,21 +18,6 @@ async fn server(workers: usize) -> Server {
         .expect("workers start")
 }
 
-async fn wait_for<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
-
 #[actix_rt::test]
 async fn concurrent_first_joins_share_one_room_and_one_router() {
     let server = server(2).await;
@@ -68,12 +53,9 @@ async fn concurrent_first_joins_share_one_room_and_one_router() {
         room.send(Leave { peer_id }).await.unwrap();
     }
     // The empty room closes itself, deregisters, and its router goes away.
-    wait_for("room to close", || {
-        let server = server.clone();
-        async move {
-            let s = server.status().await.unwrap();
-            s.rooms == 0 && s.routers == 0 && s.peers == 0
-        }
+    eventually("room to close", TIMEOUT, async || {
+        let s = server.status().await.unwrap();
+        (s.rooms == 0 && s.routers == 0 && s.peers == 0).then_some(())
     })
     .await;
     // A new join of the same name gets a fresh, working room.
@@ -108,12 +90,9 @@ async fn a_dead_worker_slot_is_refilled() {
         worker_id: mediasoup_worker_id(&server).await,
         reason: "test".into(),
     });
-    wait_for("replacement worker", || {
-        let server = server.clone();
-        async move {
-            let s = server.status().await.unwrap();
-            s.workers == 1 && s.worker_details[0].restarts == 1
-        }
+    eventually("replacement worker", TIMEOUT, async || {
+        let s = server.status().await.unwrap();
+        (s.workers == 1 && s.worker_details[0].restarts == 1).then_some(())
     })
     .await;
     // The refilled slot serves rooms.

@@ -43,14 +43,6 @@ fn clustered(name: &str, certs: &std::path::Path, seeds: Vec<std::net::SocketAdd
     c
 }
 
-async fn wait_until<F: FnMut() -> bool>(what: &str, limit: Duration, mut f: F) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn cluster(node: &RunningNode) -> &mafalda::cluster::Cluster {
     node.cluster.as_ref().expect("cluster enabled")
 }
@@ -62,11 +54,12 @@ async fn nodes_gossip_load_and_answer_load_asks() {
     let a_addr = cluster(&a).node().addr();
     let b = start_node(clustered("sfu-b", &dir, vec![a_addr])).await;
 
-    wait_until("b sees a alive", Duration::from_secs(15), || {
+    eventually("b sees a alive", Duration::from_secs(15), async || {
         cluster(&b)
             .members()
             .iter()
             .any(|m| m.node == "sfu-a" && m.state == "alive")
+            .then_some(())
     })
     .await;
 
@@ -74,12 +67,16 @@ async fn nodes_gossip_load_and_answer_load_asks() {
     let mut peer = Client::connect(a.http_addr).await;
     peer.join("spanning", "p").await;
     publish_video(&mut peer, 42).await;
-    wait_until("b sees a's load", Duration::from_secs(15), || {
-        cluster(&b).members().iter().any(|m| {
-            m.node == "sfu-a"
-                && m.load
-                    .is_some_and(|l| l.peers == 1 && l.rooms == 1 && l.workers == 1)
-        })
+    eventually("b sees a's load", Duration::from_secs(15), async || {
+        cluster(&b)
+            .members()
+            .iter()
+            .any(|m| {
+                m.node == "sfu-a"
+                    && m.load
+                        .is_some_and(|l| l.peers == 1 && l.rooms == 1 && l.workers == 1)
+            })
+            .then_some(())
     })
     .await;
 
@@ -111,11 +108,12 @@ async fn nodes_gossip_load_and_answer_load_asks() {
     wait_idle(&a).await;
     // A leaves: B sees it go.
     a.stop().await;
-    wait_until("b sees a gone", Duration::from_secs(15), || {
-        !cluster(&b)
+    eventually("b sees a gone", Duration::from_secs(15), async || {
+        let alive = cluster(&b)
             .members()
             .iter()
-            .any(|m| m.node == "sfu-a" && m.state == "alive")
+            .any(|m| m.node == "sfu-a" && m.state == "alive");
+        (!alive).then_some(())
     })
     .await;
     b.stop().await;

@@ -41,10 +41,11 @@ fn pipes(s: &NodeStatus) -> i64 {
         .sum()
 }
 
-/// The next event matching `want` (others are skipped).
+/// The next event matching `want` (others are skipped), within `TIMEOUT`.
 async fn event_where(events: &mut mpsc::Receiver<Event>, want: impl Fn(&Event) -> bool) -> Event {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
     loop {
-        let e = tokio::time::timeout(TIMEOUT, events.recv())
+        let e = tokio::time::timeout_at(deadline, events.recv())
             .await
             .expect("event within timeout")
             .expect("event queue open");
@@ -207,18 +208,15 @@ async fn dropping_the_last_participant_handle_leaves_the_room() {
     );
     // Counts follow mediasoup's close callbacks, which may land just after
     // the events: wait for them (bounded).
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
+    eventually_ok("the counts to settle", TIMEOUT, async || {
         let s = sfu.status().await.expect("status");
         if (s.peers, s.producers, s.consumers) == (1, 0, 0) {
-            break;
+            Ok(())
+        } else {
+            Err(s)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "counts never settled: {s:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    })
+    .await;
 
     // The room closes with its last participant; a new join reopens it.
     drop((b, recv, consumer, b_events));

@@ -35,19 +35,15 @@ async fn wait_media<T: Target>(
     what: &str,
     check: impl Fn(&ReceiverSnapshot) -> bool,
 ) -> ReceiverSnapshot {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
+    eventually_ok(what, TIMEOUT, async || {
         let s = session.receiver().snapshot();
         if check(&s) {
-            return s;
+            Ok(s)
+        } else {
+            Err(s.totals)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}: {:?}",
-            s.totals
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 /// A loadgen session (audio and video, one receive socket) on room `room`
@@ -281,11 +277,12 @@ async fn keyframe_requests_of_a_join_burst_are_merged() {
         // than a keyframe takes to come back: without the delay, each join
         // would cost its own keyframe.
         let frames = session.sender().snapshot().totals.frames;
-        let deadline = tokio::time::Instant::now() + TIMEOUT;
-        while session.sender().snapshot().totals.frames < frames + 6 {
-            assert!(tokio::time::Instant::now() < deadline, "the sender stalled");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        eventually(
+            "six more frames (else: the sender stalled)",
+            TIMEOUT,
+            async || (session.sender().snapshot().totals.frames >= frames + 6).then_some(()),
+        )
+        .await;
     }
     let requests = || session.sender().snapshot().totals.keyframe_requests - before;
     wait_media(&session, "every subscriber's video", |s| {
@@ -293,14 +290,12 @@ async fn keyframe_requests_of_a_join_burst_are_merged() {
         video.clone().count() == 11 && video.clone().all(|st| st.packets > 0)
     })
     .await;
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while requests() == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the burst's request never reached the sender"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        "the burst's request to reach the sender",
+        TIMEOUT,
+        async || (requests() != 0).then_some(()),
+    )
+    .await;
     assert!(
         requests() <= 2,
         "10 joins asked the sender for {} keyframes",
@@ -334,11 +329,15 @@ async fn loadgen_drives_a_node_over_signalling() {
     // its streams are no longer measured.
     session.remove_subscriber().await.expect("leave");
     assert_eq!((session.subscribers(), session.streams()), (2, 4));
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while status(&node).await.peers != 3 {
-        assert!(tokio::time::Instant::now() < deadline, "the peer stays");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_ok("the node to forget the peer", TIMEOUT, async || {
+        let s = status(&node).await;
+        if s.peers == 3 {
+            Ok(())
+        } else {
+            Err(s.peers)
+        }
+    })
+    .await;
     session.finish().await;
     wait_idle(&node).await;
     node.stop().await;

@@ -35,18 +35,15 @@ async fn wait_status<F: Fn(&NodeStatus) -> bool>(
     what: &str,
     check: F,
 ) -> NodeStatus {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
+    eventually_ok(what, TIMEOUT, async || {
         let s = server.status().await.expect("status");
         if check(&s) {
-            return s;
+            Ok(s)
+        } else {
+            Err(s)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}: {s:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 fn pipes_idle(s: &NodeStatus) -> bool {
@@ -163,25 +160,17 @@ async fn peers_on_different_workers_receive_every_producer_through_shared_pipes(
     // worker after the pause sees the (piped) producer paused.
     a.ok("pauseProducer", json!({"producerId": pa})).await;
     assert_eq!(d.event("producerPaused").await["producerId"], json!(pa));
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
+    eventually("the pause to be piped", TIMEOUT, async || {
         let r = consume(&mut d, &rd, &pa).await;
-        if r["producerPaused"] == json!(true) {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "pause not piped");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        (r["producerPaused"] == json!(true)).then_some(())
+    })
+    .await;
     a.ok("resumeProducer", json!({"producerId": pa})).await;
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
+    eventually("the resume to be piped", TIMEOUT, async || {
         let r = consume(&mut d, &rd, &pa).await;
-        if r["producerPaused"] == json!(false) {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "resume not piped");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        (r["producerPaused"] == json!(false)).then_some(())
+    })
+    .await;
 
     // Closing a producer closes its pipe and the consumers behind it.
     a.ok("closeProducer", json!({"producerId": pa})).await;
@@ -634,21 +623,12 @@ async fn keyframe_requests_cross_the_pipe_to_the_sender() {
         .pipe_producer_to_router(producer.id(), PipeToRouterOptions::new(r2.clone()))
         .await
         .unwrap();
-    let quiet_by = tokio::time::Instant::now() + TIMEOUT;
-    while keyframe_requested(
-        &sender,
-        &to,
-        &mut next_rtp,
-        true,
-        Duration::from_millis(1500),
-    )
-    .await
-    {
-        assert!(
-            tokio::time::Instant::now() < quiet_by,
-            "keyframe requests never stop"
-        );
-    }
+    eventually("keyframe requests to stop", TIMEOUT, async || {
+        let quiet_window = Duration::from_millis(1500);
+        let requested = keyframe_requested(&sender, &to, &mut next_rtp, true, quiet_window).await;
+        (!requested).then_some(())
+    })
+    .await;
 
     // A late joiner on worker 2: its consumer's keyframe request must travel
     // back through the pipe to the sender on worker 1.
@@ -721,18 +701,12 @@ async fn pipes_fan_out_as_a_tree_and_close_bottom_up() {
     for (method, paused) in [("pauseProducer", true), ("resumeProducer", false)] {
         a.ok(method, json!({"producerId": pa})).await;
         let (d, td) = &mut subs[2];
-        let deadline = tokio::time::Instant::now() + TIMEOUT;
-        loop {
+        let what = format!("{method} to reach the end of the chain");
+        eventually(&what, TIMEOUT, async || {
             let r = consume(d, td, &pa).await;
-            if r["producerPaused"] == json!(paused) {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{method} did not reach the end of the chain"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            (r["producerPaused"] == json!(paused)).then_some(())
+        })
+        .await;
     }
 
     // B leaves: its hop has no consumer left but still feeds C.

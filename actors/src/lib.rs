@@ -57,6 +57,8 @@
 //! * `link`: I/O of peer links: dial, accept, stream servers, tell writer.
 //! * [`membership`]: SWIM task, metadata gossip, membership events.
 //! * [`node`]: [`NodeConfig`], the [`Node`] handle, start-up and shutdown.
+//! * [`testing`]: [`testing::eventually`], the one way tests (this crate's
+//!   and its users') wait for a state, under a deadline.
 #![warn(missing_docs)]
 
 pub mod actor_ref;
@@ -70,6 +72,7 @@ pub mod membership;
 pub mod message;
 pub mod node;
 mod registry;
+pub mod testing;
 pub mod tls;
 pub mod wire;
 

@@ -46,22 +46,17 @@ async fn asks_and_tells_between_every_pair() {
     for from in &nodes {
         for to in &nodes {
             let log = from.actor_ref::<Log>(to.id(), "worker").unwrap();
-            within("tells delivered", SOON, async {
-                loop {
-                    let got = log
-                        .ask(Log {
-                            from: from.id().to_string(),
-                        })
-                        .await
-                        .unwrap();
-                    if got.len() == 3 {
-                        assert_eq!(got, vec![0, 1, 2]);
-                        break;
-                    }
-                    tokio::task::yield_now().await;
-                }
+            let got = eventually("tells delivered", SOON, async || {
+                let got = log
+                    .ask(Log {
+                        from: from.id().to_string(),
+                    })
+                    .await
+                    .unwrap();
+                (got.len() == 3).then_some(got)
             })
             .await;
+            assert_eq!(got, vec![0, 1, 2]);
         }
     }
     // `resolve` checks the remote registry.
@@ -160,12 +155,8 @@ async fn ask_timeout_and_cancellation_clean_pending() {
         let slow = slow.clone();
         async move { slow.ask(Slow(60_000)).await }
     });
-    let mut events = a.events();
-    within("ask to become pending", SOON, async {
-        while a.pending_asks() == 0 {
-            // Any wake-up will do; membership gossip produces plenty.
-            let _ = tokio::time::timeout(Duration::from_millis(20), events.recv()).await;
-        }
+    eventually("ask to become pending", SOON, async || {
+        (a.pending_asks() != 0).then_some(())
     })
     .await;
     assert_eq!(a.pending_asks_to(b.id()), 1);
@@ -210,10 +201,8 @@ async fn killed_node_is_detected_and_restarted_node_rejoins() {
     });
     let mut ev_a = a.events();
     let mut ev_b = b.events();
-    within("asks pending", SOON, async {
-        while a.pending_asks() == 0 || b.pending_asks() == 0 {
-            let _ = tokio::time::timeout(Duration::from_millis(20), ev_a.recv()).await;
-        }
+    eventually("asks pending", SOON, async || {
+        (a.pending_asks() != 0 && b.pending_asks() != 0).then_some(())
     })
     .await;
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc};
 
 use bytes::{BufMut, BytesMut};
 use common::*;
@@ -224,17 +224,14 @@ async fn garbage_streams_close_only_themselves() {
     uni.write_all(&buf).await.unwrap();
     uni.finish().unwrap();
     let log = a.actor_ref::<Log>(a.id(), "worker").unwrap();
-    within("tell after unknown tag", SOON, async {
-        while log
+    eventually("tell after unknown tag", SOON, async || {
+        let got = log
             .ask(Log {
                 from: "evil".into(),
             })
             .await
-            .unwrap()
-            != vec![7]
-        {
-            tokio::task::yield_now().await;
-        }
+            .unwrap();
+        (got == vec![7]).then_some(())
     })
     .await;
     assert!(a.stats().unknown_messages >= 3);
@@ -397,11 +394,8 @@ async fn peers_without_a_valid_certificate_are_refused() {
     )
     .await;
 
-    let mut events = a.events();
-    within("refusals counted", SOON, async {
-        while a.stats().refused_links < 2 {
-            let _ = tokio::time::timeout(Duration::from_millis(20), events.recv()).await;
-        }
+    eventually("refusals counted", SOON, async || {
+        (a.stats().refused_links >= 2).then_some(())
     })
     .await;
     assert_cluster_works(&a, &b).await;

@@ -12,9 +12,14 @@ use mafalda::node::RunningNode;
 use mafalda::server::NodeStatus;
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+// The one way tests wait for a state (not every test binary uses both).
+#[allow(unused_imports)]
+pub use mafalda::mafalda_actors::testing::{eventually, eventually_ok};
 
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -45,24 +50,25 @@ pub async fn status(node: &RunningNode) -> NodeStatus {
 
 /// Waits (bounded) until every per-peer resource count is zero.
 pub async fn wait_idle(node: &RunningNode) -> NodeStatus {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        let s = status(node).await;
-        if s.peers == 0
-            && s.transports == 0
-            && s.producers == 0
-            && s.consumers == 0
-            && s.rooms == 0
-            && s.routers == 0
-        {
-            return s;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "resources leaked: {s:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_ok(
+        "every resource to be released (else: a leak)",
+        TIMEOUT,
+        async || {
+            let s = status(node).await;
+            let idle = s.peers == 0
+                && s.transports == 0
+                && s.producers == 0
+                && s.consumers == 0
+                && s.rooms == 0
+                && s.routers == 0;
+            if idle {
+                Ok(s)
+            } else {
+                Err(s)
+            }
+        },
+    )
+    .await
 }
 
 pub struct Client {
@@ -89,8 +95,9 @@ impl Client {
 
     /// Next text message that is a response (events are buffered).
     pub async fn next_response(&mut self) -> Value {
+        let deadline = Instant::now() + TIMEOUT;
         loop {
-            let v = self.next_json().await;
+            let v = self.next_json(deadline).await;
             if v.get("response") == Some(&Value::Bool(true)) {
                 return v;
             }
@@ -98,9 +105,10 @@ impl Client {
         }
     }
 
-    async fn next_json(&mut self) -> Value {
+    /// Next text message, arriving before `deadline`.
+    async fn next_json(&mut self, deadline: Instant) -> Value {
         loop {
-            let msg = tokio::time::timeout(TIMEOUT, self.ws.next())
+            let msg = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
                 .expect("message within timeout")
                 .expect("socket open")
@@ -144,8 +152,9 @@ impl Client {
         if let Some(pos) = self.events.iter().position(|e| e["event"] == name) {
             return self.events.remove(pos).expect("present")["data"].clone();
         }
+        let deadline = Instant::now() + TIMEOUT;
         loop {
-            let v = self.next_json().await;
+            let v = self.next_json(deadline).await;
             if v["event"] == name {
                 return v["data"].clone();
             }
@@ -155,8 +164,9 @@ impl Client {
 
     /// Waits for the server to close the socket; returns the close frame.
     pub async fn closed(&mut self) -> Option<CloseFrame<'static>> {
+        let deadline = Instant::now() + TIMEOUT;
         loop {
-            match tokio::time::timeout(TIMEOUT, self.ws.next())
+            match tokio::time::timeout_at(deadline, self.ws.next())
                 .await
                 .expect("close within timeout")
             {

@@ -12,6 +12,9 @@ use std::{
 };
 
 use actix::prelude::*;
+// The one way tests wait for a state (not every test binary uses both).
+#[allow(unused_imports)]
+pub use mafalda_actors::testing::{eventually, eventually_ok};
 use mafalda_actors::{
     tls::{generate_ca, generate_node_cert, CertifiedKeyPem},
     EndpointSource, MemberState, MembershipEvent, Node, NodeConfig, NodeId, RemoteMessage,
