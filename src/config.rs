@@ -36,8 +36,9 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RoomsSection {
-    /// An empty room (nobody joined, or everyone left and nobody is on the
-    /// way in) closes within this many milliseconds (to 1.5 times it).
+    /// A room that stays empty (nobody joined it, or a join on its way in
+    /// failed) closes after one to one and a half times this many
+    /// milliseconds; a room whose last peer leaves closes at once.
     pub idle_close_ms: u64,
 }
 
