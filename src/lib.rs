@@ -21,6 +21,8 @@
 //! - [`signalling`] — the JSON WebSocket protocol types (pure, no I/O).
 //! - [`api`] — actix-web routes: `/ws`, `/healthz`, `/api/status`, the demo.
 //! - [`cluster`] — joining the cluster fabric: load gossip, the `sfu.load` actor, members.
+//! - [`home`] — where a room lives: rendezvous hashing over live members, and
+//!   the split-brain rule (pure).
 //! - [`node`] — start and stop a node on an injected listener.
 //! - [`sfu`] — the mediasoup-like facade for embedding apps: `Sfu`, `Room`,
 //!   `Participant`, `WebRtcTransport`, `Producer`, `Consumer`.
@@ -34,6 +36,7 @@
 pub mod api;
 pub mod cluster;
 pub mod config;
+pub mod home;
 pub mod ids;
 /// The packet engine of `mafalda loadgen`: synthetic RTP publishers and
 /// measuring subscribers over real UDP sockets.
