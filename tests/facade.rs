@@ -4,35 +4,14 @@
 
 mod common;
 
+use common::facade::*;
 use common::*;
-use mafalda::config::{Config, PlacementMode};
 use mafalda::room::RoomError;
 use mafalda::server::NodeStatus;
-use mafalda::sfu::{
-    ConsumerOptions, Direction, Event, Participant, ProducerOptions, Sfu, SfuError,
-};
+use mafalda::sfu::{ConsumerOptions, Direction, Event, ProducerOptions, Sfu, SfuError};
 use mediasoup::prelude::{MediaKind, ProducerId};
-use mediasoup::types::data_structures::DtlsParameters;
-use mediasoup::types::rtp_parameters::{RtpCapabilities, RtpParameters};
+use mediasoup::types::rtp_parameters::RtpCapabilities;
 use tokio::sync::mpsc;
-
-fn spread_config(workers: usize) -> Config {
-    let mut c = test_config(workers);
-    c.placement.mode = PlacementMode::Spread;
-    c
-}
-
-fn dtls() -> DtlsParameters {
-    serde_json::from_value(client_dtls()).expect("dtls parameters")
-}
-
-fn vp8(ssrc: u32) -> RtpParameters {
-    serde_json::from_value(vp8_rtp_parameters(ssrc)).expect("rtp parameters")
-}
-
-fn caps() -> RtpCapabilities {
-    serde_json::from_value(client_rtp_capabilities()).expect("capabilities")
-}
 
 fn pipes(s: &NodeStatus) -> i64 {
     s.worker_details
@@ -53,20 +32,6 @@ async fn event_where(events: &mut mpsc::Receiver<Event>, want: impl Fn(&Event) -
             return e;
         }
     }
-}
-
-/// Sends VP8 from `p`: transport, connect, produce.
-async fn publish(p: &Participant, ssrc: u32) -> mafalda::sfu::Producer {
-    let t = p
-        .create_webrtc_transport(Direction::Send)
-        .await
-        .expect("send transport");
-    assert!(!t.ice_candidates().is_empty());
-    assert!(!t.dtls_parameters().fingerprints.is_empty());
-    t.connect(dtls()).await.expect("connect");
-    t.produce(ProducerOptions::new(MediaKind::Video, vp8(ssrc)))
-        .await
-        .expect("produce")
 }
 
 #[actix_rt::test]

@@ -4,41 +4,15 @@
 
 mod common;
 
+use common::facade::*;
 use common::*;
-use mafalda::config::{Config, PlacementMode};
-use mafalda::sfu::{ConsumerOptions, Direction, Event, Participant, ProducerOptions, Sfu};
-use mediasoup::prelude::MediaKind;
-use mediasoup::types::data_structures::DtlsParameters;
-use mediasoup::types::rtp_parameters::{RtpCapabilities, RtpParameters};
+use mafalda::config::Config;
+use mafalda::sfu::{ConsumerOptions, Direction, Event, Sfu};
 
 fn config(workers: usize, idle_close_ms: u64) -> Config {
-    let mut c = test_config(workers);
-    c.placement.mode = PlacementMode::Spread;
+    let mut c = spread_config(workers);
     c.rooms.idle_close_ms = idle_close_ms;
     c
-}
-
-fn dtls() -> DtlsParameters {
-    serde_json::from_value(client_dtls()).expect("dtls parameters")
-}
-
-fn vp8(ssrc: u32) -> RtpParameters {
-    serde_json::from_value(vp8_rtp_parameters(ssrc)).expect("rtp parameters")
-}
-
-fn caps() -> RtpCapabilities {
-    serde_json::from_value(client_rtp_capabilities()).expect("capabilities")
-}
-
-async fn publish(p: &Participant, ssrc: u32) -> mafalda::sfu::Producer {
-    let t = p
-        .create_webrtc_transport(Direction::Send)
-        .await
-        .expect("send transport");
-    t.connect(dtls()).await.expect("connect");
-    t.produce(ProducerOptions::new(MediaKind::Video, vp8(ssrc)))
-        .await
-        .expect("produce")
 }
 
 #[actix_rt::test]

@@ -2,6 +2,8 @@
 //! small signalling client.
 #![allow(dead_code, missing_docs)]
 
+pub mod facade;
+
 use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
