@@ -24,7 +24,35 @@ use mafalda_actors::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::home::{candidates, Candidate};
+use crate::ids::RoomId;
 use crate::metrics::Counters;
+use crate::registry::{HostsRoom, RoomRegistry, ROOMS_ACTOR};
+
+/// Where a room lives, as [`Cluster::find_home`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Home {
+    /// This node hosts it.
+    Hosted(NodeId),
+    /// Nobody that answered hosts it: `top` is where it should be created.
+    Create {
+        /// The top candidate.
+        top: NodeId,
+        /// Candidates that did not answer in time (they may host it).
+        unanswered: Vec<NodeId>,
+    },
+}
+
+/// Why [`Cluster::find_home`] found no answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FindHomeError {
+    /// No member (this node included) may host rooms: all are draining.
+    #[error("no node may host the room: every member is draining")]
+    NoCandidate,
+    /// A candidate's actor path could not be formed.
+    #[error("bad actor path: {0}")]
+    Name(String),
+}
 
 /// `[cluster]` configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -304,6 +332,7 @@ impl Cluster {
         section: &ClusterSection,
         workers: u32,
         counters: Arc<Counters>,
+        rooms: Addr<RoomRegistry>,
     ) -> Result<Self, ClusterError> {
         let id = NodeId::new(node_name)?;
         let tls = TlsConfig::from_files(&section.ca, &section.cert, &section.key)?;
@@ -332,6 +361,9 @@ impl Cluster {
         if let Err(e) = node.register_actor::<LoadReporter, GetNodeLoad>(LOAD_ACTOR, &reporter) {
             tracing::error!(error = %e, "cannot register the load actor");
         }
+        if let Err(e) = node.register_actor::<RoomRegistry, HostsRoom>(ROOMS_ACTOR, &rooms) {
+            tracing::error!(error = %e, "cannot register the room registry");
+        }
         tracing::info!(node = %node.id(), addr = %node.addr(), seeds = ?section.seeds, "joined the cluster fabric");
         Ok(Self { node, reporter })
     }
@@ -339,6 +371,60 @@ impl Cluster {
     /// The fabric node, to message actors on other nodes.
     pub fn node(&self) -> &Node {
         &self.node
+    }
+
+    /// The home rule's view of the cluster: this node and every member,
+    /// with whether each is alive and draining.
+    pub fn home_view(&self) -> Vec<Candidate> {
+        let me = Candidate {
+            node: self.node.id().clone(),
+            alive: true,
+            draining: self.node.local_metadata().draining,
+        };
+        let members = self.node.members().into_iter().map(|m| Candidate {
+            alive: m.state == MemberState::Alive,
+            draining: m.metadata.as_ref().is_some_and(|md| md.draining),
+            node: m.id,
+        });
+        // This node's own view of itself comes first and wins.
+        std::iter::once(me)
+            .chain(members)
+            .fold(Vec::new(), |mut view: Vec<Candidate>, c| {
+                if !view.iter().any(|v| v.node == c.node) {
+                    view.push(c);
+                }
+                view
+            })
+    }
+
+    /// Where `room` lives (see [`crate::home`]): asks the candidates in
+    /// rendezvous order whether they host it, each within `per_ask`; the
+    /// first that does is its home. A candidate that does not answer is
+    /// skipped. If none hosts it, the top candidate is where it should be
+    /// created.
+    pub async fn find_home(&self, room: &RoomId, per_ask: Duration) -> Result<Home, FindHomeError> {
+        let order = candidates(room, &self.home_view());
+        let Some(top) = order.first().cloned() else {
+            return Err(FindHomeError::NoCandidate);
+        };
+        let mut unanswered = Vec::new();
+        for node in order {
+            let asked = self
+                .node
+                .actor_ref::<HostsRoom>(&node, ROOMS_ACTOR)
+                .map_err(|e| FindHomeError::Name(e.to_string()))?
+                .ask_timeout(HostsRoom { room: room.clone() }, per_ask)
+                .await;
+            match asked {
+                Ok(true) => return Ok(Home::Hosted(node)),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::debug!(%node, error = %e, "home candidate did not answer");
+                    unanswered.push(node);
+                }
+            }
+        }
+        Ok(Home::Create { top, unanswered })
     }
 
     /// The members this node sees, itself excluded, with their load.

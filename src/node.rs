@@ -55,7 +55,15 @@ impl RunningNode {
         let server = Server::start(Arc::clone(&config), Arc::clone(&counters)).await?;
         let cluster = if config.cluster.enabled {
             let workers = u32::try_from(config.worker_count()).unwrap_or(u32::MAX);
-            match Cluster::join(&config.node.name, &config.cluster, workers, counters).await {
+            match Cluster::join(
+                &config.node.name,
+                &config.cluster,
+                workers,
+                counters,
+                server.rooms().clone(),
+            )
+            .await
+            {
                 Ok(c) => Some(c),
                 Err(e) => {
                     server.shutdown().await;

@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
+use mafalda_actors::RemoteMessage;
+use serde::{Deserialize, Serialize};
 use tracing::Span;
 
 use crate::ids::RoomId;
@@ -127,6 +129,32 @@ impl Handler<WorkerLost> for RoomRegistry {
         for e in self.rooms.values() {
             e.addr.do_send(msg.clone());
         }
+    }
+}
+
+/// The actor name under which every clustered node's registry answers
+/// [`HostsRoom`] on the fabric.
+pub const ROOMS_ACTOR: &str = "sfu.rooms";
+
+/// Asks a node whether it hosts a room (an open one: a closing room does
+/// not count). A fabric message: plain serde, tag `sfu.HostsRoom/v1`.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "bool")]
+pub struct HostsRoom {
+    /// The room.
+    pub room: RoomId,
+}
+
+impl RemoteMessage for HostsRoom {
+    const TAG: &'static str = "sfu.HostsRoom/v1";
+}
+
+impl Handler<HostsRoom> for RoomRegistry {
+    type Result = bool;
+    fn handle(&mut self, msg: HostsRoom, _ctx: &mut Self::Context) -> bool {
+        self.rooms
+            .get(&msg.room)
+            .is_some_and(|e| !e.gate.is_closed())
     }
 }
 

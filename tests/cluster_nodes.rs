@@ -8,8 +8,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
-use mafalda::cluster::{GetNodeLoad, LOAD_ACTOR};
+use mafalda::cluster::{GetNodeLoad, Home, LOAD_ACTOR};
 use mafalda::config::Config;
+use mafalda::home::candidates;
+use mafalda::ids::RoomId;
 use mafalda::node::RunningNode;
 use mafalda_actors::{tls, NodeId};
 
@@ -117,6 +119,75 @@ async fn nodes_gossip_load_and_answer_load_asks() {
     })
     .await;
     b.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[actix_rt::test]
+async fn a_room_home_is_found_by_asking_candidates_in_rendezvous_order() {
+    let dir = certs(&["home-a", "home-b"]);
+    let a = start_node(clustered("home-a", &dir, vec![])).await;
+    let b = start_node(clustered("home-b", &dir, vec![cluster(&a).node().addr()])).await;
+    let a_id = NodeId::new("home-a").unwrap();
+    let b_id = NodeId::new("home-b").unwrap();
+    for (me, other) in [(&a, "home-b"), (&b, "home-a")] {
+        eventually(
+            "the other node alive",
+            Duration::from_secs(15),
+            async || {
+                cluster(me)
+                    .members()
+                    .iter()
+                    .any(|m| m.node == other && m.state == "alive")
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    // Both nodes rank the candidates alike.
+    let view = cluster(&a).home_view();
+    assert_eq!(view.len(), 2, "{view:?}");
+    let room = (0..)
+        .map(|i| RoomId::new(format!("home-{i}")))
+        .find(|r| candidates(r, &view)[0] == a_id)
+        .unwrap();
+    assert_eq!(
+        candidates(&room, &cluster(&b).home_view()),
+        vec![a_id.clone(), b_id.clone()]
+    );
+
+    // Nobody hosts it: the top candidate is where it should be created.
+    let per_ask = Duration::from_secs(2);
+    let want_create = Home::Create {
+        top: a_id.clone(),
+        unanswered: vec![],
+    };
+    for n in [&a, &b] {
+        assert_eq!(
+            cluster(n).find_home(&room, per_ask).await.unwrap(),
+            want_create
+        );
+    }
+
+    // The room opens on B (the join went there): both find B as its home,
+    // A after asking itself first.
+    let mut peer = Client::connect(b.http_addr).await;
+    peer.join(room.as_str(), "p").await;
+    for n in [&a, &b] {
+        assert_eq!(
+            cluster(n).find_home(&room, per_ask).await.unwrap(),
+            Home::Hosted(b_id.clone())
+        );
+    }
+
+    // Once it closes, nobody hosts it again.
+    drop(peer);
+    wait_idle(&b).await;
+    assert_eq!(
+        cluster(&a).find_home(&room, per_ask).await.unwrap(),
+        want_create
+    );
+    b.stop().await;
+    a.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 
