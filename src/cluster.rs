@@ -28,6 +28,7 @@ use crate::home::{candidates, Candidate};
 use crate::ids::RoomId;
 use crate::metrics::Counters;
 use crate::registry::{HostsRoom, RoomRegistry, ROOMS_ACTOR};
+use crate::room::fabric::RoomCall;
 
 /// Where a room lives, as [`Cluster::find_home`] found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -361,7 +362,10 @@ impl Cluster {
         if let Err(e) = node.register_actor::<LoadReporter, GetNodeLoad>(LOAD_ACTOR, &reporter) {
             tracing::error!(error = %e, "cannot register the load actor");
         }
-        if let Err(e) = node.register_actor::<RoomRegistry, HostsRoom>(ROOMS_ACTOR, &rooms) {
+        let registered = node
+            .register_actor::<RoomRegistry, HostsRoom>(ROOMS_ACTOR, &rooms)
+            .and_then(|_| node.register_actor::<RoomRegistry, RoomCall>(ROOMS_ACTOR, &rooms));
+        if let Err(e) = registered {
             tracing::error!(error = %e, "cannot register the room registry");
         }
         tracing::info!(node = %node.id(), addr = %node.addr(), seeds = ?section.seeds, "joined the cluster fabric");

@@ -64,7 +64,10 @@ impl RunningNode {
             )
             .await
             {
-                Ok(c) => Some(c),
+                Ok(c) => {
+                    server.attach_fabric(c.node().clone(), c.node().addr().ip());
+                    Some(c)
+                }
                 Err(e) => {
                     server.shutdown().await;
                     return Err(e.into());

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Span;
 
 use crate::ids::RoomId;
+use crate::room::fabric::{RoomCall, ShardCallMsg, ShardError, ShardReply};
 use crate::room::{CloseRoom, GateHold, RoomActor, RoomClosed, RoomEnv, RoomGate, WorkerLost};
 
 /// Error finding or creating a room.
@@ -155,6 +156,26 @@ impl Handler<HostsRoom> for RoomRegistry {
         self.rooms
             .get(&msg.room)
             .is_some_and(|e| !e.gate.is_closed())
+    }
+}
+
+impl Handler<RoomCall> for RoomRegistry {
+    type Result = ResponseFuture<Result<ShardReply, ShardError>>;
+    fn handle(&mut self, msg: RoomCall, _ctx: &mut Self::Context) -> Self::Result {
+        let RoomCall { room, from, call } = msg;
+        let Some(addr) = self
+            .rooms
+            .get(&room)
+            .filter(|e| !e.gate.is_closed())
+            .map(|e| e.addr.clone())
+        else {
+            return Box::pin(async move { Err(ShardError::UnknownRoom(room)) });
+        };
+        Box::pin(async move {
+            addr.send(ShardCallMsg { from, call })
+                .await
+                .unwrap_or(Err(ShardError::UnknownRoom(room)))
+        })
     }
 }
 

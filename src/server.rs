@@ -38,6 +38,7 @@ pub struct NodeGone;
 #[derive(Debug, Clone)]
 pub struct Server {
     node: NodeId,
+    env: Arc<RoomEnv>,
     pool: Addr<WorkerPool>,
     rooms: Addr<RoomRegistry>,
     counters: Arc<Counters>,
@@ -59,6 +60,8 @@ impl Server {
             workers: Arc::new(WorkerBoard::new(config.worker_count())),
             config: Arc::clone(&config),
             counters: Arc::clone(&counters),
+            fabric: Default::default(),
+            pipe_ip: Default::default(),
         });
         let rooms = RoomRegistry::new(Arc::clone(&env)).start();
         let pool = match WorkerPool::start(
@@ -78,6 +81,7 @@ impl Server {
         };
         Ok(Server {
             node,
+            env,
             pool,
             rooms,
             counters,
@@ -87,6 +91,14 @@ impl Server {
     /// This node's name.
     pub fn node(&self) -> &NodeId {
         &self.node
+    }
+
+    /// Lets the node's rooms reach their shards on other nodes through
+    /// `fabric`, with cross-node pipes listening on `pipe_ip` (the node's
+    /// fabric address). Set once; later calls are ignored.
+    pub fn attach_fabric(&self, fabric: mafalda_actors::Node, pipe_ip: std::net::IpAddr) {
+        let _ = self.env.pipe_ip.set(pipe_ip);
+        let _ = self.env.fabric.set(fabric);
     }
 
     /// The worker pool actor (for failure drills and tests).

@@ -510,7 +510,10 @@ impl From<&RoomError> for SignalError {
             RoomError::NoWorker | RoomError::Router(CreateRouterError::WorkerGone(_)) => {
                 ErrorCode::Capacity
             }
-            RoomError::Router(_) | RoomError::Mediasoup(_) => ErrorCode::Internal,
+            RoomError::Router(_)
+            | RoomError::Mediasoup(_)
+            | RoomError::NotClustered
+            | RoomError::Remote(_) => ErrorCode::Internal,
         };
         SignalError::new(code, e.to_string())
     }

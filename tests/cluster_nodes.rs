@@ -4,50 +4,14 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
+use common::cluster::*;
 use common::*;
 use mafalda::cluster::{GetNodeLoad, Home, LOAD_ACTOR};
-use mafalda::config::Config;
 use mafalda::home::candidates;
 use mafalda::ids::RoomId;
-use mafalda::node::RunningNode;
-use mafalda_actors::{tls, NodeId};
-
-fn certs(nodes: &[&str]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "mafalda-cluster-test-{}-{}",
-        std::process::id(),
-        nodes.join("-")
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    tls::write_ca(&dir).expect("ca");
-    for n in nodes {
-        let id = NodeId::new(n).expect("name");
-        tls::write_node_cert(&dir, &dir.join("ca.pem"), &dir.join("ca.key"), &id).expect("cert");
-    }
-    dir
-}
-
-fn clustered(name: &str, certs: &std::path::Path, seeds: Vec<std::net::SocketAddr>) -> Config {
-    let mut c = test_config(1);
-    c.node.name = name.into();
-    c.cluster.enabled = true;
-    c.cluster.listen = "127.0.0.1:0".parse().unwrap();
-    c.cluster.seeds = seeds;
-    c.cluster.ca = certs.join("ca.pem");
-    c.cluster.cert = certs.join(format!("{name}.pem"));
-    c.cluster.key = certs.join(format!("{name}.key"));
-    c.cluster.probe_period_ms = 300;
-    c.cluster.suspect_to_down_ms = 900;
-    c.cluster.load_publish_ms = 200;
-    c
-}
-
-fn cluster(node: &RunningNode) -> &mafalda::cluster::Cluster {
-    node.cluster.as_ref().expect("cluster enabled")
-}
+use mafalda_actors::NodeId;
 
 #[actix_rt::test]
 async fn nodes_gossip_load_and_answer_load_asks() {

@@ -6,15 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use mediasoup::prelude::ProducerId;
+use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tracing::Span;
 
 use super::gate::RoomGate;
 use super::messages::{
-    CloseRoom, Event, Join, Joined, Leave, PeerCount, PeerInfo, RoomClosed, WorkerLost,
+    CloseRoom, Event, Join, Joined, Leave, PeerCount, PeerInfo, ProducerInfo, RoomClosed,
+    WorkerLost,
 };
 use super::peers::Peer;
-use super::pipes::{PairFuture, PipeTreeOf};
+use super::pipes::{PairFuture, PipeTreeOf, RemoteHopState};
+use super::remote::OutLink;
 use super::routers::RouterEntry;
 use super::{RoomEnv, RoomError};
 use crate::ids::{PeerId, RoomId, RouterLoc};
@@ -28,7 +32,7 @@ pub struct RoomActor {
     /// One router per worker the room uses.
     pub(super) routers: HashMap<RouterLoc, RouterEntry>,
     /// Pipe trees, by producer.
-    pub(super) pipes: HashMap<mediasoup::prelude::ProducerId, PipeTreeOf>,
+    pub(super) pipes: HashMap<ProducerId, PipeTreeOf>,
     /// Pipe transport pairs, by (sending router, receiving router).
     pub(super) pipe_pairs: HashMap<(RouterLoc, RouterLoc), PairFuture>,
     /// In-flight operations (joins, capability queries) holding a router
@@ -36,6 +40,12 @@ pub struct RoomActor {
     pub(super) router_users: HashMap<RouterLoc, usize>,
     next_id: u64,
     pub(super) peers: HashMap<PeerId, Peer>,
+    /// Producers living on other nodes, as announced, with where they live.
+    pub(super) remote_producers: HashMap<ProducerId, (ProducerInfo, RouterLoc)>,
+    /// Links feeding other nodes' routers from ours, by (our router, theirs).
+    pub(super) out_links: HashMap<(RouterLoc, RouterLoc), OutLink>,
+    /// The last reported state of each hop fed from another node.
+    pub(super) remote_hops: HashMap<(ProducerId, RouterLoc), Arc<Mutex<RemoteHopState>>>,
     pub(super) pending_joins: usize,
     pub(super) closing: bool,
     gate: RoomGate,
@@ -79,6 +89,9 @@ impl RoomActor {
             router_users: HashMap::new(),
             next_id: 0,
             peers: HashMap::new(),
+            remote_producers: HashMap::new(),
+            out_links: HashMap::new(),
+            remote_hops: HashMap::new(),
             pending_joins: 0,
             closing: false,
             gate,
@@ -113,6 +126,9 @@ impl RoomActor {
         self.gate.force_close();
         self.pipes.clear();
         self.pipe_pairs.clear();
+        self.out_links.clear();
+        self.remote_hops.clear();
+        self.remote_producers.clear();
         self.peers.clear();
         self.routers.clear();
     }

@@ -46,6 +46,12 @@ pub enum RoomError {
     /// Another mediasoup failure.
     #[error("mediasoup: {0}")]
     Mediasoup(String),
+    /// The operation needs another node, and this node is not in a cluster.
+    #[error("this node is not in a cluster")]
+    NotClustered,
+    /// The room's shard on another node refused or did not answer.
+    #[error("another node: {0}")]
+    Remote(String),
 }
 
 impl RoomError {

@@ -116,6 +116,10 @@ impl Handler<ConsumerGone> for RoomActor {
         let again = self
             .find_producer(msg.producer_id)
             .map(|(owner, p)| producer_info(owner, p))
+            .or_else(|| {
+                let (info, _) = self.remote_producers.get(&msg.producer_id)?;
+                Some(info.clone())
+            })
             .filter(|i| i.peer_id != msg.peer_id);
         if let Some(info) = again {
             let _e = self.span.clone().entered();
@@ -132,11 +136,14 @@ impl Handler<Consume> for RoomActor {
     fn handle(&mut self, msg: Consume, ctx: &mut Self::Context) -> Self::Result {
         let checked = (|| {
             let transport = self.transport(msg.peer_id, msg.transport_id, Some(Direction::Recv))?;
-            let owner = match self.find_producer(msg.producer_id) {
-                Some((owner, _)) if owner != msg.peer_id => owner,
-                _ => return Err(RoomError::UnknownProducer(msg.producer_id)),
+            let source = match self.find_producer(msg.producer_id) {
+                Some((owner, _)) if owner != msg.peer_id => self.peer(owner)?.loc.clone(),
+                Some(_) => return Err(RoomError::UnknownProducer(msg.producer_id)),
+                None => match self.remote_producers.get(&msg.producer_id) {
+                    Some((_, loc)) => loc.clone(),
+                    None => return Err(RoomError::UnknownProducer(msg.producer_id)),
+                },
             };
-            let source = self.peer(owner)?.loc.clone();
             let target = self.peer(msg.peer_id)?.loc.clone();
             let lease = self.peer_lease(msg.peer_id)?;
             Ok((transport, source, target, lease))

@@ -58,22 +58,30 @@
 //! - `routers` — the room's routers, one per worker it uses;
 //! - [`pipe_tree`] — the pure pipe-tree bookkeeping;
 //! - `pipes` — pipe links and hops between the room's routers;
+//! - `remote` — both ends of cross-node pipes, and producers announced
+//!   from other nodes;
+//! - [`fabric`] — the room's messages between nodes;
+//! - [`wire`] — mediasoup values on the fabric (as JSON);
 //! - `peers` — participants and their transports;
 //! - `media` — producers and consumers.
 
 mod actor;
 mod error;
+pub mod fabric;
 mod gate;
 mod media;
 mod messages;
 mod peers;
 pub(crate) mod pipe_tree;
 mod pipes;
+mod remote;
 mod routers;
+pub mod wire;
 
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
 
-use mafalda_actors::NodeId;
+use mafalda_actors::{Node, NodeId};
 
 pub use actor::RoomActor;
 pub use error::RoomError;
@@ -96,4 +104,10 @@ pub struct RoomEnv {
     pub counters: Arc<Counters>,
     /// The node's live workers, for placement.
     pub workers: Arc<WorkerBoard>,
+    /// The cluster fabric, once the node has joined it (rooms then reach
+    /// their shards on other nodes).
+    pub fabric: OnceLock<Node>,
+    /// Where this node's cross-node pipe transports listen: its fabric
+    /// address (set with the fabric).
+    pub pipe_ip: OnceLock<IpAddr>,
 }

@@ -127,7 +127,8 @@ impl RoomActor {
         })
     }
 
-    /// Every producer of the room, as a joining peer learns them.
+    /// Every producer of the room (announced ones from other nodes
+    /// included), as a joining peer learns them.
     pub(super) fn producer_infos(&self) -> Vec<ProducerInfo> {
         self.peers
             .values()
@@ -136,6 +137,7 @@ impl RoomActor {
                     .values()
                     .map(|pr| producer_info(p.info.peer_id, pr))
             })
+            .chain(self.remote_producers.values().map(|(i, _)| i.clone()))
             .collect()
     }
 

@@ -17,6 +17,7 @@ use mediasoup::types::rtp_parameters::RtpCapabilities;
 use tracing::Instrument;
 
 use super::pipe_tree::{Hop, PipeTree};
+use super::remote::FarCall;
 use super::{RoomActor, RoomError};
 use crate::ids::RouterLoc;
 use crate::metrics::{Resource, Tracked};
@@ -41,6 +42,16 @@ pub(super) enum PipeLink {
         /// On the receiving router.
         receiving: PipeTransport,
     },
+    /// From a router on another node: the receiving end, here; the sending
+    /// end lives with the same room's shard there (see
+    /// [`fabric`](super::fabric)). The guard closes the far end when the
+    /// last clone goes.
+    Remote {
+        /// On the receiving router.
+        receiving: PipeTransport,
+        /// Tells the far end to close the link.
+        _guard: Arc<FarCall>,
+    },
 }
 
 /// Both ends of one hop. Dropping the last clone of both closes it (the
@@ -50,15 +61,38 @@ pub(super) enum PipeLink {
 pub(super) struct PipeHandles {
     /// On the receiving router, same id as the original producer.
     pub producer: Producer,
-    /// On the sending router.
-    pub consumer: Consumer,
+    /// Where the hop's media comes from.
+    pub source: HopSource,
+}
+
+/// The sending end of a hop.
+#[derive(Debug, Clone)]
+pub(super) enum HopSource {
+    /// A pipe consumer on a router of this node.
+    Local(Consumer),
+    /// A pipe consumer with the room's shard on another node: its state as
+    /// last reported, and the guard that closes it there.
+    Remote {
+        state: Arc<parking_lot::Mutex<RemoteHopState>>,
+        _guard: Arc<FarCall>,
+    },
+}
+
+/// A remote hop's source state, as last reported (highest `seq` wins).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct RemoteHopState {
+    pub seq: u64,
+    pub paused: bool,
 }
 
 impl PipeHandles {
-    /// Makes the pipe producer's paused state follow its source's (the
-    /// pipe consumer's producer), whatever order events came in.
-    async fn sync_paused(&self) {
-        let want = self.consumer.producer_paused();
+    /// Makes the pipe producer's paused state follow its source's, whatever
+    /// order events came in.
+    pub(super) async fn sync_paused(&self) {
+        let want = match &self.source {
+            HopSource::Local(consumer) => consumer.producer_paused(),
+            HopSource::Remote { state, .. } => state.lock().paused,
+        };
         if self.producer.paused() == want {
             return;
         }
@@ -76,9 +110,9 @@ impl PipeHandles {
 /// Which hop of which producer's pipe tree (ids tell incarnations apart).
 #[derive(Debug, Clone)]
 pub(super) struct PipeHop {
-    producer_id: ProducerId,
-    target: RouterLoc,
-    id: u64,
+    pub producer_id: ProducerId,
+    pub target: RouterLoc,
+    pub id: u64,
 }
 
 impl RoomActor {
@@ -106,23 +140,24 @@ impl RoomActor {
             }
             None => (origin.clone(), 0, None),
         };
-        let src = self.lease(&parent)?;
         let dst = self.lease(target)?;
-        let link = self.link_for(&parent, &src, target, &dst);
         let id = self.fresh_id();
         let hop = PipeHop {
             producer_id,
             target: target.clone(),
             id,
         };
-        let fut = make_hop(
-            hop,
-            parent_fut,
-            link,
-            (src, dst),
-            Arc::clone(&self.env.counters),
-            ctx.address(),
-        )
+        let counters = Arc::clone(&self.env.counters);
+        let fut = if parent.node == self.env.node {
+            let src = self.lease(&parent)?;
+            let link = self.link_for(&parent, &src, target, &dst);
+            make_hop(hop, parent_fut, link, (src, dst), counters, ctx.address()).boxed_local()
+        } else {
+            let link = self.remote_link_for(&parent, target, &dst)?;
+            let far = self.far(&parent.node)?;
+            self.remote_hop(hop, parent.clone(), link, dst, far, counters)
+                .boxed_local()
+        }
         .instrument(self.span.clone())
         .boxed_local()
         .shared();
@@ -216,7 +251,7 @@ impl RoomActor {
     }
 
     /// The hop's future, if the hop is still the room's.
-    fn hop_future(&self, hop: &PipeHop) -> Option<PipeFuture> {
+    pub(super) fn hop_future(&self, hop: &PipeHop) -> Option<PipeFuture> {
         let e = self
             .pipes
             .get(&hop.producer_id)?
@@ -273,7 +308,9 @@ async fn make_hop(
     if let Some(parent) = parent {
         parent.await?;
     }
-    let PipeLink::Local { sending, receiving } = link.await?;
+    let PipeLink::Local { sending, receiving } = link.await? else {
+        return Err(RoomError::mediasoup("a local hop on a remote link"));
+    };
     let producer_id = hop.producer_id;
     let consumer = sending
         .consume(ConsumerOptions::new(
@@ -324,7 +361,10 @@ async fn make_hop(
         Tracked::new(Resource::PipeProducer, &[&node, dc]),
     );
     producer.on_close(move || drop(guards)).detach();
-    let handles = PipeHandles { producer, consumer };
+    let handles = PipeHandles {
+        producer,
+        source: HopSource::Local(consumer),
+    };
     handles.sync_paused().await;
     tracing::debug!(producer = %producer_id, from = %src.slot, to = %dst.slot, "producer piped");
     Ok(handles)
@@ -360,7 +400,7 @@ impl Handler<PipePaused> for RoomActor {
 /// their consumers are offered the producer again.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-struct PipeHopClosed(PipeHop);
+pub(super) struct PipeHopClosed(pub PipeHop);
 
 impl Handler<PipeHopClosed> for RoomActor {
     type Result = ();

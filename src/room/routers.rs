@@ -162,6 +162,7 @@ impl RoomActor {
         }
         self.pipe_pairs
             .retain(|link, fut| links.contains(link) && !matches!(fut.peek(), Some(Err(_))));
+        self.gc_remote_hops();
         let (users, span) = (&self.router_users, &self.span);
         self.routers.retain(|loc, e| {
             let failed = matches!(e.fut.peek(), Some(Err(_)));

@@ -1,0 +1,222 @@
+//! The room's messages between nodes: what a room shard on one node asks
+//! of the same room's shard on another, through the node's room registry
+//! (actor [`ROOMS_ACTOR`](crate::registry::ROOMS_ACTOR), tag
+//! `sfu.RoomCall/v1`). Plain serde types; mediasoup's parameter types ride
+//! inside as [`AsJson`]. Documented in `docs/protocol.md`.
+//!
+//! # The cross-node pipe handshake
+//!
+//! The node that needs a producer (the *target*) opens a link to the
+//! router the producer lives on (the *source*), once per (source router,
+//! target router) pair, shared by every stream between them:
+//!
+//! 1. the target creates a `PipeTransport` on its router, on its fabric
+//!    address (SRTP on unless that is a loopback address, RTX on), and sends
+//!    [`ShardCall::OpenLink`] with its tuple and SRTP parameters;
+//! 2. the source creates its own on the producer's router, connects it to
+//!    the target's tuple and answers [`ShardReply::Link`] with its own; the
+//!    target connects to it.
+//!
+//! Then for each producer, [`ShardCall::OpenHop`]: the source consumes the
+//! producer on its end (a pipe consumer) and answers [`ShardReply::Hop`]
+//! with the RTP parameters; the target produces with them, same producer id.
+//! The source reports pause, resume and close of the producer with
+//! [`ShardCall::HopChanged`] (sequence-numbered, so that a change that
+//! overtakes the reply is not undone by it). When the target no longer
+//! needs a hop or a link it sends [`ShardCall::CloseHop`] or
+//! [`ShardCall::CloseLink`].
+
+use std::net::IpAddr;
+
+use actix::prelude::*;
+use mafalda_actors::{NodeId, RemoteMessage};
+use mediasoup::prelude::ProducerId;
+use mediasoup::types::rtp_parameters::{MediaKind, RtpParameters};
+use mediasoup::types::srtp_parameters::SrtpParameters;
+use serde::{Deserialize, Serialize};
+
+use super::messages::ProducerInfo;
+use super::wire::{AsJson, WireError};
+use crate::ids::{RoomId, RouterLoc};
+
+/// One call from a room shard on another node to this node's shard of
+/// `room`.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<ShardReply, ShardError>")]
+pub struct RoomCall {
+    /// The room.
+    pub room: RoomId,
+    /// The calling node.
+    pub from: NodeId,
+    /// What it asks.
+    pub call: ShardCall,
+}
+
+impl RemoteMessage for RoomCall {
+    const TAG: &'static str = "sfu.RoomCall/v1";
+}
+
+/// An address and port of a pipe transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipeTuple {
+    /// The address.
+    pub ip: IpAddr,
+    /// The UDP port.
+    pub port: u16,
+}
+
+impl PipeTuple {
+    /// Refuses what no pipe transport can be: port 0, an unspecified,
+    /// multicast or broadcast address.
+    pub fn check(&self) -> Result<(), ShardError> {
+        let broadcast = matches!(self.ip, IpAddr::V4(v4) if v4.is_broadcast());
+        if self.port == 0 || self.ip.is_unspecified() || self.ip.is_multicast() || broadcast {
+            return Err(ShardError::BadTuple(format!("{}:{}", self.ip, self.port)));
+        }
+        Ok(())
+    }
+}
+
+/// A change of a piped producer, reported by the source to the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HopChange {
+    /// The producer was paused.
+    Paused,
+    /// The producer was resumed.
+    Resumed,
+    /// The hop closed (the producer closed or left the router).
+    Closed,
+}
+
+/// What a room shard asks of another.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ShardCall {
+    /// A producer living on another node's router, as the room's home
+    /// announces it: the receiving shard offers it to its local peers, who
+    /// may consume it through a cross-node pipe.
+    ProducerAnnounced {
+        /// The producer.
+        info: ProducerInfo,
+        /// Where it lives.
+        loc: RouterLoc,
+    },
+    /// An announced producer went away.
+    ProducerGone {
+        /// Which.
+        producer_id: ProducerId,
+    },
+    /// Opens the pipe link from the callee's router `from` to the caller's
+    /// router `to`; `tuple` and `srtp` are the caller's end.
+    OpenLink {
+        /// The callee's router.
+        from: RouterLoc,
+        /// The caller's router.
+        to: RouterLoc,
+        /// The caller's pipe transport.
+        tuple: PipeTuple,
+        /// The caller's SRTP parameters, when the link is encrypted.
+        srtp: Option<AsJson<SrtpParameters>>,
+    },
+    /// Pipes `producer_id` over the link `from` → `to`.
+    OpenHop {
+        /// The callee's router (where the producer is).
+        from: RouterLoc,
+        /// The caller's router.
+        to: RouterLoc,
+        /// The producer.
+        producer_id: ProducerId,
+    },
+    /// The caller no longer needs the hop.
+    CloseHop {
+        /// The callee's router.
+        from: RouterLoc,
+        /// The caller's router.
+        to: RouterLoc,
+        /// The producer.
+        producer_id: ProducerId,
+    },
+    /// The caller no longer needs the link (nor any hop on it).
+    CloseLink {
+        /// The callee's router.
+        from: RouterLoc,
+        /// The caller's router.
+        to: RouterLoc,
+    },
+    /// The source of a hop into the callee's router `to` changed.
+    HopChanged {
+        /// The caller's router (the source).
+        from: RouterLoc,
+        /// The callee's router.
+        to: RouterLoc,
+        /// The producer.
+        producer_id: ProducerId,
+        /// What happened.
+        change: HopChange,
+        /// Increases with every change of this hop.
+        seq: u64,
+    },
+}
+
+/// A shard's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ShardReply {
+    /// Done.
+    Done,
+    /// The callee's end of a new link.
+    Link {
+        /// Its pipe transport.
+        tuple: PipeTuple,
+        /// Its SRTP parameters, when the link is encrypted.
+        srtp: Option<AsJson<SrtpParameters>>,
+    },
+    /// A new hop: produce with these.
+    Hop {
+        /// Audio or video.
+        kind: MediaKind,
+        /// The pipe consumer's RTP parameters.
+        rtp_parameters: AsJson<RtpParameters>,
+        /// Whether the producer is paused.
+        paused: bool,
+        /// The hop's change sequence number at this answer.
+        seq: u64,
+    },
+}
+
+/// Why a shard refused a call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum ShardError {
+    /// No open room of that name on the callee.
+    #[error("no room {0} on this node")]
+    UnknownRoom(RoomId),
+    /// The router named is not one of the callee's routers of the room.
+    #[error("no router {0} in this room on this node")]
+    UnknownRouter(RouterLoc),
+    /// No such link (never opened, or closed).
+    #[error("no pipe link {0} -> {1}")]
+    UnknownLink(RouterLoc, RouterLoc),
+    /// The producer is not on the router named.
+    #[error("producer {0} is not on the router named")]
+    UnknownProducer(ProducerId),
+    /// The call names the wrong node for its caller or callee.
+    #[error("the call names the wrong node: {0}")]
+    WrongNode(String),
+    /// The pipe transport address cannot be connected to.
+    #[error("bad pipe tuple {0}")]
+    BadTuple(String),
+    /// A mediasoup value in the call did not decode.
+    #[error(transparent)]
+    BadParameters(#[from] WireError),
+    /// mediasoup refused (a bad tuple, for example).
+    #[error("mediasoup refused: {0}")]
+    Refused(String),
+}
+
+/// The local form of a [`RoomCall`], sent by the registry to the room.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ShardReply, ShardError>")]
+pub struct ShardCallMsg {
+    /// The calling node.
+    pub from: NodeId,
+    /// What it asks.
+    pub call: ShardCall,
+}

@@ -1,0 +1,641 @@
+//! Both ends of cross-node pipes, and producers announced from other nodes.
+//!
+//! The *target* end (this node needs a producer that lives on another
+//! node's router) keeps the link as [`PipeLink::Remote`] and each hop's
+//! pipe producer, fed from the far end. The *source* end (another node
+//! needs one of this node's producers) keeps [`OutLink`]s with one pipe
+//! consumer per hop, and reports their changes. The handshake is
+//! described in [`fabric`](super::fabric).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use futures::future::FutureExt;
+use mafalda_actors::{ActorRef, NodeId};
+use mediasoup::prelude::*;
+use mediasoup::types::data_structures::{ListenInfo, Protocol};
+use mediasoup::types::rtp_parameters::RtpCapabilities;
+use parking_lot::Mutex;
+use tracing::Instrument;
+
+use super::fabric::{
+    HopChange, PipeTuple, RoomCall, ShardCall, ShardCallMsg, ShardError, ShardReply,
+};
+use super::messages::{Event, ProducerInfo};
+use super::pipes::{
+    HopSource, PairFuture, PipeHandles, PipeHop, PipeHopClosed, PipeLink, RemoteHopState,
+};
+use super::wire::AsJson;
+use super::{RoomActor, RoomError};
+use crate::ids::{RoomId, RouterLoc};
+use crate::metrics::{Counters, Resource, Tracked};
+use crate::registry::ROOMS_ACTOR;
+use crate::worker::RouterLease;
+
+/// The same room's shard on another node.
+#[derive(Debug, Clone)]
+pub(super) struct Far {
+    to: ActorRef<RoomCall>,
+    room: RoomId,
+    me: NodeId,
+}
+
+impl Far {
+    fn call(&self, call: ShardCall) -> RoomCall {
+        RoomCall {
+            room: self.room.clone(),
+            from: self.me.clone(),
+            call,
+        }
+    }
+
+    /// Asks, mapping every failure to a room error.
+    async fn ask(&self, call: ShardCall) -> Result<ShardReply, RoomError> {
+        match self.to.ask(self.call(call)).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(ShardError::UnknownProducer(id))) => Err(RoomError::UnknownProducer(id)),
+            Ok(Err(e)) => Err(RoomError::Remote(e.to_string())),
+            Err(e) => Err(RoomError::Remote(e.to_string())),
+        }
+    }
+
+    /// Tells, at most once; a failure is only logged (the far end cleans
+    /// up when the link or the node goes).
+    fn tell(&self, call: ShardCall) {
+        if let Err(e) = self.to.tell(self.call(call)) {
+            tracing::debug!(error = %e, "cannot reach the room's shard on another node");
+        }
+    }
+}
+
+/// A call made to the far end when the last clone is dropped: closing a
+/// link or a hop there.
+#[derive(Debug)]
+pub(super) struct FarCall {
+    far: Far,
+    call: Option<ShardCall>,
+}
+
+impl Drop for FarCall {
+    fn drop(&mut self) {
+        if let Some(call) = self.call.take() {
+            self.far.tell(call);
+        }
+    }
+}
+
+/// The sending end of a link to another node's router.
+#[derive(Debug)]
+pub(super) struct OutLink {
+    transport: PipeTransport,
+    hops: HashMap<ProducerId, OutHop>,
+}
+
+#[derive(Debug)]
+struct OutHop {
+    _consumer: Consumer,
+    seq: Arc<AtomicU64>,
+}
+
+/// A pipe transport for a link with another node: on the node's fabric
+/// address, RTX on, SRTP on unless that address is a loopback one.
+fn far_pipe_options(ip: IpAddr, buffer_bytes: u32, srtp: bool) -> PipeTransportOptions {
+    let mut options = PipeTransportOptions::new(ListenInfo {
+        protocol: Protocol::Udp,
+        ip,
+        announced_address: None,
+        expose_internal_ip: false,
+        port: None,
+        port_range: None,
+        flags: None,
+        send_buffer_size: Some(buffer_bytes),
+        recv_buffer_size: Some(buffer_bytes),
+    });
+    options.enable_sctp = false;
+    options.enable_rtx = true;
+    options.enable_srtp = srtp;
+    options
+}
+
+fn tuple_of(t: &PipeTransport) -> Result<PipeTuple, String> {
+    let tuple = t.tuple();
+    let ip = tuple
+        .local_address()
+        .parse()
+        .map_err(|_| format!("pipe transport address {}", tuple.local_address()))?;
+    Ok(PipeTuple {
+        ip,
+        port: tuple.local_port(),
+    })
+}
+
+impl RoomActor {
+    /// The room's shard on `node`.
+    pub(super) fn far(&self, node: &NodeId) -> Result<Far, RoomError> {
+        let fabric = self.env.fabric.get().ok_or(RoomError::NotClustered)?;
+        let to = fabric
+            .actor_ref::<RoomCall>(node, ROOMS_ACTOR)
+            .map_err(|e| RoomError::Remote(e.to_string()))?;
+        Ok(Far {
+            to,
+            room: self.id.clone(),
+            me: self.env.node.clone(),
+        })
+    }
+
+    /// The link from `from` (another node's router) to our router `to`,
+    /// opened on first use (concurrent hops share one opening).
+    pub(super) fn remote_link_for(
+        &mut self,
+        from: &RouterLoc,
+        to: &RouterLoc,
+        dst: &RouterLease,
+    ) -> Result<PairFuture, RoomError> {
+        let key = (from.clone(), to.clone());
+        if let Some(f) = self.pipe_pairs.get(&key) {
+            return Ok(f.clone());
+        }
+        let far = self.far(&from.node)?;
+        let ip = *self.env.pipe_ip.get().ok_or(RoomError::NotClustered)?;
+        let options = far_pipe_options(
+            ip,
+            self.env.config.rtc.pipe_socket_buffer_bytes,
+            !ip.is_loopback(),
+        );
+        let router = dst.router.clone();
+        let (from, to) = key.clone();
+        let fut = async move {
+            let receiving = router
+                .create_pipe_transport(options)
+                .await
+                .map_err(RoomError::mediasoup)?;
+            let tuple = tuple_of(&receiving).map_err(RoomError::Mediasoup)?;
+            let srtp = receiving.srtp_parameters().map(|p| AsJson::new(&p));
+            let reply = far
+                .ask(ShardCall::OpenLink {
+                    from: from.clone(),
+                    to: to.clone(),
+                    tuple,
+                    srtp,
+                })
+                .await?;
+            // From here on the far end has its side: close it with ours.
+            let guard = Arc::new(FarCall {
+                far,
+                call: Some(ShardCall::CloseLink { from, to }),
+            });
+            let ShardReply::Link { tuple, srtp } = reply else {
+                return Err(RoomError::Remote("unexpected answer to OpenLink".into()));
+            };
+            tuple
+                .check()
+                .map_err(|e| RoomError::Remote(e.to_string()))?;
+            let srtp_parameters = srtp
+                .map(|s| s.get())
+                .transpose()
+                .map_err(|e| RoomError::Remote(e.to_string()))?;
+            receiving
+                .connect(PipeTransportRemoteParameters {
+                    ip: tuple.ip,
+                    port: tuple.port,
+                    srtp_parameters,
+                })
+                .await
+                .map_err(RoomError::mediasoup)?;
+            Ok(PipeLink::Remote {
+                receiving,
+                _guard: guard,
+            })
+        }
+        .instrument(self.span.clone())
+        .boxed_local()
+        .shared();
+        self.pipe_pairs.insert(key, fut.clone());
+        Ok(fut)
+    }
+
+    /// A hop fed from another node's router `from`, over `link`, into our
+    /// router `dst`.
+    pub(super) fn remote_hop(
+        &mut self,
+        hop: PipeHop,
+        from: RouterLoc,
+        link: PairFuture,
+        dst: RouterLease,
+        far: Far,
+        node: Arc<Counters>,
+    ) -> impl std::future::Future<Output = Result<PipeHandles, RoomError>> + 'static {
+        let state = Arc::new(Mutex::new(RemoteHopState::default()));
+        self.remote_hops
+            .insert((hop.producer_id, hop.target.clone()), Arc::clone(&state));
+        async move {
+            let PipeLink::Remote { receiving, .. } = link.await? else {
+                return Err(RoomError::mediasoup("a remote hop on a local link"));
+            };
+            let (producer_id, to) = (hop.producer_id, hop.target.clone());
+            let reply = far
+                .ask(ShardCall::OpenHop {
+                    from: from.clone(),
+                    to: to.clone(),
+                    producer_id,
+                })
+                .await?;
+            let guard = Arc::new(FarCall {
+                far,
+                call: Some(ShardCall::CloseHop {
+                    from,
+                    to,
+                    producer_id,
+                }),
+            });
+            let ShardReply::Hop {
+                kind,
+                rtp_parameters,
+                paused,
+                seq,
+            } = reply
+            else {
+                return Err(RoomError::Remote("unexpected answer to OpenHop".into()));
+            };
+            let rtp_parameters = rtp_parameters
+                .get()
+                .map_err(|e| RoomError::Remote(e.to_string()))?;
+            {
+                // A change reported before this answer arrived wins.
+                let mut s = state.lock();
+                if s.seq <= seq {
+                    *s = RemoteHopState { seq, paused };
+                }
+            }
+            let mut options =
+                ProducerOptions::new_pipe_transport(producer_id, kind, rtp_parameters);
+            options.paused = paused;
+            let producer = receiving
+                .produce(options)
+                .await
+                .map_err(RoomError::mediasoup)?;
+            let guards = (
+                Tracked::new(Resource::Producer, &[&node, &dst.worker_counters]),
+                Tracked::new(Resource::PipeProducer, &[&node, &dst.worker_counters]),
+            );
+            producer.on_close(move || drop(guards)).detach();
+            let handles = PipeHandles {
+                producer,
+                source: HopSource::Remote {
+                    state,
+                    _guard: guard,
+                },
+            };
+            handles.sync_paused().await;
+            tracing::debug!(producer = %producer_id, to = %dst.slot, "producer piped from another node");
+            Ok(handles)
+        }
+    }
+
+    /// A producer announced from another node: kept, and offered to the
+    /// local peers.
+    fn announce(&mut self, info: ProducerInfo, loc: RouterLoc, ctx: &mut Context<Self>) {
+        let id = info.producer_id;
+        if self.remote_producers.contains_key(&id) || self.find_producer(id).is_some() {
+            return;
+        }
+        self.remote_producers.insert(id, (info.clone(), loc));
+        self.broadcast(info.peer_id, Event::NewProducer(info), ctx);
+    }
+
+    /// An announced producer went away: its pipes close, and the local
+    /// peers are told.
+    fn forget(&mut self, producer_id: ProducerId, ctx: &mut Context<Self>) {
+        let Some((info, _)) = self.remote_producers.remove(&producer_id) else {
+            return;
+        };
+        self.drop_pipes_of(producer_id);
+        self.gc_routers();
+        self.broadcast(info.peer_id, Event::ProducerClosed { producer_id }, ctx);
+    }
+
+    /// Source end: a new link from our router `from` to the caller's `to`.
+    fn open_out_link(
+        &mut self,
+        caller: NodeId,
+        from: RouterLoc,
+        to: RouterLoc,
+        tuple: PipeTuple,
+        srtp: Option<AsJson<mediasoup::types::srtp_parameters::SrtpParameters>>,
+    ) -> ResponseActFuture<Self, Result<ShardReply, ShardError>> {
+        let checked = (|| {
+            if from.node != self.env.node || to.node != caller {
+                return Err(ShardError::WrongNode(format!(
+                    "{from} -> {to} from {caller}"
+                )));
+            }
+            let lease = self
+                .lease(&from)
+                .map_err(|_| ShardError::UnknownRouter(from.clone()))?;
+            tuple.check()?;
+            let srtp = srtp.map(|s| s.get()).transpose()?;
+            let ip = *self
+                .env
+                .pipe_ip
+                .get()
+                .ok_or_else(|| ShardError::Refused("this node is not clustered".into()))?;
+            Ok((lease, srtp, ip))
+        })();
+        let (lease, srtp, ip) = match checked {
+            Ok(v) => v,
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
+        let options = far_pipe_options(
+            ip,
+            self.env.config.rtc.pipe_socket_buffer_bytes,
+            srtp.is_some(),
+        );
+        let fut = async move {
+            let refused = |e: mediasoup::worker::RequestError| ShardError::Refused(e.to_string());
+            let transport = lease
+                .router
+                .create_pipe_transport(options)
+                .await
+                .map_err(refused)?;
+            transport
+                .connect(PipeTransportRemoteParameters {
+                    ip: tuple.ip,
+                    port: tuple.port,
+                    srtp_parameters: srtp,
+                })
+                .await
+                .map_err(refused)?;
+            Ok::<_, ShardError>(transport)
+        }
+        .instrument(self.span.clone());
+        Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
+            let transport = res?;
+            let reply = ShardReply::Link {
+                tuple: tuple_of(&transport).map_err(ShardError::Refused)?,
+                srtp: transport.srtp_parameters().map(|p| AsJson::new(&p)),
+            };
+            if act.closing {
+                return Err(ShardError::UnknownRoom(act.id.clone()));
+            }
+            // A link opened again (the caller's room restarted) replaces
+            // the old one and its hops.
+            act.out_links.insert(
+                (from, to),
+                OutLink {
+                    transport,
+                    hops: HashMap::new(),
+                },
+            );
+            Ok(reply)
+        }))
+    }
+
+    /// Source end: pipes one of our producers over an open link.
+    fn open_out_hop(
+        &mut self,
+        from: RouterLoc,
+        to: RouterLoc,
+        producer_id: ProducerId,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Result<ShardReply, ShardError>> {
+        let key = (from.clone(), to.clone());
+        let Some(link) = self.out_links.get(&key) else {
+            return Box::pin(fut::ready(Err(ShardError::UnknownLink(from, to))));
+        };
+        let on_router = self
+            .find_producer(producer_id)
+            .is_some_and(|(owner, _)| self.peers.get(&owner).is_some_and(|p| p.loc == from));
+        if !on_router {
+            return Box::pin(fut::ready(Err(ShardError::UnknownProducer(producer_id))));
+        }
+        let transport = link.transport.clone();
+        let me = ctx.address();
+        let node = Arc::clone(&self.env.counters);
+        let worker = self.lease(&from).ok().map(|l| l.worker_counters);
+        let fut = async move {
+            let consumer = transport
+                .consume(ConsumerOptions::new(
+                    producer_id,
+                    RtpCapabilities::default(),
+                ))
+                .await
+                .map_err(|e| match e {
+                    ConsumeError::ProducerNotFound(id) => ShardError::UnknownProducer(id),
+                    other => ShardError::Refused(other.to_string()),
+                })?;
+            for change in [HopChange::Paused, HopChange::Resumed, HopChange::Closed] {
+                let (me, key) = (me.clone(), key.clone());
+                let report = move || {
+                    me.do_send(OutHopChanged {
+                        from: key.0.clone(),
+                        to: key.1.clone(),
+                        producer_id,
+                        change,
+                    })
+                };
+                match change {
+                    HopChange::Paused => consumer.on_pause(report).detach(),
+                    HopChange::Resumed => consumer.on_resume(report).detach(),
+                    HopChange::Closed => consumer.on_close(report).detach(),
+                }
+            }
+            if let Some(worker) = worker {
+                let guards = (
+                    Tracked::new(Resource::Consumer, &[&node, &worker]),
+                    Tracked::new(Resource::PipeConsumer, &[&node, &worker]),
+                );
+                consumer.on_close(move || drop(guards)).detach();
+            }
+            Ok::<_, ShardError>(consumer)
+        }
+        .instrument(self.span.clone());
+        Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
+            let consumer = res?;
+            let Some(link) = act.out_links.get_mut(&(from.clone(), to.clone())) else {
+                return Err(ShardError::UnknownLink(from, to));
+            };
+            let reply = ShardReply::Hop {
+                kind: consumer.kind(),
+                rtp_parameters: AsJson::new(consumer.rtp_parameters()),
+                paused: consumer.producer_paused(),
+                seq: 0,
+            };
+            link.hops.insert(
+                producer_id,
+                OutHop {
+                    _consumer: consumer,
+                    seq: Arc::new(AtomicU64::new(0)),
+                },
+            );
+            Ok(reply)
+        }))
+    }
+
+    /// Target end: the source of one of our remote hops changed.
+    fn remote_hop_changed(
+        &mut self,
+        to: RouterLoc,
+        producer_id: ProducerId,
+        change: HopChange,
+        seq: u64,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(state) = self.remote_hops.get(&(producer_id, to.clone())).cloned() else {
+            return;
+        };
+        let Some(id) = self
+            .pipes
+            .get(&producer_id)
+            .and_then(|t| t.hop(&to))
+            .map(|h| h.id)
+        else {
+            return;
+        };
+        let hop = PipeHop {
+            producer_id,
+            target: to,
+            id,
+        };
+        if change == HopChange::Closed {
+            ctx.notify(PipeHopClosed(hop));
+            return;
+        }
+        {
+            let mut s = state.lock();
+            if seq <= s.seq {
+                return;
+            }
+            *s = RemoteHopState {
+                seq,
+                paused: change == HopChange::Paused,
+            };
+        }
+        let Some(fut) = self.hop_future(&hop) else {
+            return;
+        };
+        let sync = async move {
+            if let Ok(handles) = fut.await {
+                handles.sync_paused().await;
+            }
+        }
+        .instrument(self.span.clone());
+        ctx.spawn(sync.into_actor(self));
+    }
+
+    /// Forgets the state of remote hops that are gone.
+    pub(super) fn gc_remote_hops(&mut self) {
+        let pipes = &self.pipes;
+        self.remote_hops
+            .retain(|(p, to), _| pipes.get(p).is_some_and(|t| t.hop(to).is_some()));
+    }
+}
+
+/// Internal: a pipe consumer we feed another node with changed.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct OutHopChanged {
+    from: RouterLoc,
+    to: RouterLoc,
+    producer_id: ProducerId,
+    change: HopChange,
+}
+
+impl Handler<OutHopChanged> for RoomActor {
+    type Result = ();
+    fn handle(&mut self, msg: OutHopChanged, _ctx: &mut Self::Context) {
+        let key = (msg.from.clone(), msg.to.clone());
+        let Some(link) = self.out_links.get_mut(&key) else {
+            return;
+        };
+        let Some(hop) = link.hops.get(&msg.producer_id) else {
+            return;
+        };
+        let seq = hop.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        if msg.change == HopChange::Closed {
+            link.hops.remove(&msg.producer_id);
+        }
+        match self.far(&msg.to.node) {
+            Ok(far) => far.tell(ShardCall::HopChanged {
+                from: msg.from,
+                to: msg.to,
+                producer_id: msg.producer_id,
+                change: msg.change,
+                seq,
+            }),
+            Err(e) => tracing::debug!(error = %e, "cannot report a hop change"),
+        }
+    }
+}
+
+impl Handler<ShardCallMsg> for RoomActor {
+    type Result = ResponseActFuture<Self, Result<ShardReply, ShardError>>;
+
+    fn handle(&mut self, msg: ShardCallMsg, ctx: &mut Self::Context) -> Self::Result {
+        let done = |r: Result<(), ShardError>| -> Self::Result {
+            Box::pin(fut::ready(r.map(|()| ShardReply::Done)))
+        };
+        if self.closing {
+            return done(Err(ShardError::UnknownRoom(self.id.clone())));
+        }
+        let _e = self.span.clone().entered();
+        tracing::debug!(from = %msg.from, call = ?msg.call, "shard call");
+        drop(_e);
+        match msg.call {
+            ShardCall::ProducerAnnounced { info, loc } => {
+                if loc.node == self.env.node {
+                    return done(Err(ShardError::WrongNode(format!("{loc} is on this node"))));
+                }
+                self.announce(info, loc, ctx);
+                done(Ok(()))
+            }
+            ShardCall::ProducerGone { producer_id } => {
+                self.forget(producer_id, ctx);
+                done(Ok(()))
+            }
+            ShardCall::OpenLink {
+                from,
+                to,
+                tuple,
+                srtp,
+            } => self.open_out_link(msg.from, from, to, tuple, srtp),
+            ShardCall::OpenHop {
+                from,
+                to,
+                producer_id,
+            } => self.open_out_hop(from, to, producer_id, ctx),
+            ShardCall::CloseHop {
+                from,
+                to,
+                producer_id,
+            } => {
+                if let Some(link) = self.out_links.get_mut(&(from, to)) {
+                    link.hops.remove(&producer_id);
+                }
+                done(Ok(()))
+            }
+            ShardCall::CloseLink { from, to } => {
+                self.out_links.remove(&(from, to));
+                done(Ok(()))
+            }
+            ShardCall::HopChanged {
+                from,
+                to,
+                producer_id,
+                change,
+                seq,
+            } => {
+                if from.node != msg.from {
+                    return done(Err(ShardError::WrongNode(format!(
+                        "{from} reported by {}",
+                        msg.from
+                    ))));
+                }
+                self.remote_hop_changed(to, producer_id, change, seq, ctx);
+                done(Ok(()))
+            }
+        }
+    }
+}

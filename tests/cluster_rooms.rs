@@ -1,0 +1,364 @@
+//! A room spanning two nodes: a producer on node A is announced to the
+//! room's shard on node B (as the room's home does), and B's subscribers
+//! receive it through a cross-node pipe (QUIC handshake, mediasoup
+//! PipeTransports on each node's fabric address). Real RTP measured by the
+//! loadgen engine; then pause, close and bad fabric input.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use common::cluster::*;
+use common::*;
+use mafalda::ids::{PeerId, RoomId, RouterLoc, WorkerSlot};
+use mafalda::loadgen::media::StreamSpec;
+use mafalda::loadgen::scenario::{Session, Tracks};
+use mafalda::loadgen::target::{FacadeTarget, ProducerKey, Target, TargetError};
+use mafalda::loadgen::ReceiverSnapshot;
+use mafalda::node::RunningNode;
+use mafalda::registry::ROOMS_ACTOR;
+use mafalda::room::fabric::{PipeTuple, RoomCall, ShardCall, ShardError};
+use mafalda::room::wire::AsJson;
+use mafalda::room::ProducerInfo;
+use mafalda::sfu::Sfu;
+use mafalda_actors::{ActorRef, NodeId};
+use mediasoup::prelude::ProducerId;
+
+const LOCALHOST: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+/// Publishers join room `room` on node A, subscribers on node B; every
+/// producer is announced to B's shard over the fabric, as the room's home
+/// relays it.
+struct Spanning {
+    a: FacadeTarget,
+    b: FacadeTarget,
+    a_node: NodeId,
+    to_b: ActorRef<RoomCall>,
+    room: RoomId,
+    /// Our index → (on A?, index in that target).
+    peers: Vec<(bool, usize)>,
+}
+
+#[async_trait(?Send)]
+impl Target for Spanning {
+    fn describe(&self) -> String {
+        "one room on two nodes".into()
+    }
+
+    async fn join(&mut self, name: &str) -> Result<usize, TargetError> {
+        let on_a = name.starts_with("pub");
+        let i = if on_a {
+            self.a.join(name).await?
+        } else {
+            self.b.join(name).await?
+        };
+        self.peers.push((on_a, i));
+        Ok(self.peers.len() - 1)
+    }
+
+    async fn publish(
+        &mut self,
+        peer: usize,
+        spec: &StreamSpec,
+    ) -> Result<(ProducerKey, SocketAddr), TargetError> {
+        let (_, i) = self.peers[peer];
+        let (key, to) = self.a.publish(i, spec).await?;
+        let producer_id: ProducerId = key.0.parse().expect("producer id");
+        let call = ShardCall::ProducerAnnounced {
+            info: ProducerInfo {
+                producer_id,
+                peer_id: PeerId::new(),
+                kind: spec.kind.media_kind(),
+                paused: false,
+            },
+            loc: RouterLoc::new(self.a_node.clone(), WorkerSlot(0)),
+        };
+        let to_b = self.to_b.clone();
+        let msg = RoomCall {
+            room: self.room.clone(),
+            from: self.a_node.clone(),
+            call,
+        };
+        match to_b.ask(msg).await {
+            Ok(Ok(_)) => Ok((key, to)),
+            other => Err(TargetError::Signalling(format!("announce: {other:?}"))),
+        }
+    }
+
+    async fn subscribe(
+        &mut self,
+        peer: usize,
+        producer: &ProducerKey,
+        sink: SocketAddr,
+    ) -> Result<u32, TargetError> {
+        let (_, i) = self.peers[peer];
+        self.b.subscribe(i, producer, sink).await
+    }
+
+    async fn leave(&mut self, peer: usize) -> Result<(), TargetError> {
+        let (on_a, i) = self.peers[peer];
+        if on_a {
+            self.a.leave(i).await
+        } else {
+            self.b.leave(i).await
+        }
+    }
+
+    async fn worker_cpu(&self) -> Vec<Duration> {
+        let mut v = self.a.worker_cpu().await;
+        v.extend(self.b.worker_cpu().await);
+        v
+    }
+
+    async fn shutdown(&mut self) {
+        self.a.shutdown().await;
+        self.b.shutdown().await;
+    }
+}
+
+async fn two_nodes(tag: &str) -> (RunningNode, RunningNode, std::path::PathBuf) {
+    let (na, nb) = (format!("{tag}-a"), format!("{tag}-b"));
+    let dir = certs(&[&na, &nb]);
+    let a = start_node(clustered(&na, &dir, vec![])).await;
+    let b = start_node(clustered(&nb, &dir, vec![cluster(&a).node().addr()])).await;
+    eventually(
+        "the nodes to see each other",
+        Duration::from_secs(15),
+        async || {
+            let ok = cluster(&a)
+                .members()
+                .iter()
+                .any(|m| m.node == nb && m.state == "alive")
+                && cluster(&b)
+                    .members()
+                    .iter()
+                    .any(|m| m.node == na && m.state == "alive");
+            ok.then_some(())
+        },
+    )
+    .await;
+    (a, b, dir)
+}
+
+fn pipes(s: &mafalda::server::NodeStatus) -> (i64, i64, i64) {
+    let w = &s.worker_details[0].counts;
+    (w.pipe_transports, w.pipe_producers, w.pipe_consumers)
+}
+
+#[actix_rt::test]
+async fn a_producer_on_one_node_reaches_subscribers_on_another() {
+    let (a, b, dir) = two_nodes("span").await;
+    let room = RoomId::new("spanning");
+    // The room's shard on B exists once a participant is there.
+    let b_keeper = Sfu::from_node(&b)
+        .room(room.as_str())
+        .await
+        .unwrap()
+        .join("keeper")
+        .await
+        .unwrap();
+    let to_b = cluster(&a)
+        .node()
+        .actor_ref::<RoomCall>(cluster(&b).node().id(), ROOMS_ACTOR)
+        .unwrap();
+    let target = Spanning {
+        a: FacadeTarget::new(Sfu::from_node(&a), room.as_str())
+            .await
+            .unwrap(),
+        b: FacadeTarget::new(Sfu::from_node(&b), room.as_str())
+            .await
+            .unwrap(),
+        a_node: cluster(&a).node().id().clone(),
+        to_b: to_b.clone(),
+        room: room.clone(),
+        peers: Vec::new(),
+    };
+    let tracks = Tracks {
+        audio: true,
+        video: true,
+    };
+    let mut session = Session::new(target, tracks, LOCALHOST, 1).expect("engine");
+    session.add_publisher().await.expect("publisher on A");
+    for _ in 0..3 {
+        session.add_subscriber().await.expect("subscriber on B");
+    }
+    assert_eq!(session.streams(), 6);
+    let flowing =
+        |s: &ReceiverSnapshot| !s.streams.is_empty() && s.streams.iter().all(|st| st.packets > 0);
+    eventually_ok("media across nodes", TIMEOUT, async || {
+        let s = session.receiver().snapshot();
+        if flowing(&s) {
+            Ok(())
+        } else {
+            Err(s.totals)
+        }
+    })
+    .await;
+    // One link (a pipe transport on each node) carries both streams to the
+    // three subscribers: two pipe consumers on A, two pipe producers on B.
+    let (sa, sb) = (status(&a).await, status(&b).await);
+    assert_eq!(pipes(&sa), (1, 0, 2), "A: {sa:?}");
+    assert_eq!(pipes(&sb), (1, 2, 0), "B: {sb:?}");
+    let w = session
+        .measure(Duration::from_millis(300), Duration::from_secs(2))
+        .await;
+    assert!(w.expected > 0 && w.received > 0, "{w:?}");
+    assert!(w.loss_pct < 1.0, "loss across nodes: {w:?}");
+
+    // Everyone leaves: the pipes close on both nodes, and nothing leaks.
+    session.finish().await;
+    drop(b_keeper);
+    wait_idle(&a).await;
+    wait_idle(&b).await;
+    let (sa, sb) = (status(&a).await, status(&b).await);
+    assert_eq!((pipes(&sa), pipes(&sb)), ((0, 0, 0), (0, 0, 0)));
+    b.stop().await;
+    a.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[actix_rt::test]
+async fn bad_room_calls_get_typed_errors() {
+    let (a, b, dir) = two_nodes("bad").await;
+    let room = RoomId::new("guarded");
+    let keeper = Sfu::from_node(&b)
+        .room(room.as_str())
+        .await
+        .unwrap()
+        .join("keeper")
+        .await
+        .unwrap();
+    let (a_id, b_id) = (
+        cluster(&a).node().id().clone(),
+        cluster(&b).node().id().clone(),
+    );
+    let to_b = cluster(&a)
+        .node()
+        .actor_ref::<RoomCall>(&b_id, ROOMS_ACTOR)
+        .unwrap();
+    let call = |room: &RoomId, call| RoomCall {
+        room: room.clone(),
+        from: a_id.clone(),
+        call,
+    };
+    let b_router = RouterLoc::new(b_id.clone(), WorkerSlot(0));
+    let a_router = RouterLoc::new(a_id.clone(), WorkerSlot(0));
+    let tuple = PipeTuple {
+        ip: LOCALHOST,
+        port: 9,
+    };
+    // A room B does not host.
+    let r = to_b
+        .ask(call(
+            &RoomId::new("nowhere"),
+            ShardCall::ProducerGone {
+                producer_id: "5f2c1a10-0c1e-4a39-9d0a-3f7e8c1b2a44".parse().unwrap(),
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.unwrap_err(),
+        ShardError::UnknownRoom(RoomId::new("nowhere"))
+    );
+    // A link from a router B's room does not have (the keeper's is on B's
+    // only worker, so slot 7 is unknown).
+    let r = to_b
+        .ask(call(
+            &room,
+            ShardCall::OpenLink {
+                from: RouterLoc::new(b_id.clone(), WorkerSlot(7)),
+                to: a_router.clone(),
+                tuple,
+                srtp: None,
+            },
+        ))
+        .await
+        .unwrap();
+    assert!(matches!(r, Err(ShardError::UnknownRouter(_))), "{r:?}");
+    // Garbage SRTP parameters.
+    let r = to_b
+        .ask(call(
+            &room,
+            ShardCall::OpenLink {
+                from: b_router.clone(),
+                to: a_router.clone(),
+                tuple,
+                srtp: Some(AsJson::from_raw(b"{\"cryptoSuite\": 3}".to_vec())),
+            },
+        ))
+        .await
+        .unwrap();
+    assert!(matches!(r, Err(ShardError::BadParameters(_))), "{r:?}");
+    // A caller naming another node as its own router's.
+    let r = to_b
+        .ask(call(
+            &room,
+            ShardCall::OpenLink {
+                from: b_router.clone(),
+                to: RouterLoc::new(NodeId::new("someone-else").unwrap(), WorkerSlot(0)),
+                tuple,
+                srtp: None,
+            },
+        ))
+        .await
+        .unwrap();
+    assert!(matches!(r, Err(ShardError::WrongNode(_))), "{r:?}");
+    // A bad tuple: port 0.
+    let r = to_b
+        .ask(call(
+            &room,
+            ShardCall::OpenLink {
+                from: b_router.clone(),
+                to: a_router.clone(),
+                tuple: PipeTuple {
+                    ip: LOCALHOST,
+                    port: 0,
+                },
+                srtp: None,
+            },
+        ))
+        .await
+        .unwrap();
+    assert!(matches!(r, Err(ShardError::BadTuple(_))), "{r:?}");
+    // A hop over a link never opened, and of a producer B does not have.
+    let r = to_b
+        .ask(call(
+            &room,
+            ShardCall::OpenHop {
+                from: b_router.clone(),
+                to: RouterLoc::new(a_id.clone(), WorkerSlot(3)),
+                producer_id: "5f2c1a10-0c1e-4a39-9d0a-3f7e8c1b2a44".parse().unwrap(),
+            },
+        ))
+        .await
+        .unwrap();
+    assert!(matches!(r, Err(ShardError::UnknownLink(..))), "{r:?}");
+    // An announced producer said to live on B itself.
+    let r = to_b
+        .ask(call(
+            &room,
+            ShardCall::ProducerAnnounced {
+                info: ProducerInfo {
+                    producer_id: "5f2c1a10-0c1e-4a39-9d0a-3f7e8c1b2a44".parse().unwrap(),
+                    peer_id: PeerId::new(),
+                    kind: mediasoup::prelude::MediaKind::Audio,
+                    paused: false,
+                },
+                loc: b_router.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+    assert!(matches!(r, Err(ShardError::WrongNode(_))), "{r:?}");
+    // None of it left anything behind, and B still serves the room.
+    let s = status(&b).await;
+    assert_eq!((s.peers, pipes(&s)), (1, (0, 0, 0)), "{s:?}");
+    drop(keeper);
+    wait_idle(&b).await;
+    b.stop().await;
+    a.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
