@@ -362,3 +362,149 @@ async fn bad_room_calls_get_typed_errors() {
     a.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The next event matching `want` (others are skipped), within `TIMEOUT`.
+async fn next_event(
+    events: &mut tokio::sync::mpsc::Receiver<mafalda::sfu::Event>,
+    what: &str,
+    want: impl Fn(&mafalda::sfu::Event) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let e = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no {what} within {TIMEOUT:?}"))
+            .expect("event queue open");
+        if want(&e) {
+            return;
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn pause_resume_and_close_cross_nodes() {
+    use common::facade::{caps, publish};
+    use mafalda::sfu::{ConsumerOptions, Direction, Event};
+
+    let (a, b, dir) = two_nodes("flow").await;
+    let room = RoomId::new("flow");
+    let (a_id, b_id) = (
+        cluster(&a).node().id().clone(),
+        cluster(&b).node().id().clone(),
+    );
+    let publisher = Sfu::from_node(&a)
+        .room(room.as_str())
+        .await
+        .unwrap()
+        .join("publisher")
+        .await
+        .unwrap();
+    let b_room = Sfu::from_node(&b).room(room.as_str()).await.unwrap();
+    let viewer = b_room.join("viewer").await.unwrap();
+    let mut events = viewer.take_events().unwrap();
+    let prober = b_room.join("prober").await.unwrap();
+    let producer = publish(&publisher, 4242).await;
+    let to_b = cluster(&a)
+        .node()
+        .actor_ref::<RoomCall>(&b_id, ROOMS_ACTOR)
+        .unwrap();
+    let announce = |call| RoomCall {
+        room: room.clone(),
+        from: a_id.clone(),
+        call,
+    };
+    to_b.ask(announce(ShardCall::ProducerAnnounced {
+        info: ProducerInfo {
+            producer_id: producer.id(),
+            peer_id: publisher.id(),
+            kind: mediasoup::prelude::MediaKind::Video,
+            paused: false,
+        },
+        loc: RouterLoc::new(a_id.clone(), WorkerSlot(0)),
+    }))
+    .await
+    .unwrap()
+    .unwrap();
+    // B's peers are offered it.
+    next_event(
+        &mut events,
+        "newProducer",
+        |e| matches!(e, Event::NewProducer(i) if i.producer_id == producer.id()),
+    )
+    .await;
+    let recv = viewer
+        .create_webrtc_transport(Direction::Recv)
+        .await
+        .unwrap();
+    let consumer = recv
+        .consume(ConsumerOptions::new(producer.id(), caps()))
+        .await
+        .expect("consume across nodes");
+    assert!(!consumer.producer_paused());
+    let probe_recv = prober
+        .create_webrtc_transport(Direction::Recv)
+        .await
+        .unwrap();
+    // The pipe producer on B follows the producer on A: a consumer made
+    // on B sees what A's producer is.
+    let seen_paused = async |want: bool| {
+        eventually(
+            "B's pipe producer to follow A's producer",
+            TIMEOUT,
+            async || {
+                let c = probe_recv
+                    .consume(ConsumerOptions::new(producer.id(), caps()))
+                    .await
+                    .expect("probe consume");
+                (c.producer_paused() == want).then_some(())
+            },
+        )
+        .await
+    };
+    producer.pause().await.unwrap();
+    seen_paused(true).await;
+    producer.resume().await.unwrap();
+    seen_paused(false).await;
+
+    // The producer closes on A: the hop closes on both nodes, B's
+    // consumer of it is closed.
+    producer.close().await.unwrap();
+    next_event(
+        &mut events,
+        "consumerClosed",
+        |e| matches!(e, Event::ConsumerClosed { consumer_id, .. } if *consumer_id == consumer.id()),
+    )
+    .await;
+    // The home says it is gone: B's peers are told.
+    to_b.ask(announce(ShardCall::ProducerGone {
+        producer_id: producer.id(),
+    }))
+    .await
+    .unwrap()
+    .unwrap();
+    next_event(
+        &mut events,
+        "producerClosed",
+        |e| matches!(e, Event::ProducerClosed { producer_id } if *producer_id == producer.id()),
+    )
+    .await;
+    for n in [&a, &b] {
+        eventually_ok("the pipes to close", TIMEOUT, async || {
+            let s = status(n).await;
+            if pipes(&s) == (0, 0, 0) {
+                Ok(())
+            } else {
+                Err(s)
+            }
+        })
+        .await;
+    }
+    drop((
+        publisher, producer, viewer, prober, recv, probe_recv, consumer, events,
+    ));
+    wait_idle(&a).await;
+    wait_idle(&b).await;
+    b.stop().await;
+    a.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
