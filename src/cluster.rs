@@ -44,7 +44,68 @@ pub enum Home {
     },
 }
 
-/// Why [`Cluster::find_home`] found no answer.
+/// The home rule's view of the cluster from `node`: itself and every
+/// member, with whether each is alive and draining.
+pub fn home_view(node: &Node) -> Vec<Candidate> {
+    let me = Candidate {
+        node: node.id().clone(),
+        alive: true,
+        draining: node.local_metadata().draining,
+    };
+    let members = node.members().into_iter().map(|m| Candidate {
+        alive: m.state == MemberState::Alive,
+        draining: m.metadata.as_ref().is_some_and(|md| md.draining),
+        node: m.id,
+    });
+    // This node's own view of itself comes first and wins.
+    std::iter::once(me)
+        .chain(members)
+        .fold(Vec::new(), |mut view: Vec<Candidate>, c| {
+            if !view.iter().any(|v| v.node == c.node) {
+                view.push(c);
+            }
+            view
+        })
+}
+
+/// Where `room` lives (see [`crate::home`]): asks the candidates in
+/// rendezvous order whether they host it, each within `per_ask`; the first
+/// that does is its home. A candidate that does not answer is skipped. If
+/// none hosts it, the top candidate is where it should be created. With
+/// `skip_self`, this node is not asked (it is the one creating the room).
+pub async fn find_home(
+    node: &Node,
+    room: &RoomId,
+    per_ask: Duration,
+    skip_self: bool,
+) -> Result<Home, FindHomeError> {
+    let order = candidates(room, &home_view(node));
+    let Some(top) = order.first().cloned() else {
+        return Err(FindHomeError::NoCandidate);
+    };
+    let mut unanswered = Vec::new();
+    for candidate in order {
+        if skip_self && &candidate == node.id() {
+            continue;
+        }
+        let asked = node
+            .actor_ref::<HostsRoom>(&candidate, ROOMS_ACTOR)
+            .map_err(|e| FindHomeError::Name(e.to_string()))?
+            .ask_timeout(HostsRoom { room: room.clone() }, per_ask)
+            .await;
+        match asked {
+            Ok(true) => return Ok(Home::Hosted(candidate)),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::debug!(node = %candidate, error = %e, "home candidate did not answer");
+                unanswered.push(candidate);
+            }
+        }
+    }
+    Ok(Home::Create { top, unanswered })
+}
+
+/// Why [`find_home`] found no answer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum FindHomeError {
     /// No member (this node included) may host rooms: all are draining.
@@ -380,55 +441,12 @@ impl Cluster {
     /// The home rule's view of the cluster: this node and every member,
     /// with whether each is alive and draining.
     pub fn home_view(&self) -> Vec<Candidate> {
-        let me = Candidate {
-            node: self.node.id().clone(),
-            alive: true,
-            draining: self.node.local_metadata().draining,
-        };
-        let members = self.node.members().into_iter().map(|m| Candidate {
-            alive: m.state == MemberState::Alive,
-            draining: m.metadata.as_ref().is_some_and(|md| md.draining),
-            node: m.id,
-        });
-        // This node's own view of itself comes first and wins.
-        std::iter::once(me)
-            .chain(members)
-            .fold(Vec::new(), |mut view: Vec<Candidate>, c| {
-                if !view.iter().any(|v| v.node == c.node) {
-                    view.push(c);
-                }
-                view
-            })
+        home_view(&self.node)
     }
 
-    /// Where `room` lives (see [`crate::home`]): asks the candidates in
-    /// rendezvous order whether they host it, each within `per_ask`; the
-    /// first that does is its home. A candidate that does not answer is
-    /// skipped. If none hosts it, the top candidate is where it should be
-    /// created.
+    /// Where `room` lives (see [`find_home`]).
     pub async fn find_home(&self, room: &RoomId, per_ask: Duration) -> Result<Home, FindHomeError> {
-        let order = candidates(room, &self.home_view());
-        let Some(top) = order.first().cloned() else {
-            return Err(FindHomeError::NoCandidate);
-        };
-        let mut unanswered = Vec::new();
-        for node in order {
-            let asked = self
-                .node
-                .actor_ref::<HostsRoom>(&node, ROOMS_ACTOR)
-                .map_err(|e| FindHomeError::Name(e.to_string()))?
-                .ask_timeout(HostsRoom { room: room.clone() }, per_ask)
-                .await;
-            match asked {
-                Ok(true) => return Ok(Home::Hosted(node)),
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::debug!(%node, error = %e, "home candidate did not answer");
-                    unanswered.push(node);
-                }
-            }
-        }
-        Ok(Home::Create { top, unanswered })
+        find_home(&self.node, room, per_ask, false).await
     }
 
     /// The members this node sees, itself excluded, with their load.

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Span;
 
 use crate::ids::RoomId;
-use crate::room::fabric::{RoomCall, ShardCallMsg, ShardError, ShardReply};
+use crate::room::fabric::{RoomCall, ShardCall, ShardCallMsg, ShardError, ShardReply};
 use crate::room::{CloseRoom, GateHold, RoomActor, RoomClosed, RoomEnv, RoomGate, WorkerLost};
 
 /// Error finding or creating a room.
@@ -70,6 +70,29 @@ impl Actor for RoomRegistry {
     type Context = Context<Self>;
 }
 
+impl RoomRegistry {
+    /// Starts room `room` (its home from the start when `home`), in place
+    /// of any closing one of the same name.
+    fn start_room(&mut self, room: RoomId, home: bool, ctx: &mut Context<Self>) -> Addr<RoomActor> {
+        let gate = RoomGate::default();
+        let actor = RoomActor::new(
+            room.clone(),
+            Arc::clone(&self.env),
+            gate.clone(),
+            ctx.address().recipient(),
+        );
+        let addr = if home { actor.as_home() } else { actor }.start();
+        self.rooms.insert(
+            room,
+            Entry {
+                addr: addr.clone(),
+                gate,
+            },
+        );
+        addr
+    }
+}
+
 /// Finds a room, creating it when needed, and holds it open for a join.
 /// Participants are placed on workers when they join, not rooms.
 #[derive(Debug, Message)]
@@ -95,22 +118,11 @@ impl Handler<GetOrCreateRoom> for RoomRegistry {
         if self.env.workers.live().is_empty() {
             return Err(GetRoomError::NoWorker);
         }
-        let gate = RoomGate::default();
-        let hold = gate.hold().expect("a new gate is open");
-        let addr = RoomActor::new(
-            msg.room.clone(),
-            Arc::clone(&self.env),
-            gate.clone(),
-            ctx.address().recipient(),
-        )
-        .start();
-        self.rooms.insert(
-            msg.room,
-            Entry {
-                addr: addr.clone(),
-                gate,
-            },
-        );
+        let addr = self.start_room(msg.room.clone(), false, ctx);
+        let hold = self.rooms[&msg.room]
+            .gate
+            .hold()
+            .expect("a new gate is open");
         Ok(RoomTicket { addr, hold })
     }
 }
@@ -161,15 +173,18 @@ impl Handler<HostsRoom> for RoomRegistry {
 
 impl Handler<RoomCall> for RoomRegistry {
     type Result = ResponseFuture<Result<ShardReply, ShardError>>;
-    fn handle(&mut self, msg: RoomCall, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: RoomCall, ctx: &mut Self::Context) -> Self::Result {
         let RoomCall { room, from, call } = msg;
-        let Some(addr) = self
+        let open = self
             .rooms
             .get(&room)
             .filter(|e| !e.gate.is_closed())
-            .map(|e| e.addr.clone())
-        else {
-            return Box::pin(async move { Err(ShardError::UnknownRoom(room)) });
+            .map(|e| e.addr.clone());
+        let addr = match (open, &call) {
+            (Some(addr), _) => addr,
+            // The home rule chose this node: the room's home starts here.
+            (None, ShardCall::Attach) => self.start_room(room.clone(), true, ctx),
+            (None, _) => return Box::pin(async move { Err(ShardError::UnknownRoom(room)) }),
         };
         Box::pin(async move {
             addr.send(ShardCallMsg { from, call })

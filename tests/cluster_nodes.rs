@@ -132,20 +132,28 @@ async fn a_room_home_is_found_by_asking_candidates_in_rendezvous_order() {
         );
     }
 
-    // The room opens on B (the join went there): both find B as its home,
-    // A after asking itself first.
+    // A join arrives on B: B's room finds that nobody hosts the room and
+    // that A is the top candidate, so it attaches to A as a shard, and A's
+    // registry starts the room there as its home. Both then find A.
     let mut peer = Client::connect(b.http_addr).await;
     peer.join(room.as_str(), "p").await;
     for n in [&a, &b] {
-        assert_eq!(
-            cluster(n).find_home(&room, per_ask).await.unwrap(),
-            Home::Hosted(b_id.clone())
-        );
+        eventually_ok("the home on A", TIMEOUT, async || {
+            match cluster(n).find_home(&room, per_ask).await.unwrap() {
+                Home::Hosted(h) if h == a_id => Ok(()),
+                other => Err(other),
+            }
+        })
+        .await;
     }
+    // A hosts the room for B's participant only: no peer on A.
+    assert_eq!(status(&a).await.peers, 0);
 
-    // Once it closes, nobody hosts it again.
+    // Once B's participant leaves, B's shard closes and detaches, and the
+    // home, with neither peers nor shards, closes too.
     drop(peer);
     wait_idle(&b).await;
+    wait_idle(&a).await;
     assert_eq!(
         cluster(&a).find_home(&room, per_ask).await.unwrap(),
         want_create

@@ -1,8 +1,9 @@
-//! A room spanning two nodes: a producer on node A is announced to the
-//! room's shard on node B (as the room's home does), and B's subscribers
-//! receive it through a cross-node pipe (QUIC handshake, mediasoup
-//! PipeTransports on each node's fabric address). Real RTP measured by the
-//! loadgen engine; then pause, close and bad fabric input.
+//! A room spanning two nodes: the room's home (found by the home rule)
+//! relays the room map between the nodes' shards, a producer on node A is
+//! offered to B's peers, and B's subscribers receive it through a
+//! cross-node pipe (QUIC handshake, mediasoup PipeTransports on each
+//! node's fabric address). Real RTP measured by the loadgen engine; then
+//! pause, resume and close across nodes, and bad fabric input.
 
 mod common;
 
@@ -22,21 +23,16 @@ use mafalda::registry::ROOMS_ACTOR;
 use mafalda::room::fabric::{PipeTuple, RoomCall, ShardCall, ShardError};
 use mafalda::room::wire::AsJson;
 use mafalda::room::ProducerInfo;
-use mafalda::sfu::Sfu;
-use mafalda_actors::{ActorRef, NodeId};
-use mediasoup::prelude::ProducerId;
+use mafalda::room::RoomError;
+use mafalda::sfu::{Sfu, SfuError};
+use mafalda_actors::NodeId;
 
 const LOCALHOST: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
-/// Publishers join room `room` on node A, subscribers on node B; every
-/// producer is announced to B's shard over the fabric, as the room's home
-/// relays it.
+/// Publishers join the room on node A, subscribers on node B.
 struct Spanning {
     a: FacadeTarget,
     b: FacadeTarget,
-    a_node: NodeId,
-    to_b: ActorRef<RoomCall>,
-    room: RoomId,
     /// Our index → (on A?, index in that target).
     peers: Vec<(bool, usize)>,
 }
@@ -64,27 +60,7 @@ impl Target for Spanning {
         spec: &StreamSpec,
     ) -> Result<(ProducerKey, SocketAddr), TargetError> {
         let (_, i) = self.peers[peer];
-        let (key, to) = self.a.publish(i, spec).await?;
-        let producer_id: ProducerId = key.0.parse().expect("producer id");
-        let call = ShardCall::ProducerAnnounced {
-            info: ProducerInfo {
-                producer_id,
-                peer_id: PeerId::new(),
-                kind: spec.kind.media_kind(),
-                paused: false,
-            },
-            loc: RouterLoc::new(self.a_node.clone(), WorkerSlot(0)),
-        };
-        let to_b = self.to_b.clone();
-        let msg = RoomCall {
-            room: self.room.clone(),
-            from: self.a_node.clone(),
-            call,
-        };
-        match to_b.ask(msg).await {
-            Ok(Ok(_)) => Ok((key, to)),
-            other => Err(TargetError::Signalling(format!("announce: {other:?}"))),
-        }
+        self.a.publish(i, spec).await
     }
 
     async fn subscribe(
@@ -94,7 +70,16 @@ impl Target for Spanning {
         sink: SocketAddr,
     ) -> Result<u32, TargetError> {
         let (_, i) = self.peers[peer];
-        self.b.subscribe(i, producer, sink).await
+        // The producer reaches B's room through the room's home, shortly
+        // after it was made on A.
+        let b = &mut self.b;
+        eventually_ok("the producer to reach B", TIMEOUT, async || {
+            match b.subscribe(i, producer, sink).await {
+                Err(TargetError::Sfu(SfuError::Room(RoomError::UnknownProducer(id)))) => Err(id),
+                other => Ok(other),
+            }
+        })
+        .await
     }
 
     async fn leave(&mut self, peer: usize) -> Result<(), TargetError> {
@@ -159,10 +144,6 @@ async fn a_producer_on_one_node_reaches_subscribers_on_another() {
         .join("keeper")
         .await
         .unwrap();
-    let to_b = cluster(&a)
-        .node()
-        .actor_ref::<RoomCall>(cluster(&b).node().id(), ROOMS_ACTOR)
-        .unwrap();
     let target = Spanning {
         a: FacadeTarget::new(Sfu::from_node(&a), room.as_str())
             .await
@@ -170,9 +151,6 @@ async fn a_producer_on_one_node_reaches_subscribers_on_another() {
         b: FacadeTarget::new(Sfu::from_node(&b), room.as_str())
             .await
             .unwrap(),
-        a_node: cluster(&a).node().id().clone(),
-        to_b: to_b.clone(),
-        room: room.clone(),
         peers: Vec::new(),
     };
     let tracks = Tracks {
@@ -368,7 +346,7 @@ async fn next_event(
     events: &mut tokio::sync::mpsc::Receiver<mafalda::sfu::Event>,
     what: &str,
     want: impl Fn(&mafalda::sfu::Event) -> bool,
-) {
+) -> mafalda::sfu::Event {
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     loop {
         let e = tokio::time::timeout_at(deadline, events.recv())
@@ -376,7 +354,7 @@ async fn next_event(
             .unwrap_or_else(|_| panic!("no {what} within {TIMEOUT:?}"))
             .expect("event queue open");
         if want(&e) {
-            return;
+            return e;
         }
     }
 }
@@ -388,10 +366,6 @@ async fn pause_resume_and_close_cross_nodes() {
 
     let (a, b, dir) = two_nodes("flow").await;
     let room = RoomId::new("flow");
-    let (a_id, b_id) = (
-        cluster(&a).node().id().clone(),
-        cluster(&b).node().id().clone(),
-    );
     let publisher = Sfu::from_node(&a)
         .room(room.as_str())
         .await
@@ -403,29 +377,22 @@ async fn pause_resume_and_close_cross_nodes() {
     let viewer = b_room.join("viewer").await.unwrap();
     let mut events = viewer.take_events().unwrap();
     let prober = b_room.join("prober").await.unwrap();
+    // The room's map reaches B by itself: A's room reports its peer and
+    // producer, and the room's home relays them.
+    if !viewer
+        .join_info()
+        .peers
+        .iter()
+        .any(|p| p.peer_id == publisher.id())
+    {
+        next_event(
+            &mut events,
+            "peerJoined of A's peer",
+            |e| matches!(e, Event::PeerJoined(i) if i.peer_id == publisher.id()),
+        )
+        .await;
+    }
     let producer = publish(&publisher, 4242).await;
-    let to_b = cluster(&a)
-        .node()
-        .actor_ref::<RoomCall>(&b_id, ROOMS_ACTOR)
-        .unwrap();
-    let announce = |call| RoomCall {
-        room: room.clone(),
-        from: a_id.clone(),
-        call,
-    };
-    to_b.ask(announce(ShardCall::ProducerAnnounced {
-        info: ProducerInfo {
-            producer_id: producer.id(),
-            peer_id: publisher.id(),
-            kind: mediasoup::prelude::MediaKind::Video,
-            paused: false,
-        },
-        loc: RouterLoc::new(a_id.clone(), WorkerSlot(0)),
-    }))
-    .await
-    .unwrap()
-    .unwrap();
-    // B's peers are offered it.
     next_event(
         &mut events,
         "newProducer",
@@ -462,32 +429,44 @@ async fn pause_resume_and_close_cross_nodes() {
         .await
     };
     producer.pause().await.unwrap();
+    next_event(
+        &mut events,
+        "producerPaused",
+        |e| matches!(e, Event::ProducerPaused { producer_id } if *producer_id == producer.id()),
+    )
+    .await;
     seen_paused(true).await;
     producer.resume().await.unwrap();
+    next_event(
+        &mut events,
+        "producerResumed",
+        |e| matches!(e, Event::ProducerResumed { producer_id } if *producer_id == producer.id()),
+    )
+    .await;
     seen_paused(false).await;
 
-    // The producer closes on A: the hop closes on both nodes, B's
-    // consumer of it is closed.
+    // The producer closes on A: the hop closes on both nodes, B's consumer
+    // of it is closed, and B's peers are told the producer is gone.
     producer.close().await.unwrap();
-    next_event(
-        &mut events,
-        "consumerClosed",
-        |e| matches!(e, Event::ConsumerClosed { consumer_id, .. } if *consumer_id == consumer.id()),
-    )
-    .await;
-    // The home says it is gone: B's peers are told.
-    to_b.ask(announce(ShardCall::ProducerGone {
-        producer_id: producer.id(),
-    }))
-    .await
-    .unwrap()
-    .unwrap();
-    next_event(
-        &mut events,
-        "producerClosed",
-        |e| matches!(e, Event::ProducerClosed { producer_id } if *producer_id == producer.id()),
-    )
-    .await;
+    let (mut consumer_closed, mut producer_closed) = (false, false);
+    while !(consumer_closed && producer_closed) {
+        match next_event(&mut events, "consumerClosed and producerClosed", |e| {
+            matches!(
+                e,
+                Event::ConsumerClosed { .. } | Event::ProducerClosed { .. }
+            )
+        })
+        .await
+        {
+            Event::ConsumerClosed { consumer_id, .. } if consumer_id == consumer.id() => {
+                consumer_closed = true
+            }
+            Event::ProducerClosed { producer_id } if producer_id == producer.id() => {
+                producer_closed = true
+            }
+            _ => {}
+        }
+    }
     for n in [&a, &b] {
         eventually_ok("the pipes to close", TIMEOUT, async || {
             let s = status(n).await;

@@ -20,9 +20,11 @@ use super::peers::Peer;
 use super::pipes::{PairFuture, PipeTreeOf, RemoteHopState};
 use super::remote::OutLink;
 use super::routers::RouterEntry;
+use super::span::Role;
 use super::{RoomEnv, RoomError};
 use crate::ids::{PeerId, RoomId, RouterLoc};
 use crate::metrics::{Resource, Tracked};
+use mafalda_actors::NodeId;
 
 /// One room on this node, spanning every worker its peers are placed on.
 pub struct RoomActor {
@@ -44,6 +46,10 @@ pub struct RoomActor {
     pub(super) remote_producers: HashMap<ProducerId, (ProducerInfo, RouterLoc)>,
     /// Links feeding other nodes' routers from ours, by (our router, theirs).
     pub(super) out_links: HashMap<(RouterLoc, RouterLoc), OutLink>,
+    /// This node's part in the room: alone, home or shard.
+    pub(super) role: Role,
+    /// Peers on other nodes, with their node.
+    pub(super) remote_peers: HashMap<PeerId, (PeerInfo, NodeId)>,
     /// The last reported state of each hop fed from another node.
     pub(super) remote_hops: HashMap<(ProducerId, RouterLoc), Arc<Mutex<RemoteHopState>>>,
     pub(super) pending_joins: usize,
@@ -79,6 +85,11 @@ impl RoomActor {
     ) -> Self {
         let span = tracing::info_span!("room", node = %env.node, room = %id);
         let tracked = Tracked::new(Resource::Room, &[&env.counters]);
+        let role = if env.fabric.get().is_some() {
+            Role::Finding(Vec::new())
+        } else {
+            Role::Alone
+        };
         Self {
             id,
             env,
@@ -90,6 +101,8 @@ impl RoomActor {
             next_id: 0,
             peers: HashMap::new(),
             remote_producers: HashMap::new(),
+            role,
+            remote_peers: HashMap::new(),
             out_links: HashMap::new(),
             remote_hops: HashMap::new(),
             pending_joins: 0,
@@ -101,6 +114,16 @@ impl RoomActor {
         }
     }
 
+    /// The room's home from the start: made by a shard attaching (the
+    /// home rule chose this node).
+    pub fn as_home(mut self) -> Self {
+        if !matches!(self.role, Role::Alone) {
+            self.role = Role::Finding(Vec::new());
+            self.become_home();
+        }
+        self
+    }
+
     pub(super) fn fresh_id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
@@ -109,7 +132,7 @@ impl RoomActor {
     /// Closes the room if it is empty and no join is pending or about to
     /// arrive.
     pub(super) fn maybe_close(&mut self, ctx: &mut Context<Self>) {
-        if self.closing || !self.peers.is_empty() || self.pending_joins > 0 {
+        if self.closing || !self.peers.is_empty() || self.pending_joins > 0 || self.has_shards() {
             return;
         }
         if self.gate.try_close() {
@@ -171,6 +194,7 @@ impl RoomActor {
         // Dropping the peer closes its transports, and with them its
         // producers and consumers.
         drop(peer);
+        self.publish_peer_left(peer_id, &producers);
         for producer_id in producers {
             self.drop_pipes_of(producer_id);
             self.broadcast(peer_id, Event::ProducerClosed { producer_id }, ctx);
@@ -183,7 +207,7 @@ impl RoomActor {
     /// The idle check: a room found empty twice in a row (no peer, no
     /// pending join, nobody holding its gate) closes.
     fn idle_check(&mut self, ctx: &mut Context<Self>) {
-        if self.peers.is_empty() && self.pending_joins == 0 {
+        if self.peers.is_empty() && self.pending_joins == 0 && !self.has_shards() {
             self.idle_ticks += 1;
             if self.idle_ticks >= 2 {
                 self.maybe_close(ctx);
@@ -204,10 +228,12 @@ impl Actor for RoomActor {
         // one and a half periods.
         let period = Duration::from_millis(self.env.config.rooms.idle_close_ms.max(2) / 2);
         ctx.run_interval(period, |act, ctx| act.idle_check(ctx));
+        self.find_role(ctx);
     }
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
         let _e = self.span.clone().entered();
+        self.leave_span();
         self.clear();
         tracing::info!("room closed");
         self.registry.do_send(RoomClosed {
@@ -315,7 +341,12 @@ impl Handler<Join> for RoomActor {
                 peer_id,
                 display_name,
             };
-            let peers = act.peers.values().map(|p| p.info.clone()).collect();
+            let peers = act
+                .peers
+                .values()
+                .map(|p| p.info.clone())
+                .chain(act.remote_peer_infos())
+                .collect();
             let producers = act.producer_infos();
             act.peers.insert(
                 peer_id,
@@ -324,6 +355,7 @@ impl Handler<Join> for RoomActor {
             let _e = act.span.clone().entered();
             tracing::info!(peer = %peer_id, name = %info.display_name, router = %loc, "peer joined");
             drop(_e);
+            act.publish_peer_joined(&info);
             act.broadcast(peer_id, Event::PeerJoined(info), ctx);
             Ok(Joined {
                 peer_id,

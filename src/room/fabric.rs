@@ -35,9 +35,9 @@ use mediasoup::types::rtp_parameters::{MediaKind, RtpParameters};
 use mediasoup::types::srtp_parameters::SrtpParameters;
 use serde::{Deserialize, Serialize};
 
-use super::messages::ProducerInfo;
+use super::messages::{PeerInfo, ProducerInfo};
 use super::wire::{AsJson, WireError};
-use crate::ids::{RoomId, RouterLoc};
+use crate::ids::{PeerId, RoomId, RouterLoc};
 
 /// One call from a room shard on another node to this node's shard of
 /// `room`.
@@ -155,6 +155,31 @@ pub enum ShardCall {
         /// Increases with every change of this hop.
         seq: u64,
     },
+    /// A shard attaches to the room's home (the callee), which answers with
+    /// [`ShardReply::Snapshot`] and from then on relays every change of the
+    /// room to it. The home's registry creates the room if it has none.
+    Attach,
+    /// A shard's room closed: the home stops relaying to it.
+    Detach,
+    /// A peer joined on `node` (a shard reports its own; the home relays).
+    PeerJoined {
+        /// The peer.
+        info: PeerInfo,
+        /// Where its session and transports are.
+        node: NodeId,
+    },
+    /// A peer on another node left.
+    PeerLeft {
+        /// Who.
+        peer_id: PeerId,
+    },
+    /// A producer on another node was paused or resumed.
+    ProducerPaused {
+        /// Which.
+        producer_id: ProducerId,
+        /// Paused (true) or resumed.
+        paused: bool,
+    },
 }
 
 /// A shard's answer.
@@ -179,6 +204,14 @@ pub enum ShardReply {
         paused: bool,
         /// The hop's change sequence number at this answer.
         seq: u64,
+    },
+    /// The whole room as the home knows it: every peer with its node, every
+    /// producer with its router.
+    Snapshot {
+        /// Peers.
+        peers: Vec<(PeerInfo, NodeId)>,
+        /// Producers.
+        producers: Vec<(ProducerInfo, RouterLoc)>,
     },
 }
 
@@ -209,6 +242,10 @@ pub enum ShardError {
     /// mediasoup refused (a bad tuple, for example).
     #[error("mediasoup refused: {0}")]
     Refused(String),
+    /// The callee is a shard of the room, not its home (whose node is given
+    /// when known).
+    #[error("not the room's home (the home is {0:?})")]
+    NotHome(Option<NodeId>),
 }
 
 /// The local form of a [`RoomCall`], sent by the registry to the room.

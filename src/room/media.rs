@@ -7,6 +7,7 @@ use actix::prelude::*;
 use mediasoup::prelude::*;
 use tracing::Instrument;
 
+use super::fabric::ShardCall;
 use super::messages::{
     ActOnProducer, Consume, ConsumerInfo, ConsumerStats, Direction, Event, Produce, ProducerAction,
     ProducerStats, Toggle, ToggleConsumer,
@@ -75,6 +76,8 @@ impl Handler<Produce> for RoomActor {
             tracing::info!(peer = %peer_id, producer = %info.producer_id, kind = ?info.kind, "producer created");
             drop(_e);
             let id = info.producer_id;
+            let loc = peer.loc.clone();
+            act.publish_producer(&info, &loc);
             act.broadcast(peer_id, Event::NewProducer(info), ctx);
             Ok(id)
         }))
@@ -291,6 +294,7 @@ impl Handler<ActOnProducer> for RoomActor {
                 let _e = self.span.clone().entered();
                 tracing::info!(peer = %peer_id, producer = %producer_id, "producer closed");
                 drop(_e);
+                self.publish(ShardCall::ProducerGone { producer_id });
                 self.broadcast(peer_id, Event::ProducerClosed { producer_id }, ctx);
                 return Box::pin(fut::ready(Ok(())));
             }
@@ -318,6 +322,10 @@ impl Handler<ActOnProducer> for RoomActor {
             } else {
                 Event::ProducerResumed { producer_id }
             };
+            act.publish(ShardCall::ProducerPaused {
+                producer_id,
+                paused: pause,
+            });
             act.broadcast(peer_id, event, ctx);
             Ok(())
         }))

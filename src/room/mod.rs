@@ -60,6 +60,7 @@
 //! - `pipes` — pipe links and hops between the room's routers;
 //! - `remote` — both ends of cross-node pipes, and producers announced
 //!   from other nodes;
+//! - `span` — the room across nodes: home or shard, the room map;
 //! - [`fabric`] — the room's messages between nodes;
 //! - [`wire`] — mediasoup values on the fabric (as JSON);
 //! - `peers` — participants and their transports;
@@ -76,6 +77,7 @@ pub(crate) mod pipe_tree;
 mod pipes;
 mod remote;
 mod routers;
+mod span;
 pub mod wire;
 
 use std::net::IpAddr;

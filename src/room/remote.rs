@@ -52,6 +52,14 @@ impl Far {
         }
     }
 
+    /// Asks; a fabric failure is a refusal.
+    pub(super) async fn ask_raw(&self, call: ShardCall) -> Result<ShardReply, ShardError> {
+        match self.to.ask(self.call(call)).await {
+            Ok(r) => r,
+            Err(e) => Err(ShardError::Refused(e.to_string())),
+        }
+    }
+
     /// Asks, mapping every failure to a room error.
     async fn ask(&self, call: ShardCall) -> Result<ShardReply, RoomError> {
         match self.to.ask(self.call(call)).await {
@@ -64,7 +72,7 @@ impl Far {
 
     /// Tells, at most once; a failure is only logged (the far end cleans
     /// up when the link or the node goes).
-    fn tell(&self, call: ShardCall) {
+    pub(super) fn tell(&self, call: ShardCall) {
         if let Err(e) = self.to.tell(self.call(call)) {
             tracing::debug!(error = %e, "cannot reach the room's shard on another node");
         }
@@ -96,6 +104,7 @@ pub(super) struct OutLink {
 
 #[derive(Debug)]
 struct OutHop {
+    /// Kept open while the far end uses it.
     _consumer: Consumer,
     seq: Arc<AtomicU64>,
 }
@@ -297,7 +306,7 @@ impl RoomActor {
 
     /// A producer announced from another node: kept, and offered to the
     /// local peers.
-    fn announce(&mut self, info: ProducerInfo, loc: RouterLoc, ctx: &mut Context<Self>) {
+    pub(super) fn announce(&mut self, info: ProducerInfo, loc: RouterLoc, ctx: &mut Context<Self>) {
         let id = info.producer_id;
         if self.remote_producers.contains_key(&id) || self.find_producer(id).is_some() {
             return;
@@ -308,7 +317,7 @@ impl RoomActor {
 
     /// An announced producer went away: its pipes close, and the local
     /// peers are told.
-    fn forget(&mut self, producer_id: ProducerId, ctx: &mut Context<Self>) {
+    pub(super) fn forget(&mut self, producer_id: ProducerId, ctx: &mut Context<Self>) {
         let Some((info, _)) = self.remote_producers.remove(&producer_id) else {
             return;
         };
@@ -426,6 +435,7 @@ impl RoomActor {
                     ConsumeError::ProducerNotFound(id) => ShardError::UnknownProducer(id),
                     other => ShardError::Refused(other.to_string()),
                 })?;
+            let consumer_id = consumer.id();
             for change in [HopChange::Paused, HopChange::Resumed, HopChange::Closed] {
                 let (me, key) = (me.clone(), key.clone());
                 let report = move || {
@@ -433,6 +443,7 @@ impl RoomActor {
                         from: key.0.clone(),
                         to: key.1.clone(),
                         producer_id,
+                        consumer_id,
                         change,
                     })
                 };
@@ -540,6 +551,8 @@ struct OutHopChanged {
     from: RouterLoc,
     to: RouterLoc,
     producer_id: ProducerId,
+    /// The pipe consumer that changed (a hop opened again has a new one).
+    consumer_id: ConsumerId,
     change: HopChange,
 }
 
@@ -550,7 +563,11 @@ impl Handler<OutHopChanged> for RoomActor {
         let Some(link) = self.out_links.get_mut(&key) else {
             return;
         };
-        let Some(hop) = link.hops.get(&msg.producer_id) else {
+        let Some(hop) = link
+            .hops
+            .get(&msg.producer_id)
+            .filter(|h| h._consumer.id() == msg.consumer_id)
+        else {
             return;
         };
         let seq = hop.seq.fetch_add(1, Ordering::Relaxed) + 1;
@@ -583,24 +600,26 @@ impl Handler<ShardCallMsg> for RoomActor {
         let _e = self.span.clone().entered();
         tracing::debug!(from = %msg.from, call = ?msg.call, "shard call");
         drop(_e);
+        if let Some(answer) = self.map_call(&msg.from, &msg.call, ctx) {
+            return Box::pin(fut::ready(answer));
+        }
         match msg.call {
-            ShardCall::ProducerAnnounced { info, loc } => {
-                if loc.node == self.env.node {
-                    return done(Err(ShardError::WrongNode(format!("{loc} is on this node"))));
-                }
-                self.announce(info, loc, ctx);
-                done(Ok(()))
-            }
-            ShardCall::ProducerGone { producer_id } => {
-                self.forget(producer_id, ctx);
-                done(Ok(()))
-            }
             ShardCall::OpenLink {
                 from,
                 to,
                 tuple,
                 srtp,
             } => self.open_out_link(msg.from, from, to, tuple, srtp),
+            ShardCall::OpenHop { ref to, .. }
+            | ShardCall::CloseHop { ref to, .. }
+            | ShardCall::CloseLink { ref to, .. }
+                if to.node != msg.from =>
+            {
+                done(Err(ShardError::WrongNode(format!(
+                    "{to} named by {}",
+                    msg.from
+                ))))
+            }
             ShardCall::OpenHop {
                 from,
                 to,
@@ -636,6 +655,14 @@ impl Handler<ShardCallMsg> for RoomActor {
                 self.remote_hop_changed(to, producer_id, change, seq, ctx);
                 done(Ok(()))
             }
+            // Calls about the room map were answered above.
+            ShardCall::Attach
+            | ShardCall::Detach
+            | ShardCall::PeerJoined { .. }
+            | ShardCall::PeerLeft { .. }
+            | ShardCall::ProducerAnnounced { .. }
+            | ShardCall::ProducerGone { .. }
+            | ShardCall::ProducerPaused { .. } => done(Ok(())),
         }
     }
 }
