@@ -26,6 +26,10 @@ enum Command {
         /// Print the effective configuration and exit.
         #[arg(long)]
         print_config: bool,
+        /// Join the cluster through this node's fabric address (repeatable;
+        /// added to `[cluster] seeds`, and turns `[cluster] enabled` on).
+        #[arg(long = "seed", value_name = "ADDR")]
+        seeds: Vec<std::net::SocketAddr>,
     },
     /// Load generator: synthetic RTP publishers (Opus and VP8 shaped) and
     /// subscribers that measure loss and one-way latency, against a room.
@@ -383,11 +387,17 @@ fn main() -> anyhow::Result<()> {
         Command::Node {
             config,
             print_config,
+            seeds,
         } => {
-            let config = match config {
+            let mut config = match config {
                 Some(path) => Config::load(&path)?,
                 None => Config::default(),
             };
+            if !seeds.is_empty() {
+                config.cluster.enabled = true;
+                config.cluster.seeds.extend(seeds);
+                config.validate()?;
+            }
             if print_config {
                 print!("{}", toml::to_string_pretty(&config)?);
                 return Ok(());

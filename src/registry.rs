@@ -13,7 +13,10 @@ use tracing::Span;
 
 use crate::ids::RoomId;
 use crate::room::fabric::{RoomCall, ShardCall, ShardCallMsg, ShardError, ShardReply};
-use crate::room::{CloseRoom, GateHold, RoomActor, RoomClosed, RoomEnv, RoomGate, WorkerLost};
+use crate::room::{
+    CloseRoom, DescribeRoom, GateHold, RoomActor, RoomClosed, RoomEnv, RoomGate, RoomView,
+    WorkerLost,
+};
 
 /// Error finding or creating a room.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -190,6 +193,32 @@ impl Handler<RoomCall> for RoomRegistry {
             addr.send(ShardCallMsg { from, call })
                 .await
                 .unwrap_or(Err(ShardError::UnknownRoom(room)))
+        })
+    }
+}
+
+/// Every open room's [`RoomView`], sorted by name.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<RoomView>")]
+pub struct DescribeRooms;
+
+impl Handler<DescribeRooms> for RoomRegistry {
+    type Result = ResponseFuture<Vec<RoomView>>;
+    fn handle(&mut self, _msg: DescribeRooms, _ctx: &mut Self::Context) -> Self::Result {
+        let asks: Vec<_> = self
+            .rooms
+            .values()
+            .filter(|e| !e.gate.is_closed())
+            .map(|e| e.addr.send(DescribeRoom))
+            .collect();
+        Box::pin(async move {
+            let mut views: Vec<RoomView> = futures::future::join_all(asks)
+                .await
+                .into_iter()
+                .filter_map(Result::ok)
+                .collect();
+            views.sort_by(|a, b| a.room.cmp(&b.room));
+            views
         })
     }
 }

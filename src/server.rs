@@ -14,8 +14,11 @@ use crate::ids::{RoomId, WorkerSlot};
 use crate::metrics::Counters;
 use crate::placement::WorkerBoard;
 use crate::pool::{GetWorkers, KillWorkerInSlot, StopPool, WorkerPool, WorkerStatus};
-use crate::registry::{CloseAll, GetOrCreateRoom, GetRoomError, RoomRegistry, RoomTicket};
+use crate::registry::{
+    CloseAll, DescribeRooms, GetOrCreateRoom, GetRoomError, RoomRegistry, RoomTicket,
+};
 use crate::room::RoomEnv;
+use crate::room::RoomView;
 use crate::worker::SpawnWorkerError;
 
 /// Error starting the SFU half of a node.
@@ -122,6 +125,7 @@ impl Server {
     /// The node's status (what `/api/status` serves).
     pub async fn status(&self) -> Result<NodeStatus, NodeGone> {
         let worker_details = self.pool.send(GetWorkers).await.map_err(|_| NodeGone)?;
+        let room_details = self.rooms.send(DescribeRooms).await.map_err(|_| NodeGone)?;
         let c = self.counters.snapshot();
         Ok(NodeStatus {
             node: self.node.to_string(),
@@ -133,6 +137,7 @@ impl Server {
             producers: c.producers,
             consumers: c.consumers,
             worker_details,
+            room_details,
         })
     }
 
@@ -175,4 +180,7 @@ pub struct NodeStatus {
     pub consumers: i64,
     /// Per worker.
     pub worker_details: Vec<WorkerStatus>,
+    /// Per open room: its part in the room (home or shard), the nodes it
+    /// knows and its pipe links.
+    pub room_details: Vec<RoomView>,
 }

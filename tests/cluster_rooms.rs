@@ -179,6 +179,21 @@ async fn a_producer_on_one_node_reaches_subscribers_on_another() {
     let (sa, sb) = (status(&a).await, status(&b).await);
     assert_eq!(pipes(&sa), (1, 0, 2), "A: {sa:?}");
     assert_eq!(pipes(&sb), (1, 2, 0), "B: {sb:?}");
+    // Status shows the room's home, its shard, and the link between them.
+    let (ra, rb) = (&sa.room_details[0], &sb.room_details[0]);
+    let (an, bn) = (sa.node.clone(), sb.node.clone());
+    let (home, shard) = if ra.role == "home" { (ra, rb) } else { (rb, ra) };
+    assert_eq!((home.role, shard.role), ("home", "shard"), "{ra:?} {rb:?}");
+    assert_eq!(shard.home, home.home, "both name the same home");
+    assert_eq!(home.shards.len(), 1, "{home:?}");
+    assert_eq!((ra.peers, ra.remote_peers), (1, 4), "{ra:?}");
+    assert_eq!((rb.peers, rb.remote_peers), (4, 1), "{rb:?}");
+    assert_eq!((ra.producers, rb.remote_producers), (2, 2));
+    assert_eq!(ra.links_out.len(), 1, "{ra:?}");
+    assert_eq!(ra.links_out[0].hops, 2);
+    assert!(ra.links_out[0].from.starts_with(&an) && ra.links_out[0].to.starts_with(&bn));
+    assert_eq!(rb.links_in.len(), 1, "{rb:?}");
+    assert!(rb.links_in[0].from.starts_with(&an));
     let w = session
         .measure(Duration::from_millis(300), Duration::from_secs(2))
         .await;

@@ -61,6 +61,7 @@
 //! - `remote` — both ends of cross-node pipes, and producers announced
 //!   from other nodes;
 //! - `span` — the room across nodes: home or shard, the room map;
+//! - `status` — what a room shows in `/api/status`;
 //! - [`fabric`] — the room's messages between nodes;
 //! - [`wire`] — mediasoup values on the fabric (as JSON);
 //! - `peers` — participants and their transports;
@@ -78,6 +79,7 @@ mod pipes;
 mod remote;
 mod routers;
 mod span;
+mod status;
 pub mod wire;
 
 use std::net::IpAddr;
@@ -90,6 +92,7 @@ pub use error::RoomError;
 pub use gate::{GateHold, RoomGate};
 pub use messages::*;
 pub use routers::rtc_listen_info;
+pub use status::{DescribeRoom, LinkView, RoomView};
 
 use crate::config::Config;
 use crate::metrics::Counters;

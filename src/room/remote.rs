@@ -102,6 +102,13 @@ pub(super) struct OutLink {
     hops: HashMap<ProducerId, OutHop>,
 }
 
+impl OutLink {
+    /// How many producers it carries.
+    pub(super) fn hop_count(&self) -> usize {
+        self.hops.len()
+    }
+}
+
 #[derive(Debug)]
 struct OutHop {
     /// Kept open while the far end uses it.
