@@ -14,7 +14,7 @@ use tracing::Span;
 use crate::ids::RoomId;
 use crate::room::fabric::{RoomCall, ShardCall, ShardCallMsg, ShardError, ShardReply};
 use crate::room::{
-    CloseRoom, DescribeRoom, GateHold, RoomActor, RoomClosed, RoomEnv, RoomGate, RoomView,
+    CloseRoom, DescribeRoom, GateHold, IsHome, RoomActor, RoomClosed, RoomEnv, RoomGate, RoomView,
     WorkerLost,
 };
 
@@ -152,7 +152,8 @@ impl Handler<WorkerLost> for RoomRegistry {
 /// [`HostsRoom`] on the fabric.
 pub const ROOMS_ACTOR: &str = "sfu.rooms";
 
-/// Asks a node whether it hosts a room (an open one: a closing room does
+/// Asks a node whether it is the home of a room (an open one: a closing
+/// room, a room still finding its home or a shard of a home elsewhere do
 /// not count). A fabric message: plain serde, tag `sfu.HostsRoom/v1`.
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "bool")]
@@ -166,11 +167,19 @@ impl RemoteMessage for HostsRoom {
 }
 
 impl Handler<HostsRoom> for RoomRegistry {
-    type Result = bool;
-    fn handle(&mut self, msg: HostsRoom, _ctx: &mut Self::Context) -> bool {
-        self.rooms
+    type Result = ResponseFuture<bool>;
+    fn handle(&mut self, msg: HostsRoom, _ctx: &mut Self::Context) -> Self::Result {
+        let room = self
+            .rooms
             .get(&msg.room)
-            .is_some_and(|e| !e.gate.is_closed())
+            .filter(|e| !e.gate.is_closed())
+            .map(|e| e.addr.clone());
+        Box::pin(async move {
+            match room {
+                Some(addr) => addr.send(IsHome).await.unwrap_or(false),
+                None => false,
+            }
+        })
     }
 }
 

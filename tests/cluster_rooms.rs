@@ -32,25 +32,40 @@ const LOCALHOST: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOC
 /// Publishers join the room on node A, subscribers on node B.
 struct Spanning {
     a: FacadeTarget,
-    b: FacadeTarget,
-    /// Our index → (on A?, index in that target).
-    peers: Vec<(bool, usize)>,
+    /// The subscribers' nodes, taken in turn.
+    subs: Vec<FacadeTarget>,
+    /// Our index → (None for A or the subscriber node, index in that target).
+    peers: Vec<(Option<usize>, usize)>,
+}
+
+impl Spanning {
+    fn new(a: FacadeTarget, subs: Vec<FacadeTarget>) -> Self {
+        Self {
+            a,
+            subs,
+            peers: Vec::new(),
+        }
+    }
+
+    fn target(&mut self, at: Option<usize>) -> &mut FacadeTarget {
+        match at {
+            None => &mut self.a,
+            Some(n) => &mut self.subs[n],
+        }
+    }
 }
 
 #[async_trait(?Send)]
 impl Target for Spanning {
     fn describe(&self) -> String {
-        "one room on two nodes".into()
+        "one room over several nodes".into()
     }
 
     async fn join(&mut self, name: &str) -> Result<usize, TargetError> {
-        let on_a = name.starts_with("pub");
-        let i = if on_a {
-            self.a.join(name).await?
-        } else {
-            self.b.join(name).await?
-        };
-        self.peers.push((on_a, i));
+        let subscribers = self.peers.iter().filter(|(at, _)| at.is_some()).count();
+        let at = (!name.starts_with("pub")).then(|| subscribers % self.subs.len());
+        let i = self.target(at).join(name).await?;
+        self.peers.push((at, i));
         Ok(self.peers.len() - 1)
     }
 
@@ -69,37 +84,39 @@ impl Target for Spanning {
         producer: &ProducerKey,
         sink: SocketAddr,
     ) -> Result<u32, TargetError> {
-        let (_, i) = self.peers[peer];
-        // The producer reaches B's room through the room's home, shortly
-        // after it was made on A.
-        let b = &mut self.b;
-        eventually_ok("the producer to reach B", TIMEOUT, async || {
-            match b.subscribe(i, producer, sink).await {
+        let (at, i) = self.peers[peer];
+        // The producer reaches the subscriber's node through the room's
+        // home, shortly after it was made on A.
+        let t = self.target(at);
+        eventually_ok(
+            "the producer to reach the subscriber's node",
+            TIMEOUT,
+            async || match t.subscribe(i, producer, sink).await {
                 Err(TargetError::Sfu(SfuError::Room(RoomError::UnknownProducer(id)))) => Err(id),
                 other => Ok(other),
-            }
-        })
+            },
+        )
         .await
     }
 
     async fn leave(&mut self, peer: usize) -> Result<(), TargetError> {
-        let (on_a, i) = self.peers[peer];
-        if on_a {
-            self.a.leave(i).await
-        } else {
-            self.b.leave(i).await
-        }
+        let (at, i) = self.peers[peer];
+        self.target(at).leave(i).await
     }
 
     async fn worker_cpu(&self) -> Vec<Duration> {
         let mut v = self.a.worker_cpu().await;
-        v.extend(self.b.worker_cpu().await);
+        for t in &self.subs {
+            v.extend(t.worker_cpu().await);
+        }
         v
     }
 
     async fn shutdown(&mut self) {
         self.a.shutdown().await;
-        self.b.shutdown().await;
+        for t in &mut self.subs {
+            t.shutdown().await;
+        }
     }
 }
 
@@ -144,15 +161,14 @@ async fn a_producer_on_one_node_reaches_subscribers_on_another() {
         .join("keeper")
         .await
         .unwrap();
-    let target = Spanning {
-        a: FacadeTarget::new(Sfu::from_node(&a), room.as_str())
+    let target = Spanning::new(
+        FacadeTarget::new(Sfu::from_node(&a), room.as_str())
             .await
             .unwrap(),
-        b: FacadeTarget::new(Sfu::from_node(&b), room.as_str())
+        vec![FacadeTarget::new(Sfu::from_node(&b), room.as_str())
             .await
-            .unwrap(),
-        peers: Vec::new(),
-    };
+            .unwrap()],
+    );
     let tracks = Tracks {
         audio: true,
         video: true,
@@ -182,7 +198,11 @@ async fn a_producer_on_one_node_reaches_subscribers_on_another() {
     // Status shows the room's home, its shard, and the link between them.
     let (ra, rb) = (&sa.room_details[0], &sb.room_details[0]);
     let (an, bn) = (sa.node.clone(), sb.node.clone());
-    let (home, shard) = if ra.role == "home" { (ra, rb) } else { (rb, ra) };
+    let (home, shard) = if ra.role == "home" {
+        (ra, rb)
+    } else {
+        (rb, ra)
+    };
     assert_eq!((home.role, shard.role), ("home", "shard"), "{ra:?} {rb:?}");
     assert_eq!(shard.home, home.home, "both name the same home");
     assert_eq!(home.shards.len(), 1, "{home:?}");
@@ -209,6 +229,108 @@ async fn a_producer_on_one_node_reaches_subscribers_on_another() {
     assert_eq!((pipes(&sa), pipes(&sb)), ((0, 0, 0), (0, 0, 0)));
     b.stop().await;
     a.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Three clustered nodes named `{tag}-a`, `-b`, `-c`, with a pipe fan-out
+/// of `fanout`, each seeing the others alive.
+async fn three_nodes(tag: &str, fanout: u32) -> (Vec<RunningNode>, std::path::PathBuf) {
+    let names: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|n| format!("{tag}-{n}"))
+        .collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let dir = certs(&refs);
+    let mut nodes: Vec<RunningNode> = Vec::new();
+    for name in &names {
+        let seeds = nodes
+            .first()
+            .map(|n| vec![cluster(n).node().addr()])
+            .unwrap_or_default();
+        let mut config = clustered(name, &dir, seeds);
+        config.placement.pipe_fanout = fanout;
+        nodes.push(start_node(config).await);
+    }
+    for n in &nodes {
+        eventually(
+            "every node to see the others",
+            Duration::from_secs(15),
+            async || {
+                let alive = cluster(n)
+                    .members()
+                    .iter()
+                    .filter(|m| m.state == "alive" && names.contains(&m.node))
+                    .count();
+                (alive == 2).then_some(())
+            },
+        )
+        .await;
+    }
+    (nodes, dir)
+}
+
+#[actix_rt::test]
+async fn fan_out_across_nodes_is_a_tree() {
+    // With a fan-out of 1, node A feeds one node; the third node gets the
+    // stream through the second, not from A.
+    let (nodes, dir) = three_nodes("tree", 1).await;
+    let room = RoomId::new("tree");
+    let facade = |n: &RunningNode| FacadeTarget::new(Sfu::from_node(n), room.as_str());
+    let target = Spanning::new(
+        facade(&nodes[0]).await.unwrap(),
+        vec![
+            facade(&nodes[1]).await.unwrap(),
+            facade(&nodes[2]).await.unwrap(),
+        ],
+    );
+    let tracks = Tracks {
+        audio: false,
+        video: true,
+    };
+    let mut session = Session::new(target, tracks, LOCALHOST, 1).expect("engine");
+    session.add_publisher().await.expect("publisher on A");
+    // Subscribers on B, then C, then B and C again.
+    for _ in 0..4 {
+        session.add_subscriber().await.expect("subscriber");
+    }
+    eventually_ok("media on B and C", TIMEOUT, async || {
+        let s = session.receiver().snapshot();
+        if s.streams.len() == 4 && s.streams.iter().all(|st| st.packets > 0) {
+            Ok(())
+        } else {
+            Err(s.totals)
+        }
+    })
+    .await;
+    let w = session
+        .measure(Duration::from_millis(300), Duration::from_secs(2))
+        .await;
+    assert!(w.received > 0 && w.loss_pct < 1.0, "{w:?}");
+    let views: Vec<_> = futures::future::join_all(nodes.iter().map(status)).await;
+    let (va, vb, vc) = (
+        &views[0].room_details[0],
+        &views[1].room_details[0],
+        &views[2].room_details[0],
+    );
+    let (na, nb) = (&views[0].node, &views[1].node);
+    // A feeds B only; B feeds C; C takes it from B.
+    assert_eq!(va.links_out.len(), 1, "A: {va:?}");
+    assert!(va.links_out[0].to.starts_with(nb.as_str()), "A: {va:?}");
+    assert_eq!(vb.links_out.len(), 1, "B: {vb:?}");
+    assert!(
+        vb.links_in.iter().any(|l| l.from.starts_with(na.as_str())),
+        "B: {vb:?}"
+    );
+    assert_eq!(vc.links_in.len(), 1, "C: {vc:?}");
+    assert!(vc.links_in[0].from.starts_with(nb.as_str()), "C: {vc:?}");
+
+    session.finish().await;
+    for n in &nodes {
+        wait_idle(n).await;
+    }
+    for n in nodes.into_iter().rev() {
+        n.stop().await;
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -180,6 +180,17 @@ pub enum ShardCall {
         /// Paused (true) or resumed.
         paused: bool,
     },
+    /// Where to take `producer_id` from for a new hop into the caller's
+    /// node, asked of the node of router `from` (which has it). Answered
+    /// with [`ShardReply::Source`]: `from` itself while it feeds fewer than
+    /// `placement.pipe_fanout` routers, else a router on another node it
+    /// feeds (ask that one next), so that fan-out across nodes is a tree.
+    PipeSource {
+        /// The producer.
+        producer_id: ProducerId,
+        /// The callee's router holding it.
+        from: RouterLoc,
+    },
 }
 
 /// A shard's answer.
@@ -213,6 +224,8 @@ pub enum ShardReply {
         /// Producers.
         producers: Vec<(ProducerInfo, RouterLoc)>,
     },
+    /// Take the producer from this router.
+    Source(RouterLoc),
 }
 
 /// Why a shard refused a call.

@@ -14,7 +14,7 @@ use super::messages::{
 };
 use super::peers::{producer_info, Peer};
 use super::{RoomActor, RoomError};
-use crate::ids::PeerId;
+use crate::ids::{PeerId, RouterLoc};
 use crate::metrics::{Resource, Tracked};
 
 impl RoomActor {
@@ -137,6 +137,48 @@ impl Handler<Consume> for RoomActor {
     type Result = ResponseActFuture<Self, Result<ConsumerInfo, RoomError>>;
 
     fn handle(&mut self, msg: Consume, ctx: &mut Self::Context) -> Self::Result {
+        // A producer from another node whose new hop would cross nodes:
+        // ask where to take it from first (its node may point elsewhere
+        // when its fan-out is full).
+        match self.remote_parent_for(&msg) {
+            Some(start) => {
+                let resolve = self.resolve_source(msg.producer_id, start);
+                Box::pin(
+                    resolve
+                        .into_actor(self)
+                        .then(move |via, act, ctx| act.consume(msg, via, ctx)),
+                )
+            }
+            None => self.consume(msg, None, ctx),
+        }
+    }
+}
+
+impl RoomActor {
+    /// For a consume of a producer living on another node: the other
+    /// node's router the new hop into the consumer's router would come
+    /// from, if it would cross nodes (none when a hop is there already or
+    /// one on this node can feed it).
+    fn remote_parent_for(&self, msg: &Consume) -> Option<RouterLoc> {
+        let (_, origin) = self.remote_producers.get(&msg.producer_id)?;
+        let target = &self.peers.get(&msg.peer_id)?.loc;
+        let fanout = self.env.config.placement.pipe_fanout.max(1) as usize;
+        let parent = match self.pipes.get(&msg.producer_id) {
+            Some(tree) if tree.hop(target).is_some() => return None,
+            Some(tree) => tree.parent_for_new_hop(fanout, target).0,
+            None => origin.clone(),
+        };
+        (parent.node != self.env.node).then_some(parent)
+    }
+
+    /// Consumes, through a hop from `via` when a new hop from another
+    /// node is needed.
+    fn consume(
+        &mut self,
+        msg: Consume,
+        via: Option<RouterLoc>,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Result<ConsumerInfo, RoomError>> {
         let checked = (|| {
             let transport = self.transport(msg.peer_id, msg.transport_id, Some(Direction::Recv))?;
             let source = match self.find_producer(msg.producer_id) {
@@ -159,7 +201,7 @@ impl Handler<Consume> for RoomActor {
         let pipe = if source == target {
             None
         } else {
-            match self.pipe_for(producer_id, &source, &target, ctx) {
+            match self.pipe_for(producer_id, &source, &target, via, ctx) {
                 Ok(p) => Some(p),
                 Err(e) => return Box::pin(fut::ready(Err(e))),
             }

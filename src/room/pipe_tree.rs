@@ -97,27 +97,35 @@ impl<H> PipeTree<H> {
         self.hops.values().filter(|e| &e.from == loc).count()
     }
 
-    /// Where a new hop attaches, and that router's depth: the shallowest
-    /// router holding the producer with fewer than `fanout` children (ties:
-    /// fewer children, then the lower location). A leaf always has room, so
-    /// there is always one.
-    pub fn parent_for_new_hop(&self, fanout: usize) -> (RouterLoc, u32) {
-        let origin = (0u32, self.children(&self.origin), &self.origin);
+    /// Where a new hop into `to` attaches, and that router's depth: a
+    /// router holding the producer with fewer than `fanout` children, on
+    /// `to`'s node if there is one (a pipe between nodes costs more), then
+    /// the shallowest (ties: fewer children, then the lower location). A
+    /// leaf always has room, so there is always one.
+    pub fn parent_for_new_hop(&self, fanout: usize, to: &RouterLoc) -> (RouterLoc, u32) {
+        let away = |loc: &RouterLoc| loc.node != to.node;
+        let origin = (
+            away(&self.origin),
+            0u32,
+            self.children(&self.origin),
+            &self.origin,
+        );
         let hops = self
             .hops
             .iter()
-            .map(|(loc, e)| (e.depth, self.children(loc), loc));
+            .map(|(loc, e)| (away(loc), e.depth, self.children(loc), loc));
         std::iter::once(origin)
             .chain(hops)
-            .filter(|(_, children, _)| *children < fanout.max(1))
+            .filter(|(_, _, children, _)| *children < fanout.max(1))
             .min()
-            .map_or((self.origin.clone(), 0), |(depth, _, loc)| {
+            .map_or((self.origin.clone(), 0), |(_, depth, _, loc)| {
                 (loc.clone(), depth)
             })
     }
 
-    /// Removes the hops into or out of `loc`, and every hop below them.
-    /// Returns whether any hop was removed.
+    /// Removes the hops into or out of `loc`, and every hop below them (a
+    /// hop from another node's router has its parent there, and is cut only
+    /// with that router). Returns whether any hop was removed.
     pub fn cut(&mut self, loc: &RouterLoc) -> bool {
         let before = self.hops.len();
         self.hops.retain(|to, e| to != loc && &e.from != loc);
@@ -125,7 +133,11 @@ impl<H> PipeTree<H> {
             let orphans: Vec<RouterLoc> = self
                 .hops
                 .iter()
-                .filter(|(_, e)| e.from != self.origin && !self.hops.contains_key(&e.from))
+                .filter(|(to, e)| {
+                    e.from != self.origin
+                        && e.from.node == to.node
+                        && !self.hops.contains_key(&e.from)
+                })
                 .map(|(to, _)| to.clone())
                 .collect();
             if orphans.is_empty() {
@@ -188,7 +200,7 @@ mod tests {
 
     /// Attaches a hop where the tree says, as the room does.
     fn grow(tree: &mut PipeTree<()>, to: RouterLoc, fanout: usize, id: u64) -> RouterLoc {
-        let (parent, depth) = tree.parent_for_new_hop(fanout);
+        let (parent, depth) = tree.parent_for_new_hop(fanout, &to);
         tree.insert(to, Hop::new(id, parent.clone(), depth + 1, ()));
         parent
     }
@@ -287,6 +299,33 @@ mod tests {
         assert!(!t.prune_from(&loc("a", 1)));
         t.hop_mut(&loc("a", 1)).unwrap().in_flight = 0;
         assert!(t.prune_from(&loc("a", 1)));
+    }
+
+    #[test]
+    fn a_router_on_the_same_node_is_preferred_over_another_node() {
+        // The producer lives on a/w0; b/w0 already has it.
+        let mut t = PipeTree::new(loc("a", 0));
+        grow(&mut t, loc("b", 0), 4, 1);
+        // b/w1 takes it from b/w0, not across nodes from a/w0 (which has
+        // room for more).
+        assert_eq!(grow(&mut t, loc("b", 1), 4, 2), loc("b", 0));
+        // A router of a third node takes it from the shallowest router
+        // with room: the origin.
+        assert_eq!(grow(&mut t, loc("c", 0), 4, 3), loc("a", 0));
+    }
+
+    #[test]
+    fn a_hop_fed_from_another_node_is_no_orphan() {
+        // On node c, the producer (origin a/w0) arrives from b/w0, then
+        // goes on to c/w1.
+        let mut t = PipeTree::new(loc("a", 0));
+        t.insert(loc("c", 0), Hop::new(1, loc("b", 0), 2, ()));
+        t.insert(loc("c", 1), Hop::new(2, loc("c", 0), 3, ()));
+        assert!(!t.cut(&loc("c", 7)));
+        assert!(t.hop(&loc("c", 0)).is_some() && t.hop(&loc("c", 1)).is_some());
+        // Losing c/w0 takes c/w1 with it.
+        assert!(t.cut(&loc("c", 0)));
+        assert!(t.is_empty());
     }
 
     #[test]

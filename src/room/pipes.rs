@@ -125,6 +125,7 @@ impl RoomActor {
         producer_id: ProducerId,
         origin: &RouterLoc,
         target: &RouterLoc,
+        via: Option<RouterLoc>,
         ctx: &mut Context<Self>,
     ) -> Result<(u64, PipeFuture), RoomError> {
         let fanout = self.env.config.placement.pipe_fanout.max(1) as usize;
@@ -134,11 +135,19 @@ impl RoomActor {
                     e.in_flight += 1;
                     return Ok((e.id, e.handle.clone()));
                 }
-                let (parent, depth) = tree.parent_for_new_hop(fanout);
+                let (parent, depth) = tree.parent_for_new_hop(fanout, target);
                 let fut = tree.hop(&parent).map(|e| e.handle.clone());
                 (parent, depth, fut)
             }
             None => (origin.clone(), 0, None),
+        };
+        // Another node's router the source's node pointed us to (its own
+        // fan-out being full).
+        let (parent, parent_depth, parent_fut) = match via {
+            Some(via) if via.node != self.env.node && parent.node != self.env.node => {
+                (via, parent_depth + 1, None)
+            }
+            _ => (parent, parent_depth, parent_fut),
         };
         let dst = self.lease(target)?;
         let id = self.fresh_id();

@@ -421,10 +421,7 @@ impl RoomActor {
         let Some(link) = self.out_links.get(&key) else {
             return Box::pin(fut::ready(Err(ShardError::UnknownLink(from, to))));
         };
-        let on_router = self
-            .find_producer(producer_id)
-            .is_some_and(|(owner, _)| self.peers.get(&owner).is_some_and(|p| p.loc == from));
-        if !on_router {
+        if !self.holds(producer_id, &from) {
             return Box::pin(fut::ready(Err(ShardError::UnknownProducer(producer_id))));
         }
         let transport = link.transport.clone();
@@ -481,15 +478,126 @@ impl RoomActor {
                 paused: consumer.producer_paused(),
                 seq: 0,
             };
-            link.hops.insert(
+            let consumer_id = consumer.id();
+            let replaced = link.hops.insert(
                 producer_id,
                 OutHop {
                     _consumer: consumer,
                     seq: Arc::new(AtomicU64::new(0)),
                 },
             );
+            // A producer piped into `from` keeps its hop there while we
+            // feed the other node from it.
+            if let Some(old) = replaced {
+                act.release_consumer(producer_id, &from, old._consumer.id());
+            }
+            if let Some(hop) = act
+                .pipes
+                .get_mut(&producer_id)
+                .and_then(|t| t.hop_mut(&from))
+            {
+                hop.consumers.insert(consumer_id);
+            }
             Ok(reply)
         }))
+    }
+
+    /// Whether router `loc` of this node has `producer_id`: its own, or
+    /// piped into it.
+    fn holds(&self, producer_id: ProducerId, loc: &RouterLoc) -> bool {
+        let own = self
+            .find_producer(producer_id)
+            .is_some_and(|(owner, _)| self.peers.get(&owner).is_some_and(|p| &p.loc == loc));
+        own || self
+            .pipes
+            .get(&producer_id)
+            .and_then(|t| t.hop(loc))
+            .is_some_and(|h| matches!(h.handle.peek(), Some(Ok(_))))
+    }
+
+    /// Source end: where another node should take `producer_id` from, to
+    /// keep fan-out across nodes a tree.
+    fn pipe_source(
+        &self,
+        producer_id: ProducerId,
+        from: RouterLoc,
+    ) -> Result<ShardReply, ShardError> {
+        if from.node != self.env.node {
+            return Err(ShardError::WrongNode(format!("{from} is not on this node")));
+        }
+        if !self.holds(producer_id, &from) {
+            return Err(ShardError::UnknownProducer(producer_id));
+        }
+        let fanout = self.env.config.placement.pipe_fanout.max(1) as usize;
+        let mut fed: Vec<&RouterLoc> = self
+            .out_links
+            .iter()
+            .filter(|((f, _), l)| f == &from && l.hops.contains_key(&producer_id))
+            .map(|((_, to), _)| to)
+            .collect();
+        let local = self
+            .pipes
+            .get(&producer_id)
+            .map_or(0, |t| t.children(&from));
+        if fed.len() + local < fanout || fed.is_empty() {
+            return Ok(ShardReply::Source(from));
+        }
+        fed.sort();
+        Ok(ShardReply::Source(fed[0].clone()))
+    }
+
+    /// Target end: asks, from `start` on, which router to take a producer
+    /// from (at most 8 redirections); `None` when not clustered.
+    pub(super) fn resolve_source(
+        &self,
+        producer_id: ProducerId,
+        start: RouterLoc,
+    ) -> impl std::future::Future<Output = Option<RouterLoc>> + 'static {
+        let fabric = self.env.fabric.get().cloned();
+        let (room, me) = (self.id.clone(), self.env.node.clone());
+        async move {
+            let fabric = fabric?;
+            let mut at = start;
+            for _ in 0..8 {
+                let far = Far {
+                    to: fabric.actor_ref::<RoomCall>(&at.node, ROOMS_ACTOR).ok()?,
+                    room: room.clone(),
+                    me: me.clone(),
+                };
+                match far
+                    .ask_raw(ShardCall::PipeSource {
+                        producer_id,
+                        from: at.clone(),
+                    })
+                    .await
+                {
+                    Ok(ShardReply::Source(next)) if next != at && next.node != me => at = next,
+                    _ => break,
+                }
+            }
+            Some(at)
+        }
+    }
+
+    /// Source end: drops the hops of link `key` (one producer's, or all),
+    /// releasing the pipe hops here they were fed from.
+    fn drop_out_hops(&mut self, key: &(RouterLoc, RouterLoc), producer: Option<ProducerId>) {
+        let Some(link) = self.out_links.get_mut(key) else {
+            return;
+        };
+        let gone: Vec<(ProducerId, ConsumerId)> = link
+            .hops
+            .iter()
+            .filter(|(p, _)| producer.is_none_or(|want| **p == want))
+            .map(|(p, h)| (*p, h._consumer.id()))
+            .collect();
+        for (p, _) in &gone {
+            link.hops.remove(p);
+        }
+        for (p, c) in gone {
+            self.release_consumer(p, &key.0, c);
+        }
+        self.gc_routers();
     }
 
     /// Target end: the source of one of our remote hops changed.
@@ -579,7 +687,7 @@ impl Handler<OutHopChanged> for RoomActor {
         };
         let seq = hop.seq.fetch_add(1, Ordering::Relaxed) + 1;
         if msg.change == HopChange::Closed {
-            link.hops.remove(&msg.producer_id);
+            self.drop_out_hops(&key, Some(msg.producer_id));
         }
         match self.far(&msg.to.node) {
             Ok(far) => far.tell(ShardCall::HopChanged {
@@ -637,13 +745,13 @@ impl Handler<ShardCallMsg> for RoomActor {
                 to,
                 producer_id,
             } => {
-                if let Some(link) = self.out_links.get_mut(&(from, to)) {
-                    link.hops.remove(&producer_id);
-                }
+                self.drop_out_hops(&(from, to), Some(producer_id));
                 done(Ok(()))
             }
             ShardCall::CloseLink { from, to } => {
-                self.out_links.remove(&(from, to));
+                let key = (from, to);
+                self.drop_out_hops(&key, None);
+                self.out_links.remove(&key);
                 done(Ok(()))
             }
             ShardCall::HopChanged {
@@ -661,6 +769,9 @@ impl Handler<ShardCallMsg> for RoomActor {
                 }
                 self.remote_hop_changed(to, producer_id, change, seq, ctx);
                 done(Ok(()))
+            }
+            ShardCall::PipeSource { producer_id, from } => {
+                Box::pin(fut::ready(self.pipe_source(producer_id, from)))
             }
             // Calls about the room map were answered above.
             ShardCall::Attach

@@ -6,12 +6,15 @@
 //!
 //! A room actor of a clustered node finds its role when it starts, by the
 //! home rule ([`crate::home`]): it asks the other candidates in rendezvous
-//! order whether they host the room; the first that does is the home, and
-//! this actor attaches to it as a shard ([`ShardCall::Attach`], answered
-//! with a snapshot of the map). If none does and this node is the top
-//! candidate, it is the home; otherwise it attaches to the top candidate,
-//! whose registry creates the room there as its home. Local changes made
-//! before the role is known are queued and sent once it is.
+//! order whether they are the room's home (a room still finding its role,
+//! or a shard, answers no); the first that is, is the home, and this actor
+//! attaches to it as a shard ([`ShardCall::Attach`], answered with a
+//! snapshot of the map). If none is and this node is the top candidate, it
+//! is the home; otherwise it attaches to the top candidate, whose registry
+//! creates the room there as its home (or whose room, still finding its
+//! role, becomes the home). Two rooms starting at once on two nodes thus
+//! agree: both see no home, and both pick the same top candidate. Local
+//! changes made before the role is known are queued and sent once it is.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -42,6 +45,18 @@ pub(super) enum Role {
     Home { shards: HashSet<NodeId> },
     /// A shard of the room whose home is on another node.
     Shard { home: NodeId },
+}
+
+/// Whether this room is its home (asked for `sfu.HostsRoom/v1`).
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub struct IsHome;
+
+impl Handler<IsHome> for RoomActor {
+    type Result = bool;
+    fn handle(&mut self, _msg: IsHome, _ctx: &mut Self::Context) -> bool {
+        matches!(self.role, Role::Home { .. }) && !self.closing
+    }
 }
 
 impl RoomActor {
