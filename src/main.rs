@@ -69,7 +69,9 @@ struct LoadgenArgs {
     /// What to load: `inproc` (a node started in this process, driven
     /// through the `mafalda::sfu` facade), `baseline` (one plain mediasoup
     /// router, no Mafalda), or a node's signalling URL
-    /// (`ws://HOST:PORT/ws`).
+    /// (`ws://HOST:PORT/ws`). Several URLs of one cluster, separated by
+    /// commas, spread the room over them: publishers join the first node,
+    /// the other participants the others in turn.
     #[arg(long, default_value = "inproc")]
     target: String,
     /// Node configuration for `inproc` and `baseline` (workers, placement,
@@ -284,7 +286,8 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
             }
             "baseline" => run(BaselineTarget::new(&config).await?, tracks, &args, shape).await?,
             url if url.starts_with("ws://") || url.starts_with("wss://") => {
-                let target = SignallingTarget::new(url, &args.room);
+                let urls = url.split(',').map(str::to_owned).collect();
+                let target = SignallingTarget::spread(urls, &args.room);
                 run(target, tracks, &args, shape).await?
             }
             other => {

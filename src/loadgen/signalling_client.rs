@@ -118,10 +118,19 @@ impl SignallingPeer {
         if reply.get("ok") == Some(&Value::Bool(true)) {
             Ok(reply.get("data").cloned().unwrap_or(Value::Null))
         } else {
-            Err(TargetError::Signalling(format!(
-                "`{method}` failed: {}",
-                reply.get("error").unwrap_or(&Value::Null)
-            )))
+            let error = reply.get("error").unwrap_or(&Value::Null);
+            let text = |k: &str| {
+                error
+                    .get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            Err(TargetError::Refused {
+                method: method.to_owned(),
+                code: text("code"),
+                message: text("message"),
+            })
         }
     }
 

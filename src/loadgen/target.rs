@@ -39,6 +39,16 @@ pub enum TargetError {
     /// The signalling exchange failed.
     #[error("signalling: {0}")]
     Signalling(String),
+    /// The node refused a signalling request.
+    #[error("signalling: `{method}` failed: {code}: {message}")]
+    Refused {
+        /// The method.
+        method: String,
+        /// The protocol's error code.
+        code: String,
+        /// Details.
+        message: String,
+    },
     /// No such participant or producer (a loadgen bug, reported not panicked).
     #[error("unknown {0}")]
     Unknown(&'static str),
@@ -534,31 +544,61 @@ impl Target for BaselineTarget {
 /// any client (one connection per participant).
 #[derive(Debug)]
 pub struct SignallingTarget {
-    url: String,
+    urls: Vec<String>,
     room: String,
     peers: Peers<SignallingPeer>,
+    /// Participants that are not publishers, so far (to take the nodes in
+    /// turn).
+    others: usize,
 }
+
+/// How long a subscription waits for a producer made on another node to
+/// reach the subscriber's node.
+const PRODUCER_REACH: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl SignallingTarget {
     /// Targets room `room` of the node whose WebSocket endpoint is `url`
     /// (e.g. `ws://127.0.0.1:3000/ws`).
     pub fn new(url: impl Into<String>, room: impl Into<String>) -> Self {
+        Self::spread(vec![url.into()], room)
+    }
+
+    /// Targets room `room` over several nodes of a cluster: publishers
+    /// join the first URL, the other participants the others in turn (all
+    /// of them when there is only one).
+    pub fn spread(urls: Vec<String>, room: impl Into<String>) -> Self {
         Self {
-            url: url.into(),
+            urls,
             room: room.into(),
             peers: Peers::default(),
+            others: 0,
         }
+    }
+
+    fn url_for(&mut self, name: &str) -> &str {
+        if name.starts_with("pub") || self.urls.len() == 1 {
+            return &self.urls[0];
+        }
+        let i = 1 + self.others % (self.urls.len() - 1);
+        self.others += 1;
+        &self.urls[i]
     }
 }
 
 #[async_trait(?Send)]
 impl Target for SignallingTarget {
     fn describe(&self) -> String {
-        format!("room `{}` at {} (signalling)", self.room, self.url)
+        format!(
+            "room `{}` at {} (signalling)",
+            self.room,
+            self.urls.join(", ")
+        )
     }
 
     async fn join(&mut self, name: &str) -> Result<usize, TargetError> {
-        let peer = SignallingPeer::join(&self.url, &self.room, name).await?;
+        let url = self.url_for(name).to_owned();
+        let room = self.room.clone();
+        let peer = SignallingPeer::join(&url, &room, name).await?;
         Ok(self.peers.add(peer))
     }
 
@@ -577,7 +617,19 @@ impl Target for SignallingTarget {
         producer: &ProducerKey,
         sink: SocketAddr,
     ) -> Result<u32, TargetError> {
-        self.peers.get_mut(peer)?.subscribe(&producer.0, sink).await
+        // A producer made on another node reaches this participant's node
+        // through the room's home a moment later.
+        let deadline = tokio::time::Instant::now() + PRODUCER_REACH;
+        loop {
+            match self.peers.get_mut(peer)?.subscribe(&producer.0, sink).await {
+                Err(TargetError::Refused { code, .. })
+                    if code == "unknown_producer" && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn leave(&mut self, peer: usize) -> Result<(), TargetError> {
