@@ -429,6 +429,8 @@ impl Cluster {
         if let Err(e) = registered {
             tracing::error!(error = %e, "cannot register the room registry");
         }
+        // Rooms drop what lived on a node that goes down.
+        node.subscribe(rooms.clone().recipient());
         tracing::info!(node = %node.id(), addr = %node.addr(), seeds = ?section.seeds, "joined the cluster fabric");
         Ok(Self { node, reporter })
     }

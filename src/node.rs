@@ -117,10 +117,12 @@ impl RunningNode {
     pub async fn stop(self) {
         self.http.stop(true).await;
         let _ = self.task.await;
+        // Rooms close first, so that shards still detach from their homes
+        // on other nodes over the fabric; then the node leaves the cluster.
+        self.server.shutdown().await;
         if let Some(cluster) = &self.cluster {
             cluster.leave().await;
         }
-        self.server.shutdown().await;
     }
 
     /// Runs until `shutdown` completes, then stops.

@@ -7,15 +7,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use mafalda_actors::RemoteMessage;
+use mafalda_actors::{MembershipEvent, RemoteMessage};
 use serde::{Deserialize, Serialize};
 use tracing::Span;
 
 use crate::ids::RoomId;
 use crate::room::fabric::{RoomCall, ShardCall, ShardCallMsg, ShardError, ShardReply};
 use crate::room::{
-    CloseRoom, DescribeRoom, GateHold, IsHome, RoomActor, RoomClosed, RoomEnv, RoomGate, RoomView,
-    WorkerLost,
+    CloseRoom, DescribeRoom, GateHold, IsHome, NodeLost, RoomActor, RoomClosed, RoomEnv, RoomGate,
+    RoomView, WorkerLost,
 };
 
 /// Error finding or creating a room.
@@ -244,20 +244,39 @@ impl Handler<RoomCount> for RoomRegistry {
     }
 }
 
-/// Closes every room and stops the registry.
+/// Closes every room (answering once each has handled it) and stops the
+/// registry.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct CloseAll;
 
 impl Handler<CloseAll> for RoomRegistry {
-    type Result = ();
-    fn handle(&mut self, _msg: CloseAll, ctx: &mut Self::Context) {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, _msg: CloseAll, ctx: &mut Self::Context) -> Self::Result {
         let _e = self.span.clone().entered();
         tracing::info!(rooms = self.rooms.len(), "closing every room");
-        for e in self.rooms.values() {
-            e.gate.force_close();
-            e.addr.do_send(CloseRoom("node shutting down".into()));
-        }
+        let closing: Vec<_> = self
+            .rooms
+            .values()
+            .map(|e| {
+                e.gate.force_close();
+                e.addr.send(CloseRoom("node shutting down".into()))
+            })
+            .collect();
         ctx.stop();
+        Box::pin(async move {
+            futures::future::join_all(closing).await;
+        })
+    }
+}
+
+impl Handler<MembershipEvent> for RoomRegistry {
+    type Result = ();
+    fn handle(&mut self, msg: MembershipEvent, _ctx: &mut Self::Context) {
+        if let MembershipEvent::Down(node) = msg {
+            for e in self.rooms.values() {
+                e.addr.do_send(NodeLost(node.clone()));
+            }
+        }
     }
 }

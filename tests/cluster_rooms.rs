@@ -624,3 +624,60 @@ async fn pause_resume_and_close_cross_nodes() {
     a.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[actix_rt::test]
+async fn a_shard_that_vanishes_mid_handshake_gives_a_typed_error_and_leaks_nothing() {
+    use common::facade::{caps, publish};
+    use mafalda::sfu::{ConsumerOptions, Direction, Event};
+
+    let (a, b, dir) = two_nodes("gone").await;
+    let room = RoomId::new("gone");
+    let publisher = Sfu::from_node(&a)
+        .room(room.as_str())
+        .await
+        .unwrap()
+        .join("publisher")
+        .await
+        .unwrap();
+    let viewer = Sfu::from_node(&b)
+        .room(room.as_str())
+        .await
+        .unwrap()
+        .join("viewer")
+        .await
+        .unwrap();
+    let mut events = viewer.take_events().unwrap();
+    let producer = publish(&publisher, 777).await;
+    next_event(
+        &mut events,
+        "newProducer",
+        |e| matches!(e, Event::NewProducer(i) if i.producer_id == producer.id()),
+    )
+    .await;
+    let recv = viewer
+        .create_webrtc_transport(Direction::Recv)
+        .await
+        .unwrap();
+    // Node A goes away before B opens the pipe: the consume cannot
+    // complete, and says why (the pipe handshake finds no one, or B has
+    // heard the producer is gone).
+    let pid = producer.id();
+    a.stop().await;
+    let r = recv.consume(ConsumerOptions::new(pid, caps())).await;
+    assert!(
+        matches!(
+            r,
+            Err(SfuError::Room(
+                RoomError::Remote(_) | RoomError::UnknownProducer(_)
+            ))
+        ),
+        "{r:?}"
+    );
+    // B holds no pipe for it, and everything goes once B's peer leaves.
+    let s = status(&b).await;
+    assert_eq!(pipes(&s), (0, 0, 0), "{s:?}");
+    drop((publisher, producer, viewer, recv, events));
+    wait_idle(&b).await;
+    b.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

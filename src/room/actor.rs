@@ -248,6 +248,9 @@ impl Handler<CloseRoom> for RoomActor {
     fn handle(&mut self, msg: CloseRoom, ctx: &mut Self::Context) {
         let _e = self.span.clone().entered();
         tracing::warn!(reason = %msg.0, "closing room");
+        // Detach now, while the fabric is surely still up.
+        self.leave_span();
+        self.role = Role::Alone;
         self.clear();
         ctx.stop();
     }

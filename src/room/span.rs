@@ -59,6 +59,79 @@ impl Handler<IsHome> for RoomActor {
     }
 }
 
+/// A node of the cluster went down (SWIM): the room drops its peers,
+/// producers, shard and pipes there. A shard whose home was there hosts
+/// the room itself from then on (re-homing the other shards comes with
+/// node-loss handling).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct NodeLost(pub NodeId);
+
+impl Handler<NodeLost> for RoomActor {
+    type Result = ();
+    fn handle(&mut self, msg: NodeLost, ctx: &mut Self::Context) {
+        let lost = msg.0;
+        if lost == self.env.node || self.closing {
+            return;
+        }
+        let _e = self.span.clone().entered();
+        tracing::warn!(node = %lost, "a node of the room is down: dropping what lived there");
+        drop(_e);
+        match &mut self.role {
+            Role::Home { shards } => {
+                shards.remove(&lost);
+            }
+            Role::Shard { home } if *home == lost => {
+                self.role = Role::Finding(Vec::new());
+                self.become_home();
+            }
+            _ => {}
+        }
+        let shards = self.relay_targets();
+        let peers: Vec<PeerId> = self
+            .remote_peers
+            .iter()
+            .filter(|(_, (_, n))| *n == lost)
+            .map(|(id, _)| *id)
+            .collect();
+        let producers: Vec<ProducerId> = self
+            .remote_producers
+            .iter()
+            .filter(|(_, (_, loc))| loc.node == lost)
+            .map(|(id, _)| *id)
+            .collect();
+        for producer_id in producers {
+            self.forget(producer_id, ctx);
+            self.relay(
+                ShardCall::ProducerGone { producer_id },
+                &shards,
+                Some(&lost),
+            );
+        }
+        for peer_id in peers {
+            self.remote_peers.remove(&peer_id);
+            self.broadcast(peer_id, Event::PeerLeft { peer_id }, ctx);
+            self.relay(ShardCall::PeerLeft { peer_id }, &shards, Some(&lost));
+        }
+        // Hops fed from there (relays of producers living elsewhere) go,
+        // with those below them; links to there close.
+        for tree in self.pipes.values_mut() {
+            let from_lost: Vec<RouterLoc> = tree
+                .links()
+                .filter(|(from, _)| from.node == lost)
+                .map(|(from, _)| from.clone())
+                .collect();
+            for loc in from_lost {
+                tree.cut(&loc);
+            }
+        }
+        self.pipes.retain(|_, t| !t.is_empty());
+        self.out_links.retain(|(_, to), _| to.node != lost);
+        self.gc_routers();
+        self.maybe_close(ctx);
+    }
+}
+
 impl RoomActor {
     /// Starts finding the room's home (clustered nodes only).
     pub(super) fn find_role(&mut self, ctx: &mut Context<Self>) {
