@@ -14,8 +14,8 @@ use tracing::Span;
 use crate::ids::RoomId;
 use crate::room::fabric::{RoomCall, ShardCall, ShardCallMsg, ShardError, ShardReply};
 use crate::room::{
-    CloseRoom, DescribeRoom, GateHold, IsHome, NodeLost, RoomActor, RoomClosed, RoomEnv, RoomGate,
-    RoomView, WorkerLost,
+    CloseRoom, DescribeRoom, GateHold, IsHome, NodeLost, NodeUp, RoomActor, RoomClosed, RoomEnv,
+    RoomGate, RoomView, WorkerLost,
 };
 
 /// Error finding or creating a room.
@@ -273,10 +273,18 @@ impl Handler<CloseAll> for RoomRegistry {
 impl Handler<MembershipEvent> for RoomRegistry {
     type Result = ();
     fn handle(&mut self, msg: MembershipEvent, _ctx: &mut Self::Context) {
-        if let MembershipEvent::Down(node) = msg {
-            for e in self.rooms.values() {
-                e.addr.do_send(NodeLost(node.clone()));
+        match msg {
+            MembershipEvent::Down(node) => {
+                for e in self.rooms.values() {
+                    e.addr.do_send(NodeLost(node.clone()));
+                }
             }
+            MembershipEvent::Up(info) => {
+                for e in self.rooms.values() {
+                    e.addr.do_send(NodeUp(info.id.clone()));
+                }
+            }
+            _ => {}
         }
     }
 }

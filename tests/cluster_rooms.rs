@@ -681,3 +681,121 @@ async fn a_shard_that_vanishes_mid_handshake_gives_a_typed_error_and_leaks_nothi
     b.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[actix_rt::test]
+async fn a_room_with_two_homes_converges_to_one_after_they_meet() {
+    use common::facade::publish;
+    use mafalda::sfu::Event;
+
+    // Two nodes that do not know each other yet (the two sides of a
+    // partition): the room opens on both, and each is its home.
+    let dir = certs(&["split-a", "split-b"]);
+    let a = start_node(clustered("split-a", &dir, vec![])).await;
+    let b = start_node(clustered("split-b", &dir, vec![])).await;
+    let room = RoomId::new("split");
+    let join = |n: &RunningNode, name: &'static str| {
+        let sfu = Sfu::from_node(n);
+        let room = room.clone();
+        async move {
+            let p = sfu
+                .room(room.as_str())
+                .await
+                .unwrap()
+                .join(name)
+                .await
+                .unwrap();
+            let events = p.take_events().unwrap();
+            (p, events)
+        }
+    };
+    let (pa, mut ea) = join(&a, "on-a").await;
+    let (pb, mut eb) = join(&b, "on-b").await;
+    let producer_a = publish(&pa, 9001).await;
+    let producer_b = publish(&pb, 9002).await;
+    let role = async |n: &RunningNode| {
+        let s = status(n).await;
+        s.room_details
+            .first()
+            .map(|r| (r.role, r.home.clone()))
+            .unwrap_or(("none", None))
+    };
+    for n in [&a, &b] {
+        eventually_ok("each side hosts the room", TIMEOUT, async || {
+            match role(n).await {
+                ("home", _) => Ok(()),
+                other => Err(other),
+            }
+        })
+        .await;
+    }
+
+    // The partition heals: the nodes meet, and the room converges to one
+    // home, the one the split-brain rule picks.
+    cluster(&b)
+        .node()
+        .join(cluster(&a).node().addr())
+        .await
+        .expect("b joins a");
+    let (a_id, b_id) = (
+        cluster(&a).node().id().clone(),
+        cluster(&b).node().id().clone(),
+    );
+    eventually_ok(
+        "one home for the room",
+        Duration::from_secs(20),
+        async || {
+            let (ra, rb) = (role(&a).await, role(&b).await);
+            let one_home = match (ra.0, rb.0) {
+                ("home", "shard") => rb.1.as_deref() == Some(a_id.as_str()),
+                ("shard", "home") => ra.1.as_deref() == Some(b_id.as_str()),
+                _ => false,
+            };
+            if one_home {
+                Ok(())
+            } else {
+                Err((ra, rb))
+            }
+        },
+    )
+    .await;
+    let view = cluster(&a).home_view();
+    let survivor = mafalda::home::survivor(&room, &a_id, &b_id, &view).clone();
+    let home = if role(&a).await.0 == "home" {
+        a_id.clone()
+    } else {
+        b_id.clone()
+    };
+    assert_eq!(home, survivor, "the split-brain rule picks the survivor");
+    // Each side's participant now sees the other and its producer.
+    next_event(
+        &mut ea,
+        "peerJoined of B's peer",
+        |e| matches!(e, Event::PeerJoined(i) if i.peer_id == pb.id()),
+    )
+    .await;
+    next_event(
+        &mut ea,
+        "newProducer of B's peer",
+        |e| matches!(e, Event::NewProducer(i) if i.producer_id == producer_b.id()),
+    )
+    .await;
+    next_event(
+        &mut eb,
+        "peerJoined of A's peer",
+        |e| matches!(e, Event::PeerJoined(i) if i.peer_id == pa.id()),
+    )
+    .await;
+    next_event(
+        &mut eb,
+        "newProducer of A's peer",
+        |e| matches!(e, Event::NewProducer(i) if i.producer_id == producer_a.id()),
+    )
+    .await;
+
+    drop((pa, pb, producer_a, producer_b, ea, eb));
+    wait_idle(&a).await;
+    wait_idle(&b).await;
+    b.stop().await;
+    a.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -554,6 +554,16 @@ impl Node {
         Ok(r)
     }
 
+    /// Joins the cluster of the node at `addr` now (as a seed does at
+    /// start-up): dials it and announces this node to it. Two clusters
+    /// that formed apart (a partition, or nodes started without seeds)
+    /// merge this way.
+    pub async fn join(&self, addr: SocketAddr) -> Result<(), crate::error::DialError> {
+        let link = self.inner.dial(addr, None).await?;
+        let _ = self.inner.swim_tx.send(SwimCmd::Announce(link.peer));
+        Ok(())
+    }
+
     /// Delivers membership events to an actix recipient.
     pub fn subscribe(&self, recipient: Recipient<MembershipEvent>) {
         self.inner.subscribers.lock().push(recipient);

@@ -191,6 +191,13 @@ pub enum ShardCall {
         /// The callee's router holding it.
         from: RouterLoc,
     },
+    /// From a room's former home to its shards: two homes of the room met
+    /// (after a partition) and the caller lost by the split-brain rule;
+    /// attach to `home` instead, reporting your local peers and producers.
+    Rehome {
+        /// The surviving home.
+        home: NodeId,
+    },
 }
 
 /// A shard's answer.

@@ -92,7 +92,7 @@ pub use error::RoomError;
 pub use gate::{GateHold, RoomGate};
 pub use messages::*;
 pub use routers::rtc_listen_info;
-pub use span::{IsHome, NodeLost};
+pub use span::{IsHome, NodeLost, NodeUp};
 pub use status::{DescribeRoom, LinkView, RoomView};
 
 use crate::config::Config;

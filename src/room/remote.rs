@@ -780,7 +780,8 @@ impl Handler<ShardCallMsg> for RoomActor {
             | ShardCall::PeerLeft { .. }
             | ShardCall::ProducerAnnounced { .. }
             | ShardCall::ProducerGone { .. }
-            | ShardCall::ProducerPaused { .. } => done(Ok(())),
+            | ShardCall::ProducerPaused { .. }
+            | ShardCall::Rehome { .. } => done(Ok(())),
         }
     }
 }

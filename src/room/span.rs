@@ -59,6 +59,45 @@ impl Handler<IsHome> for RoomActor {
     }
 }
 
+/// A node (re)joined the cluster: a home of the room asks whether that node
+/// is a home of the room too (the two sides of a healed partition), and if
+/// so the one that loses by the split-brain rule ([`crate::home::survivor`])
+/// moves under the other, with its shards.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct NodeUp(pub NodeId);
+
+impl Handler<NodeUp> for RoomActor {
+    type Result = ();
+    fn handle(&mut self, msg: NodeUp, ctx: &mut Self::Context) {
+        let other = msg.0;
+        if other == self.env.node || !matches!(self.role, Role::Home { .. }) {
+            return;
+        }
+        let Some(fabric) = self.env.fabric.get().cloned() else {
+            return;
+        };
+        let room = self.id.clone();
+        let ask = async move {
+            let asked = fabric
+                .actor_ref::<crate::registry::HostsRoom>(&other, crate::registry::ROOMS_ACTOR)
+                .ok()?
+                .ask(crate::registry::HostsRoom { room: room.clone() })
+                .await
+                .ok()?;
+            let view = crate::cluster::home_view(&fabric);
+            let me = fabric.id().clone();
+            (asked && crate::home::survivor(&room, &me, &other, &view) == &other).then_some(other)
+        }
+        .instrument(self.span.clone());
+        ctx.spawn(ask.into_actor(self).map(|winner, act, ctx| {
+            if let Some(winner) = winner {
+                act.merge_into(winner, ctx);
+            }
+        }));
+    }
+}
+
 /// A node of the cluster went down (SWIM): the room drops its peers,
 /// producers, shard and pipes there. A shard whose home was there hosts
 /// the room itself from then on (re-homing the other shards comes with
@@ -165,6 +204,45 @@ impl RoomActor {
         }));
     }
 
+    /// Two homes met and this one lost: it becomes a shard of `winner`,
+    /// reporting its local peers and producers there, and sends its own
+    /// shards there too.
+    fn merge_into(&mut self, winner: NodeId, ctx: &mut Context<Self>) {
+        let Role::Home { shards } = std::mem::replace(&mut self.role, Role::Finding(Vec::new()))
+        else {
+            return;
+        };
+        let _e = self.span.clone().entered();
+        tracing::warn!(%winner, shards = shards.len(), "two homes of the room met: moving under the other");
+        drop(_e);
+        for shard in shards.iter().filter(|s| **s != winner) {
+            if let Ok(far) = self.far(shard) {
+                far.tell(ShardCall::Rehome {
+                    home: winner.clone(),
+                });
+            }
+        }
+        self.role = Role::Finding(self.local_state_calls());
+        self.attach(winner, ctx);
+    }
+
+    /// What a shard reports of itself to a new home: its peers and
+    /// producers.
+    fn local_state_calls(&self) -> Vec<ShardCall> {
+        let me = self.env.node.clone();
+        let peers = self.peers.values().map(|p| ShardCall::PeerJoined {
+            info: p.info.clone(),
+            node: me.clone(),
+        });
+        let producers = self.peers.values().flat_map(|p| {
+            p.producers.values().map(|pr| ShardCall::ProducerAnnounced {
+                info: producer_info(p.info.peer_id, pr),
+                loc: p.loc.clone(),
+            })
+        });
+        peers.chain(producers).collect()
+    }
+
     /// This node is the room's home from now on.
     pub(super) fn become_home(&mut self) {
         if let Role::Finding(queued) = std::mem::replace(
@@ -182,20 +260,26 @@ impl RoomActor {
 
     /// Attaches to the home on `home`, then applies its snapshot.
     fn attach(&mut self, home: NodeId, ctx: &mut Context<Self>) {
+        self.attach_to(home, 0, ctx);
+    }
+
+    /// [`Self::attach`], following a shard's pointer to its home at most a
+    /// few times.
+    fn attach_to(&mut self, home: NodeId, redirects: u8, ctx: &mut Context<Self>) {
         let far = match self.far(&home) {
             Ok(f) => f,
             Err(_) => return self.become_home(),
         };
         let fut = async move { far.ask_raw(ShardCall::Attach).await }.instrument(self.span.clone());
         ctx.spawn(fut.into_actor(self).map(move |reply, act, ctx| {
-            let Role::Finding(queued) = std::mem::replace(
-                &mut act.role,
-                Role::Shard { home: home.clone() },
-            ) else {
-                return;
-            };
-            match reply {
-                Ok(ShardReply::Snapshot { peers, producers }) => {
+            let me = act.env.node.clone();
+            match (&act.role, reply) {
+                (Role::Finding(_), Ok(ShardReply::Snapshot { peers, producers })) => {
+                    let Role::Finding(queued) =
+                        std::mem::replace(&mut act.role, Role::Shard { home: home.clone() })
+                    else {
+                        return;
+                    };
                     let _e = act.span.clone().entered();
                     tracing::info!(%home, peers = peers.len(), producers = producers.len(), "attached to the room's home");
                     drop(_e);
@@ -209,13 +293,22 @@ impl RoomActor {
                         act.publish(call);
                     }
                 }
-                other => {
+                // A shard attached to us meanwhile, making us a home, but
+                // `home` took us as its shard: move under it, with ours.
+                (Role::Home { .. }, Ok(ShardReply::Snapshot { .. })) => act.merge_into(home, ctx),
+                (Role::Finding(_), Err(ShardError::NotHome(Some(next))))
+                    if redirects < 3 && next != me =>
+                {
+                    act.attach_to(next, redirects + 1, ctx)
+                }
+                (Role::Finding(_), other) => {
                     let _e = act.span.clone().entered();
                     tracing::warn!(%home, answer = ?other, "cannot attach to the room's home: hosting it here");
                     drop(_e);
-                    act.role = Role::Finding(queued);
                     act.become_home();
                 }
+                // Closed, or moved on meanwhile.
+                _ => {}
             }
         }));
     }
@@ -323,6 +416,16 @@ impl RoomActor {
                 tracing::info!(shard = %from, "a shard attached");
                 drop(_e);
                 Some(Ok(self.snapshot()))
+            }
+            ShardCall::Rehome { home } => {
+                if matches!(&self.role, Role::Shard { home: old } if old == from) {
+                    let _e = self.span.clone().entered();
+                    tracing::info!(old = %from, new = %home, "the room's home moved");
+                    drop(_e);
+                    self.role = Role::Finding(self.local_state_calls());
+                    self.attach(home.clone(), ctx);
+                }
+                done
             }
             ShardCall::Detach => {
                 if let Role::Home { shards } = &mut self.role {

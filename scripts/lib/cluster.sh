@@ -1,0 +1,52 @@
+# shellcheck shell=bash
+# Writing the certificates and configuration of a cluster of Mafalda nodes,
+# one per address; sourced by scripts/cluster.sh (and the multi-node tests).
+#
+#   cluster_certs BIN DIR NAME...          # a CA and one certificate per node name
+#   cluster_node_config FILE NAME IP CERTS SEED [STATIC_DIR] [LOG_LEVEL]
+#     HTTP on IP:3000, QUIC on IP:7000 (joining through SEED, an address),
+#     WebRTC and cross-node pipes on IP, one worker, fast SWIM timings.
+
+cluster_certs() {
+  local bin="$1" dir="$2"; shift 2
+  mkdir -p "$dir"
+  "$bin" cluster ca --out "$dir" >/dev/null || return 1
+  local name
+  for name in "$@"; do
+    "$bin" cluster cert --node "$name" --ca-dir "$dir" --out "$dir" >/dev/null || return 1
+  done
+}
+
+cluster_node_config() {
+  local file="$1" name="$2" ip="$3" certs="$4" seed="$5"
+  local static="${6:-/nonexistent}" level="${7:-info}"
+  cat > "$file" <<TOML
+[node]
+name = "$name"
+
+[http]
+listen = "$ip:3000"
+static_dir = "$static"
+
+[rtc]
+listen_ip = "$ip"
+port_min = 40000
+port_max = 40999
+
+[workers]
+count = 1
+
+[cluster]
+enabled = true
+listen = "$ip:7000"
+seeds = ["$seed"]
+ca = "$certs/ca.pem"
+cert = "$certs/$name.pem"
+key = "$certs/$name.key"
+probe_period_ms = 300
+suspect_to_down_ms = 900
+
+[log]
+level = "$level"
+TOML
+}
