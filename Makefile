@@ -20,12 +20,14 @@ BIN := $(CARGO_TARGET_DIR)/debug/mafalda
 # nothing under test can reach (or be reached from) outside the machine.
 ISOLATED := unshare -n -- bash -c 'ip link set lo up && exec "$$@"' isolated
 
-.PHONY: help deps deps-sys mediasoup web python build run test test-rust test-srtp test-e2e \
+.PHONY: help deps deps-sys mediasoup web python build run cluster test test-rust test-srtp test-e2e test-cluster \
         bench fuzz lint fmt clean-cache
 
 help:
 	@echo "make run    - set up everything, build, and run one node with the browser demo"
 	@echo "make test   - set up everything, build, and run every test (unit, integration, e2e)"
+	@echo "make cluster N=3 - N local nodes in network namespaces, one demo URL each (Ctrl-C stops)"
+	@echo "make test-cluster - only the 3-node cluster e2e with real clients (part of make test)"
 	@echo "make bench  - run the benchmarks (figures go in docs/benchmarks.md)"
 	@echo "make fuzz   - long property/garbage-input run of the cluster frame codec"
 	@echo "make lint   - rustfmt check and clippy -D warnings"
@@ -61,10 +63,17 @@ run: mediasoup web
 	$(CARGO) build --bin mafalda
 	$(BIN) node $(if $(CONFIG),--config $(CONFIG),)
 
+# N nodes in network namespaces on a private bridge of this host (198.18.0.i),
+# a fresh CA and certificates, one demo URL per node; Ctrl-C tears it down.
+N ?= 3
+cluster: mediasoup web
+	$(CARGO) build --bin mafalda
+	N=$(N) MAFALDA_BIN=$(BIN) scripts/cluster.sh
+
 ## ---- tests --------------------------------------------------------------
 
 test: deps build
-	$(MAKE) --no-print-directory test-rust test-srtp test-e2e
+	$(MAKE) --no-print-directory test-rust test-srtp test-e2e test-cluster
 
 # The examples are run from what `make build` built (`cargo run` would
 # resolve features for one package alone and rebuild the C++ worker).
@@ -86,12 +95,20 @@ test-e2e:
 	MAFALDA_BIN=$(BIN) E2E_SKIP_SETUP=1 E2E_WORKERS=2 E2E_PLACEMENT=spread \
 	  E2E_TESTS="browser cleanup" E2E_BROWSER_ARGS="--expectWorkers 2" scripts/e2e.sh
 
+# Three nodes in network namespaces on a private bridge, one room across
+# them, 3 Chromium + 1 aiortc participants (see tests/e2e/README.md). Uses the
+# web bundle and venv that test-e2e set up (run `make web python` first when
+# running it alone).
+test-cluster:
+	MAFALDA_BIN=$(BIN) E2E_SKIP_SETUP=1 scripts/e2e-cluster.sh
+
 ## ---- other --------------------------------------------------------------
 
 bench: mediasoup
 	$(CARGO) bench -p mafalda-actors --bench fabric
 	$(CARGO) build --release --bin mafalda
 	scripts/bench-scaling.sh
+	scripts/bench-cluster.sh
 
 fuzz:
 	PROPTEST_CASES=$${PROPTEST_CASES:-20000} $(CARGO) test -p mafalda-actors --release --test codec_props

@@ -3,6 +3,9 @@
 
 import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
 
 const require = createRequire(new URL('../../web/package.json', import.meta.url));
 const { chromium } = require('playwright-core');
@@ -21,13 +24,36 @@ export const CHROMIUM_ARGS = [
   '--disable-default-apps',
   '--use-fake-device-for-media-stream',
   '--use-fake-ui-for-media-stream',
-  '--allow-loopback-in-peer-connection',
   '--autoplay-policy=no-user-gesture-required',
   '--mute-audio',
   '--disable-renderer-backgrounding',
   '--disable-background-timer-throttling',
   '--disable-backgrounding-occluded-windows',
 ];
+
+function isLoopback(host) {
+  return host === 'localhost' || host === '[::1]' || /^127\./.test(host);
+}
+
+/**
+ * Chromium flags for a page served from `baseUrl`. On a loopback address,
+ * WebRTC must be allowed to use loopback candidates (a loopback-only
+ * namespace has nothing else). Elsewhere (a test host on a private bridge)
+ * Chromium offers its non-loopback address by itself, but a plain-HTTP
+ * origin that is not localhost is not a secure context, so getUserMedia
+ * would be missing: that origin is declared secure for the test.
+ */
+export function chromiumArgs(baseUrl) {
+  const u = new URL(baseUrl);
+  if (isLoopback(u.hostname)) return [...CHROMIUM_ARGS, '--allow-loopback-in-peer-connection'];
+  return [...CHROMIUM_ARGS, `--unsafely-treat-insecure-origin-as-secure=${u.origin}`];
+}
+
+/** `--urls a,b,c` (or `--url a` when empty) as a list of base URLs. */
+export function urlList(urls, url) {
+  const list = (urls || '').split(',').map((x) => x.trim().replace(/\/+$/, '')).filter(Boolean);
+  return list.length ? list : [url.replace(/\/+$/, '')];
+}
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -100,7 +126,7 @@ export class Participant {
     this.browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
-      args: CHROMIUM_ARGS,
+      args: chromiumArgs(this.opts.baseUrl),
       timeout: 60_000,
     });
     this.timings.launchMs = Date.now() - t0;
@@ -267,4 +293,81 @@ export function treeCpuSeconds(rootPid = process.pid) {
     stack.push(...(children.get(pid) ?? []));
   }
   return ticks / 100; // USER_HZ is 100 on Linux
+}
+
+/**
+ * The Python aiortc/pymediasoup participant (tests/e2e/aiortc_client.py) as a
+ * child process. It joins `room` through `baseUrl`'s /ws, publishes generated
+ * video and a tone, and prints `AIORTC PASS` once it decoded at least
+ * `minFrames` video frames (and audio) from every peer named in `expect`;
+ * then it keeps publishing until `release()`.
+ */
+export class PythonPeer {
+  constructor(name, opts) {
+    this.name = name;
+    // { baseUrl, room, python, expect: [names], minFrames, res, fps, timeout, hostIp, verbose }
+    this.opts = opts;
+    this.proc = null;
+    this.exit = null; // Promise<{ code, signal }>
+    this.exited = null; // { code, signal } once it exited
+    this.passed = false;
+    this.out = [];
+  }
+
+  start() {
+    const o = this.opts;
+    const script = fileURLToPath(new URL('./aiortc_client.py', import.meta.url));
+    const args = [
+      '-u', script,
+      '--url', `${o.baseUrl.replace(/^http/, 'ws')}/ws`,
+      '--room', o.room,
+      '--name', this.name,
+      ...(o.expect || []).flatMap((n) => ['--expect', n]),
+      '--min-peers', String(Math.max(1, (o.expect || []).length)),
+      '--min-frames', String(o.minFrames),
+      '--res', o.res,
+      '--fps', String(o.fps),
+      '--timeout', String(o.timeout),
+      '--host-ip', o.hostIp || '127.0.0.1',
+      '--hold-stdin',
+      '--hold-max', String(o.timeout + 30),
+      ...(o.verbose ? ['-v'] : []),
+    ];
+    this.proc = spawn(o.python, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.exit = new Promise((resolve) => {
+      this.proc.on('exit', (code, signal) => { this.exited = { code, signal }; resolve(this.exited); });
+    });
+    for (const stream of [this.proc.stdout, this.proc.stderr]) {
+      createInterface({ input: stream }).on('line', (line) => {
+        this.out.push(line);
+        if (line.startsWith('AIORTC PASS')) this.passed = true;
+        console.log(`  [${this.name}] ${line}`);
+      });
+    }
+  }
+
+  /** Ask it to leave (a stdin line); kill it if it has not exited after `ms`. */
+  async release(ms = 20_000) {
+    if (!this.proc) return null;
+    try { this.proc.stdin.end('bye\n'); } catch { /* already gone */ }
+    const res = await Promise.race([this.exit, sleep(ms).then(() => null)]);
+    if (!res) {
+      console.log(`  ${this.name} did not exit within ${ms / 1000} s of release; killing it`);
+      this.proc.kill('SIGKILL');
+    }
+    return res;
+  }
+
+  /** True when it reached its floors and exited 0 after release. */
+  get ok() {
+    return this.passed && this.exited?.code === 0;
+  }
+
+  async kill() {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    try { p.kill('SIGTERM'); } catch { /* ignore */ }
+    await Promise.race([this.exit, sleep(5000)]);
+    try { p.kill('SIGKILL'); } catch { /* ignore */ }
+  }
 }

@@ -1,0 +1,448 @@
+#!/usr/bin/env bash
+# End-to-end test of a 3-node Mafalda cluster with real WebRTC clients: one
+# room spanning the nodes, media crossing them through cross-node pipes.
+#
+#   scripts/e2e-cluster.sh                  # setup (apt/npm/pip, needs the registries), then the test
+#   E2E_SKIP_SETUP=1 scripts/e2e-cluster.sh
+#   MAFALDA_BIN=target/debug/mafalda E2E_SKIP_SETUP=1 scripts/e2e-cluster.sh
+#
+# Everything runs inside one private network + mount + PID namespace (the
+# script re-executes itself under `unshare -n -m -p -f --mount-proc`), where
+# scripts/lib/netns.sh builds a bridge br0 (198.18.0.254/24, the "client"
+# side: Chromium, aiortc and curl run there) and three host namespaces n1..n3
+# (198.18.0.1..3/24) on it. No namespace has a default route and these are the
+# only addresses, so nothing can leave the machine. Then:
+#
+#   network     the namespaces are up and sealed
+#   certs       a fresh cluster CA and one certificate per node (`mafalda cluster ca/cert`)
+#   cluster-up  node i (`mafalda-i`) runs in n<i> on 198.18.0.i (HTTP :3000,
+#               QUIC :7000, WebRTC and pipes on the same address, 1 worker);
+#               each answers /healthz and lists the other two as alive
+#   media       tests/e2e/browser.mjs: 3 headless Chromium instances, browser i
+#               on node i, plus the Python aiortc participant on node
+#               $E2E_AIORTC_NODE, all in one room; everyone must receive every
+#               other participant's video (decoded) and audio, and while media
+#               flows the nodes' /api/status must show pipe producers and pipe
+#               consumers on >= $E2E_PIPE_NODES nodes
+#   loadgen     `mafalda loadgen` over the nodes: 1 publisher on node 1, 6
+#               subscribers on nodes 2 and 3, under 1% loss; with
+#               pipe_fanout = 1, node 3 takes the streams from node 2
+#   cleanup     after everyone left, every node's peers, transports, producers,
+#               consumers and pipe transports/producers/consumers are 0 (and
+#               rooms, routers), within $E2E_CLEANUP_TIMEOUT s
+#   nodes-exit  every node stops on SIGTERM within 15 s, and no log shows a panic
+#
+# Prints `e2e-cluster: N passed, M failed`, exits non-zero on any failure, and
+# then shows every node log's WARN/ERROR lines and last lines, and keeps the
+# work dir (configs, certificates, logs).
+#
+# env: MAFALDA_BIN, MAFALDA_CACHE, E2E_SKIP_SETUP as for scripts/e2e.sh;
+#   E2E_MEDIA_TIMEOUT (120)   seconds for media to flow once joined
+#   E2E_AIORTC_NODE (2)       the node the aiortc participant joins through
+#   E2E_PIPE_NODES (3)        nodes that must show pipe producers and consumers
+#   E2E_JOIN_STAGGER (0)      ms: browsers join one after another instead of at once
+#   E2E_CLEANUP_TIMEOUT (30)  seconds for every count to return to zero
+#   E2E_LOG_LEVEL (info), E2E_LOG_LINES (80), E2E_BROWSER_ARGS (extra browser.mjs options)
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${MAFALDA_CACHE:-/var/cache/mafalda}"
+export MAFALDA_CACHE="$CACHE"
+MAFALDA_BIN="${MAFALDA_BIN:-${CARGO_TARGET_DIR:-/var/cache/mafalda/target}/debug/mafalda}"
+[[ "$MAFALDA_BIN" = /* ]] || MAFALDA_BIN="$ROOT/$MAFALDA_BIN"
+export MAFALDA_BIN
+# shellcheck source=lib/netns.sh
+source "$ROOT/scripts/lib/netns.sh"
+
+say() { echo "e2e-cluster: $*"; }
+
+# ---------------------------------------------------------------- outer phase
+if ! netns_inside MAFALDA_E2E_CLUSTER_INNER; then
+  if [[ "${E2E_SKIP_SETUP:-0}" != 1 ]]; then
+    "$ROOT/scripts/setup-web.sh" || { say "setup-web failed"; exit 1; }
+    "$ROOT/scripts/setup-python.sh" || { say "setup-python failed"; exit 1; }
+  fi
+  if [[ ! -x "$MAFALDA_BIN" ]]; then
+    say "node binary not found: $MAFALDA_BIN (build it: cargo build, or set MAFALDA_BIN)"
+    echo "e2e-cluster: 0 passed, 1 failed"
+    exit 1
+  fi
+  netns_reexec MAFALDA_E2E_CLUSTER_INNER "$0" "$@"
+  say "could not enter private namespaces"
+  echo "e2e-cluster: 0 passed, 1 failed"
+  exit 1
+fi
+
+# ---------------------------------------------------------------- inner phase
+NODES=3
+NET="198.18.0"
+CLIENT_IP="$NET.254"
+HTTP_PORT=3000
+FABRIC_PORT=7000
+AIORTC_NODE="${E2E_AIORTC_NODE:-2}"
+PIPE_NODES="${E2E_PIPE_NODES:-3}"
+MEDIA_TIMEOUT="${E2E_MEDIA_TIMEOUT:-120}"
+CLEANUP_TIMEOUT="${E2E_CLEANUP_TIMEOUT:-30}"
+LOG_LINES="${E2E_LOG_LINES:-80}"
+
+WORK="$(mktemp -d /tmp/mafalda-e2e-cluster.XXXXXX)"
+PASSED=0
+FAILED=0
+FAILED_NAMES=()
+T_START=$(date +%s)
+declare -A NODE_PID=()
+MEDIA_PID=""
+
+node_name() { echo "mafalda-$1"; }
+node_ip() { echo "$NET.$1"; }
+node_url() { echo "http://$NET.$1:$HTTP_PORT"; }
+node_log() { echo "$WORK/n$1.log"; }
+
+record() { # name rc seconds
+  if [[ "$2" == 0 ]]; then
+    PASSED=$((PASSED + 1)); say "PASS $1 (${3}s)"
+  else
+    FAILED=$((FAILED + 1)); FAILED_NAMES+=("$1"); say "FAIL $1 (rc $2, ${3}s)"
+  fi
+}
+
+# Stops every node still running: SIGTERM to all, then up to 15 s, then SIGKILL.
+# Leaves each exit status in NODE_EXIT[i].
+declare -A NODE_EXIT=()
+stop_nodes() {
+  local i pid
+  for i in "${!NODE_PID[@]}"; do kill -TERM "${NODE_PID[$i]}" 2>/dev/null; done
+  for _ in $(seq 75); do
+    local left=0
+    for i in "${!NODE_PID[@]}"; do node_alive "$i" && left=1; done
+    ((left)) || break
+    sleep 0.2
+  done
+  for i in "${!NODE_PID[@]}"; do
+    pid="${NODE_PID[$i]}"
+    if node_alive "$i"; then
+      say "$(node_name "$i") did not exit 15 s after SIGTERM; killing it"
+      kill -KILL "$pid" 2>/dev/null
+      NODE_EXIT[$i]="killed"
+      wait "$pid" 2>/dev/null
+    else
+      wait "$pid" 2>/dev/null
+      local rc=$?
+      [[ -n "${NODE_EXIT[$i]:-}" ]] || NODE_EXIT[$i]=$rc
+    fi
+    unset "NODE_PID[$i]"
+  done
+}
+
+plain() { sed 's/\x1b\[[0-9;]*m//g' "$@"; } # without the log's colours
+
+show_logs() {
+  local i
+  for i in $(seq "$NODES"); do
+    echo "----- $(node_name "$i"): WARN/ERROR lines of $(node_log "$i") (first 40) -----"
+    plain "$(node_log "$i")" 2>/dev/null | grep -E ' (WARN|ERROR) |panicked' | head -n 40
+    echo "----- $(node_name "$i"): last $LOG_LINES lines of $(node_log "$i") -----"
+    plain "$(node_log "$i")" 2>/dev/null | tail -n "$LOG_LINES"
+  done
+  echo "----- end of node logs -----"
+}
+
+# Membership changes each node logged (a flapping member can move room homes).
+membership_summary() {
+  local i line
+  for i in $(seq "$NODES"); do
+    line="$(plain "$(node_log "$i")" 2>/dev/null | grep -oE 'member (suspect|down|alive again)|rejoined the cluster' \
+      | sort | uniq -c | awk '{c=$1; $1=""; printf "%s%s x%d", sep, substr($0, 2), c; sep=", "}')"
+    say "$(node_name "$i") membership changes: ${line:-none}"
+  done
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  # The clients first (timeout passes the TERM on to the driver), then the nodes.
+  [[ -n "$MEDIA_PID" ]] && kill -TERM "$MEDIA_PID" 2>/dev/null
+  stop_nodes
+  # Any other child still around (a driver killed mid-way, chromium, python);
+  # the PID namespace ends the rest when this script (its init) exits.
+  local kids
+  kids="$(jobs -p)"
+  [[ -n "$kids" ]] && kill -TERM $kids 2>/dev/null
+  if (( FAILED > 0 || rc != 0 )); then
+    show_logs
+    say "work dir kept: $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'say "interrupted"; FAILED=$((FAILED+1)); FAILED_NAMES+=(interrupted)
+      echo "e2e-cluster: $PASSED passed, $FAILED failed"; exit 130' INT TERM
+
+finish() {
+  (( FAILED > 0 )) && say "failed: ${FAILED_NAMES[*]}"
+  say "total $(( $(date +%s) - T_START ))s"
+  echo "e2e-cluster: $PASSED passed, $FAILED failed"
+  (( FAILED == 0 ))
+  exit $?
+}
+
+# A node that exited stays a zombie until waited for: check its state too.
+node_alive() {
+  local pid="${NODE_PID[$1]:-}" st
+  [[ -n "$pid" ]] || return 1
+  st="$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)"
+  [[ -n "$st" && "$st" != Z ]]
+}
+
+# CPU seconds used so far by a node (mediasoup workers are threads of it).
+node_cpu() {
+  awk '{ s = $0; sub(/.*\) /, "", s); split(s, f, " "); printf "%.2f", (f[12] + f[13]) / 100 }' \
+    "/proc/${NODE_PID[$1]}/stat" 2>/dev/null || echo "?"
+}
+
+status_json() { curl -fsS --max-time 5 "$(node_url "$1")/api/status"; }
+
+# ---------------------------------------------------------------- network
+t0=$(date +%s)
+say "work dir $WORK; building the network: br0 $CLIENT_IP/24, hosts n1..n$NODES"
+build_network() {
+  netns_base "$CLIENT_IP/24" || return 1
+  local i
+  for i in $(seq "$NODES"); do netns_add_host "n$i" "$(node_ip "$i")/24" || return 1; done
+}
+net_ok=0
+build_network || net_ok=1
+if (( net_ok == 0 )); then
+  seal=()
+  for i in $(seq "$NODES"); do seal+=("n$i" "$(node_ip "$i")"); done
+  netns_seal_check "$CLIENT_IP" -- "${seal[@]}" || net_ok=1
+fi
+record network "$net_ok" "$(( $(date +%s) - t0 ))"
+(( net_ok == 0 )) || finish
+
+# ---------------------------------------------------------------- certificates
+t0=$(date +%s)
+CERTS="$WORK/certs"
+certs_ok=0
+"$MAFALDA_BIN" cluster ca --out "$CERTS" >"$WORK/certs.log" 2>&1 || certs_ok=1
+for i in $(seq "$NODES"); do
+  (( certs_ok == 0 )) || break
+  "$MAFALDA_BIN" cluster cert --node "$(node_name "$i")" --ca-dir "$CERTS" --out "$CERTS" >>"$WORK/certs.log" 2>&1 \
+    || certs_ok=1
+done
+(( certs_ok == 0 )) || cat "$WORK/certs.log"
+record certs "$certs_ok" "$(( $(date +%s) - t0 ))"
+(( certs_ok == 0 )) || finish
+
+# ---------------------------------------------------------------- nodes
+for i in $(seq "$NODES"); do
+  ip="$(node_ip "$i")"
+  cat > "$WORK/n$i.toml" <<EOF
+[node]
+name = "$(node_name "$i")"
+
+[http]
+listen = "$ip:$HTTP_PORT"
+static_dir = "$ROOT/web/dist"
+
+[rtc]
+listen_ip = "$ip"
+port_min = 40000
+port_max = 40999
+
+[workers]
+count = 1
+
+[placement]
+# Each router forwards a stream to one other at most: fan-out across the
+# nodes is then a chain (the loadgen step checks node 3 gets it via node 2).
+pipe_fanout = 1
+
+[cluster]
+enabled = true
+listen = "$ip:$FABRIC_PORT"
+seeds = ["$(node_ip 1):$FABRIC_PORT"]
+ca = "$CERTS/ca.pem"
+cert = "$CERTS/$(node_name "$i").pem"
+key = "$CERTS/$(node_name "$i").key"
+probe_period_ms = 300
+suspect_to_down_ms = 900
+
+[log]
+level = "${E2E_LOG_LEVEL:-info}"
+EOF
+done
+
+t0=$(date +%s)
+cd "$ROOT"
+for i in $(seq "$NODES"); do
+  say "starting $(node_name "$i") in n$i: $MAFALDA_BIN node --config $WORK/n$i.toml (log $(node_log "$i"))"
+  ip netns exec "n$i" "$MAFALDA_BIN" node --config "$WORK/n$i.toml" >"$(node_log "$i")" 2>&1 &
+  NODE_PID[$i]=$!
+done
+
+# Every node answers /healthz (up to 30 s each, in parallel time).
+up_ok=0
+deadline=$(( $(date +%s) + 30 ))
+for i in $(seq "$NODES"); do
+  while :; do
+    if ! node_alive "$i"; then say "$(node_name "$i") exited during start-up"; up_ok=1; break; fi
+    [[ "$(curl -fsS --max-time 2 "$(node_url "$i")/healthz" 2>/dev/null)" == ok* ]] && break
+    if (( $(date +%s) > deadline )); then say "$(node_name "$i") not healthy within 30 s"; up_ok=1; break; fi
+    sleep 0.2
+  done
+done
+
+# Every node sees every other one alive (up to 30 s).
+members_ok() { # i status-json
+  node -e '
+    const [me, want, json] = process.argv.slice(1);
+    const s = JSON.parse(json);
+    const alive = new Set((s.cluster?.members || []).filter((m) => m.state === "alive").map((m) => m.node));
+    const missing = want.split(",").filter((n) => n !== me && !alive.has(n));
+    if (missing.length) { console.log(missing.join(",")); process.exit(1); }
+  ' "$(node_name "$1")" "$(for j in $(seq "$NODES"); do node_name "$j"; done | paste -sd,)" "$2"
+}
+if (( up_ok == 0 )); then
+  deadline=$(( $(date +%s) + 30 ))
+  for i in $(seq "$NODES"); do
+    while :; do
+      s="$(status_json "$i" 2>/dev/null)"
+      if [[ -n "$s" ]] && missing="$(members_ok "$i" "$s")"; then break; fi
+      if ! node_alive "$i"; then say "$(node_name "$i") exited while joining"; up_ok=1; break; fi
+      if (( $(date +%s) > deadline )); then
+        say "$(node_name "$i") does not see ${missing:-?} alive within 30 s: ${s:-<no status>}"
+        up_ok=1; break
+      fi
+      sleep 0.3
+    done
+  done
+fi
+if (( up_ok == 0 )); then
+  for i in $(seq "$NODES"); do
+    say "$(node_name "$i"): $(status_json "$i" | node -e '
+      const s = JSON.parse(require("fs").readFileSync(0, "utf8"));
+      console.log(`${s.workers} worker(s), members: ${s.cluster.members.map((m) => `${m.node}@${m.addr} ${m.state}`).join(", ")}`);')"
+    curl -fsS --max-time 5 "$(node_url "$i")/" | grep -q '<title>Mafalda' \
+      || say "$(node_name "$i"): GET / did not serve the demo page (static_dir $ROOT/web/dist)"
+  done
+fi
+record cluster-up "$up_ok" "$(( $(date +%s) - t0 ))"
+(( up_ok == 0 )) || finish
+
+# ---------------------------------------------------------------- media
+URLS="$(for i in $(seq "$NODES"); do node_url "$i"; done | paste -sd,)"
+say "----- media: 3 chromium (browser-i on node i) + aiortc on $(node_name "$AIORTC_NODE"), one room -----"
+t0=$(date +%s)
+# In the background and waited for, so that an interrupt is handled at once.
+timeout --kill-after=15 "${E2E_MEDIA_LIMIT:-360}" \
+  node "$ROOT/tests/e2e/browser.mjs" --urls "$URLS" --browsers "$NODES" \
+    --aiortc-url "$(node_url "$AIORTC_NODE")" --host-ip "$CLIENT_IP" \
+    --expect-pipe-nodes "$PIPE_NODES" --timeout "$MEDIA_TIMEOUT" --join-stagger "${E2E_JOIN_STAGGER:-0}" \
+    ${E2E_BROWSER_ARGS:-} &
+MEDIA_PID=$!
+wait "$MEDIA_PID"
+rc=$?
+MEDIA_PID=""
+for i in $(seq "$NODES"); do
+  if ! node_alive "$i"; then say "$(node_name "$i") is gone"; [[ "$rc" == 0 ]] && rc=98; fi
+done
+record media "$rc" "$(( $(date +%s) - t0 ))"
+membership_summary
+say "node CPU so far: $(for i in $(seq "$NODES"); do printf '%s %ss  ' "$(node_name "$i")" "$(node_cpu "$i")"; done)"
+
+# ---------------------------------------------------------------- loadgen
+# `mafalda loadgen` across the nodes: 1 publisher (audio + video) on node 1,
+# 6 subscribers on nodes 2 and 3 in turn, under 1% loss; while it runs,
+# node 3 must take the streams from node 2, not from node 1 (fan-out 1).
+say "----- loadgen: 1 publisher on $(node_name 1), subscribers on the others -----"
+t0=$(date +%s)
+LG_URLS="$(for i in $(seq "$NODES"); do echo "ws://$(node_ip "$i"):$HTTP_PORT/ws"; done | paste -sd,)"
+"$MAFALDA_BIN" loadgen --target "$LG_URLS" --room "loadgen-$RANDOM" --publishers 1 --subscribers 6 \
+  --settle 2 --duration 4 --ip "$CLIENT_IP" --loss-limit 1 >"$WORK/loadgen.log" 2>&1 &
+LG_PID=$!
+tree_ok=1
+last_node="$(node_name "$NODES")"
+for _ in $(seq 60); do
+  if s="$(status_json "$NODES" 2>/dev/null)" && node -e '
+      const [via, origin, json] = process.argv.slice(1);
+      const rooms = JSON.parse(json).roomDetails || [];
+      const ok = rooms.some((r) => r.linksIn.some((l) => l.from.startsWith(via + "/"))
+        && !r.linksIn.some((l) => l.from.startsWith(origin + "/")));
+      process.exit(ok ? 0 : 1);
+    ' "$(node_name $((NODES - 1)))" "$(node_name 1)" "$s"; then
+    tree_ok=0; break
+  fi
+  sleep 0.25
+done
+wait "$LG_PID"
+rc=$?
+tail -n 8 "$WORK/loadgen.log" | sed 's/^/  /'
+if (( tree_ok != 0 )); then
+  say "$last_node never took the streams from $(node_name $((NODES - 1))) alone: $(status_json "$NODES" 2>/dev/null)"
+  [[ "$rc" == 0 ]] && rc=97
+fi
+(( rc == 0 )) && say "loadgen: under 1% loss across the nodes; $last_node fed through $(node_name $((NODES - 1)))"
+record loadgen "$rc" "$(( $(date +%s) - t0 ))"
+
+# ---------------------------------------------------------------- cleanup
+# Every count back to zero on every node (bounded wait).
+zero_check() { # status-json -> prints what is not zero; rc 1 if any
+  node -e '
+    const s = JSON.parse(process.argv[1]);
+    const sum = (k) => (s.workerDetails || []).reduce((n, w) => n + (w[k] ?? NaN), 0);
+    const v = {
+      rooms: s.rooms, routers: s.routers, peers: s.peers, transports: s.transports,
+      producers: s.producers, consumers: s.consumers,
+      pipeTransports: sum("pipeTransports"), pipeProducers: sum("pipeProducers"), pipeConsumers: sum("pipeConsumers"),
+    };
+    const bad = Object.entries(v).filter(([, n]) => n !== 0).map(([k, n]) => `${k}=${n}`);
+    if (bad.length) { console.log(bad.join(" ")); process.exit(1); }
+  ' "$1"
+}
+t0=$(date +%s)
+clean_ok=1
+declare -A LEFT=()
+deadline=$(( $(date +%s) + CLEANUP_TIMEOUT ))
+while :; do
+  all=0
+  for i in $(seq "$NODES"); do
+    if ! node_alive "$i"; then LEFT[$i]="node gone"; all=1; continue; fi
+    s="$(status_json "$i" 2>/dev/null)" || { LEFT[$i]="no /api/status answer"; all=1; continue; }
+    if LEFT[$i]="$(zero_check "$s")"; then LEFT[$i]=""; else all=1; fi
+  done
+  if (( all == 0 )); then clean_ok=0; break; fi
+  (( $(date +%s) >= deadline )) && break
+  sleep 0.5
+done
+for i in $(seq "$NODES"); do
+  if [[ -n "${LEFT[$i]:-}" ]]; then
+    say "$(node_name "$i") still holds resources $CLEANUP_TIMEOUT s after the clients left: ${LEFT[$i]}"
+    say "  $(status_json "$i" 2>/dev/null || echo '<no status>')"
+  fi
+done
+(( clean_ok == 0 )) && say "every node back to zero (rooms, routers, peers, transports, producers, consumers, pipes)"
+record cleanup "$clean_ok" "$(( $(date +%s) - t0 ))"
+
+# ---------------------------------------------------------------- stop
+t0=$(date +%s)
+exit_ok=0
+gone=()
+for i in $(seq "$NODES"); do node_alive "$i" || gone+=("$i"); done
+stop_nodes
+for i in $(seq "$NODES"); do
+  st="${NODE_EXIT[$i]:-?}"
+  if [[ " ${gone[*]} " == *" $i "* ]]; then
+    say "$(node_name "$i") had exited before the stop (status $st)"; exit_ok=1
+  elif [[ "$st" != 0 ]]; then
+    say "$(node_name "$i") exit status $st after SIGTERM"; exit_ok=1
+  fi
+  if grep -n -m 5 -E 'panicked at|RUST_BACKTRACE' "$(node_log "$i")"; then
+    say "$(node_name "$i") log shows a panic"; exit_ok=1
+  fi
+done
+record nodes-exit "$exit_ok" "$(( $(date +%s) - t0 ))"
+
+finish
