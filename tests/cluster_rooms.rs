@@ -154,13 +154,7 @@ async fn a_producer_on_one_node_reaches_subscribers_on_another() {
     let (a, b, dir) = two_nodes("span").await;
     let room = RoomId::new("spanning");
     // The room's shard on B exists once a participant is there.
-    let b_keeper = Sfu::from_node(&b)
-        .room(room.as_str())
-        .await
-        .unwrap()
-        .join("keeper")
-        .await
-        .unwrap();
+    let b_keeper = join_on(&b, &room, "keeper").await;
     let target = Spanning::new(
         FacadeTarget::new(Sfu::from_node(&a), room.as_str())
             .await
@@ -230,6 +224,17 @@ async fn a_producer_on_one_node_reaches_subscribers_on_another() {
     b.stop().await;
     a.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A participant `name` of `room` through node `n`.
+async fn join_on(n: &RunningNode, room: &RoomId, name: &str) -> mafalda::sfu::Participant {
+    Sfu::from_node(n)
+        .room(room.as_str())
+        .await
+        .expect("room")
+        .join(name)
+        .await
+        .expect("join")
 }
 
 /// Three clustered nodes named `{tag}-a`, `-b`, `-c`, with a pipe fan-out
@@ -338,13 +343,7 @@ async fn fan_out_across_nodes_is_a_tree() {
 async fn bad_room_calls_get_typed_errors() {
     let (a, b, dir) = two_nodes("bad").await;
     let room = RoomId::new("guarded");
-    let keeper = Sfu::from_node(&b)
-        .room(room.as_str())
-        .await
-        .unwrap()
-        .join("keeper")
-        .await
-        .unwrap();
+    let keeper = join_on(&b, &room, "keeper").await;
     let (a_id, b_id) = (
         cluster(&a).node().id().clone(),
         cluster(&b).node().id().clone(),
@@ -503,13 +502,7 @@ async fn pause_resume_and_close_cross_nodes() {
 
     let (a, b, dir) = two_nodes("flow").await;
     let room = RoomId::new("flow");
-    let publisher = Sfu::from_node(&a)
-        .room(room.as_str())
-        .await
-        .unwrap()
-        .join("publisher")
-        .await
-        .unwrap();
+    let publisher = join_on(&a, &room, "publisher").await;
     let b_room = Sfu::from_node(&b).room(room.as_str()).await.unwrap();
     let viewer = b_room.join("viewer").await.unwrap();
     let mut events = viewer.take_events().unwrap();
@@ -632,20 +625,8 @@ async fn a_shard_that_vanishes_mid_handshake_gives_a_typed_error_and_leaks_nothi
 
     let (a, b, dir) = two_nodes("gone").await;
     let room = RoomId::new("gone");
-    let publisher = Sfu::from_node(&a)
-        .room(room.as_str())
-        .await
-        .unwrap()
-        .join("publisher")
-        .await
-        .unwrap();
-    let viewer = Sfu::from_node(&b)
-        .room(room.as_str())
-        .await
-        .unwrap()
-        .join("viewer")
-        .await
-        .unwrap();
+    let publisher = join_on(&a, &room, "publisher").await;
+    let viewer = join_on(&b, &room, "viewer").await;
     let mut events = viewer.take_events().unwrap();
     let producer = publish(&publisher, 777).await;
     next_event(

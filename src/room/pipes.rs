@@ -391,7 +391,15 @@ struct PipePaused {
 impl Handler<PipePaused> for RoomActor {
     type Result = ();
     fn handle(&mut self, msg: PipePaused, ctx: &mut Self::Context) {
-        let Some(hop) = self.hop_future(&msg.hop) else {
+        self.sync_hop_later(&msg.hop, ctx);
+    }
+}
+
+impl RoomActor {
+    /// Once the hop is up, makes its pipe producer follow its source's
+    /// current paused state.
+    pub(super) fn sync_hop_later(&mut self, hop: &PipeHop, ctx: &mut Context<Self>) {
+        let Some(hop) = self.hop_future(hop) else {
             return;
         };
         let fut = async move {

@@ -639,16 +639,7 @@ impl RoomActor {
                 paused: change == HopChange::Paused,
             };
         }
-        let Some(fut) = self.hop_future(&hop) else {
-            return;
-        };
-        let sync = async move {
-            if let Ok(handles) = fut.await {
-                handles.sync_paused().await;
-            }
-        }
-        .instrument(self.span.clone());
-        ctx.spawn(sync.into_actor(self));
+        self.sync_hop_later(&hop, ctx);
     }
 
     /// Forgets the state of remote hops that are gone.
