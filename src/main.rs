@@ -116,6 +116,10 @@ struct LoadgenArgs {
     /// window, ms (beyond it the target is queueing, i.e. overloaded).
     #[arg(long, default_value_t = 50.0)]
     latency_limit: f64,
+    /// With `--ramp`: highest acceptable 99th-percentile one-way latency of
+    /// a window, ms (queueing in deep buffers shows here before loss).
+    #[arg(long, default_value_t = 200.0)]
+    p99_limit: f64,
     /// With `--ramp`: once the busiest worker uses this much of a core
     /// (percent), grow by a quarter step.
     #[arg(long, default_value_t = 80.0)]
@@ -214,6 +218,7 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
                     window: secs(args.duration),
                     loss_limit_pct: args.loss_limit,
                     latency_p50_limit_ms: args.latency_limit,
+                    latency_p99_limit_ms: args.p99_limit,
                     fine_above_cpu_pct: args.fine_above_cpu,
                 },
             )
@@ -234,11 +239,12 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
             }
             if !args.json {
                 println!(
-                    "{}: sustained {} with loss under {}% and median latency under {} ms ({:.0} pkt/s delivered); stopped: {}",
+                    "{}: sustained {} with loss under {}%, median latency under {} ms and p99 under {} ms ({:.0} pkt/s delivered); stopped: {}",
                     report.target,
                     report.sustained,
                     args.loss_limit,
                     args.latency_limit,
+                    args.p99_limit,
                     report.sustained_pps,
                     report.stopped_because
                 );

@@ -511,6 +511,10 @@ pub struct RampConfig {
     /// it the worker is queueing (overloaded) even while nothing is lost
     /// yet.
     pub latency_p50_limit_ms: f64,
+    /// Highest acceptable 99th-percentile one-way latency of a window, ms:
+    /// deep socket buffers turn loss into queueing near capacity, and this
+    /// caps it before loss shows.
+    pub latency_p99_limit_ms: f64,
     /// Busiest worker's CPU (percent of a core) from which steps are a
     /// quarter as large.
     pub fine_above_cpu_pct: f64,
@@ -556,7 +560,8 @@ async fn judge<T: Target>(
         let w = session.measure(settle, config.window).await;
         let ok = w.loss_pct <= config.loss_limit_pct
             && w.expected > 0
-            && w.latency_p50_ms <= config.latency_p50_limit_ms;
+            && w.latency_p50_ms <= config.latency_p50_limit_ms
+            && w.latency_p99_ms <= config.latency_p99_limit_ms;
         let pps = w.delivered_pps;
         windows.push(w);
         if ok {
@@ -617,9 +622,10 @@ pub async fn ramp<T: Target>(session: &mut Session<T>, config: RampConfig) -> Ra
             }
             Err(()) => {
                 stopped_because = format!(
-                    "loss above {}% or median latency above {} ms in two windows in a row at {}",
+                    "loss above {}%, median latency above {} ms or p99 latency above {} ms in two windows in a row at {}",
                     config.loss_limit_pct,
                     config.latency_p50_limit_ms,
+                    config.latency_p99_limit_ms,
                     session.subscribers()
                 );
             }
