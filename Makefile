@@ -82,6 +82,7 @@ test-rust:
 	@echo "== examples run to completion"
 	$(ISOLATED) $(CARGO_TARGET_DIR)/debug/examples/embed_router
 	$(ISOLATED) $(CARGO_TARGET_DIR)/debug/examples/custom_actor
+	$(ISOLATED) $(CARGO_TARGET_DIR)/debug/examples/moderator
 	@echo "== loadgen: a 2-worker room in process (one subscriber in 4 measured) and plain mediasoup on 2 piped routers, each must deliver with <1% loss"
 	$(ISOLATED) $(BIN) loadgen --workers 2 --placement spread --publishers 2 --subscribers 20 --settle 1 --duration 2 --measure-one-in 4
 	$(ISOLATED) $(BIN) loadgen --target baseline --workers 2 --subscribers 20 --settle 1 --duration 2

@@ -198,6 +198,19 @@ pub enum ShardCall {
         /// The surviving home.
         home: NodeId,
     },
+    /// Lists the room as the callee knows it (read-only; for moderators
+    /// and tools): answered with [`ShardReply::Snapshot`]. The room's home
+    /// knows every peer and producer; a shard knows what the home relayed.
+    Describe,
+    /// Pauses or resumes one of the callee's own producers, as its owner
+    /// would (a moderator's action): the room's peers get
+    /// `producerPaused`/`producerResumed` and its pipes follow.
+    SetProducerPaused {
+        /// The producer, living on the callee.
+        producer_id: ProducerId,
+        /// Pause (true) or resume.
+        paused: bool,
+    },
 }
 
 /// A shard's answer.

@@ -24,7 +24,7 @@ use tracing::Instrument;
 use super::fabric::{
     HopChange, PipeTuple, RoomCall, ShardCall, ShardCallMsg, ShardError, ShardReply,
 };
-use super::messages::{Event, ProducerInfo};
+use super::messages::{ActOnProducer, Event, ProducerAction, ProducerInfo};
 use super::pipes::{
     HopSource, PairFuture, PipeHandles, PipeHop, PipeHopClosed, PipeLink, RemoteHopState,
 };
@@ -581,7 +581,11 @@ impl RoomActor {
 
     /// Source end: drops the hops of link `key` (one producer's, or all),
     /// releasing the pipe hops here they were fed from.
-    fn drop_out_hops(&mut self, key: &(RouterLoc, RouterLoc), producer: Option<ProducerId>) {
+    pub(super) fn drop_out_hops(
+        &mut self,
+        key: &(RouterLoc, RouterLoc),
+        producer: Option<ProducerId>,
+    ) {
         let Some(link) = self.out_links.get_mut(key) else {
             return;
         };
@@ -760,6 +764,39 @@ impl Handler<ShardCallMsg> for RoomActor {
                 }
                 self.remote_hop_changed(to, producer_id, change, seq, ctx);
                 done(Ok(()))
+            }
+            ShardCall::Describe => Box::pin(fut::ready(Ok(self.snapshot()))),
+            ShardCall::SetProducerPaused {
+                producer_id,
+                paused,
+            } => {
+                let Some((peer_id, _)) = self.find_producer(producer_id) else {
+                    return done(Err(ShardError::UnknownProducer(producer_id)));
+                };
+                let action = if paused {
+                    ProducerAction::Pause
+                } else {
+                    ProducerAction::Resume
+                };
+                let act = ctx.address().send(ActOnProducer {
+                    peer_id,
+                    producer_id,
+                    action,
+                });
+                let room = self.id.clone();
+                Box::pin(
+                    async move {
+                        match act.await {
+                            Ok(Ok(())) => Ok(ShardReply::Done),
+                            Ok(Err(RoomError::UnknownProducer(id))) => {
+                                Err(ShardError::UnknownProducer(id))
+                            }
+                            Ok(Err(e)) => Err(ShardError::Refused(e.to_string())),
+                            Err(_) => Err(ShardError::UnknownRoom(room)),
+                        }
+                    }
+                    .into_actor(self),
+                )
             }
             ShardCall::PipeSource { producer_id, from } => {
                 Box::pin(fut::ready(self.pipe_source(producer_id, from)))

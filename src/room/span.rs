@@ -165,7 +165,17 @@ impl Handler<NodeLost> for RoomActor {
             }
         }
         self.pipes.retain(|_, t| !t.is_empty());
-        self.out_links.retain(|(_, to), _| to.node != lost);
+        let to_lost: Vec<(RouterLoc, RouterLoc)> = self
+            .out_links
+            .keys()
+            .filter(|(_, to)| to.node == lost)
+            .cloned()
+            .collect();
+        for key in to_lost {
+            // Releases the hops here that fed only the lost node.
+            self.drop_out_hops(&key, None);
+            self.out_links.remove(&key);
+        }
         self.gc_routers();
         self.maybe_close(ctx);
     }
@@ -368,7 +378,7 @@ impl RoomActor {
 
     /// The snapshot a shard gets when it attaches: every peer and producer
     /// of the room, with where they are.
-    fn snapshot(&self) -> ShardReply {
+    pub(super) fn snapshot(&self) -> ShardReply {
         let me = self.env.node.clone();
         let peers = self
             .peers
