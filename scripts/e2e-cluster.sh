@@ -27,6 +27,9 @@
 #   loadgen     `mafalda loadgen` over the nodes: 1 publisher on node 1, 6
 #               subscribers on nodes 2 and 3, under 1% loss; with
 #               pipe_fanout = 1, node 3 takes the streams from node 2
+#   partition   node 3 cut off the bridge; the room opens on both sides (two
+#               homes); once healed it converges to one home, and both
+#               sides' loadgen rooms keep delivering under 1% loss
 #   cleanup     after everyone left, every node's peers, transports, producers,
 #               consumers and pipe transports/producers/consumers are 0 (and
 #               rooms, routers), within $E2E_CLEANUP_TIMEOUT s
@@ -386,6 +389,100 @@ if (( tree_ok != 0 )); then
 fi
 (( rc == 0 )) && say "loadgen: under 1% loss across the nodes; $last_node fed through $(node_name $((NODES - 1)))"
 record loadgen "$rc" "$(( $(date +%s) - t0 ))"
+
+# ---------------------------------------------------------------- partition
+# Split brain: node 3 is cut off the bridge, the same room opens on both
+# sides (a loadgen room through node 1 from here, another through node 3
+# from inside n3), so each side has a home of it; the partition heals, and
+# the room must converge to one home with the other nodes its shards, while
+# both loadgen rooms keep delivering under 1% loss.
+say "----- partition: $(node_name 3) cut off, one room opened on both sides, healed -----"
+t0=$(date +%s)
+part_ok=0
+ROOM_P="split-$RANDOM"
+status_in() { # i: node i's status, asked from inside its own namespace
+  ip netns exec "n$1" curl -fsS --max-time 5 "$(node_url "$1")/api/status"
+}
+sees() { # json node state -> rc 0 when the status lists node in state
+  node -e '
+    const [json, who, want] = process.argv.slice(1);
+    const m = (JSON.parse(json).cluster?.members || []).find((m) => m.node === who);
+    process.exit(m && m.state === want ? 0 : 1);
+  ' "$1" "$2" "$3"
+}
+roles() { # json room -> "role:home" of the room on that node, or "none"
+  node -e '
+    const [json, room] = process.argv.slice(1);
+    const r = (JSON.parse(json).roomDetails || []).find((r) => r.room === room);
+    console.log(r ? `${r.role}:${r.home ?? ""}` : "none");
+  ' "$1" "$2"
+}
+wait_until() { # seconds description command...
+  local secs="$1" what="$2"; shift 2
+  local deadline=$(( $(date +%s) + secs ))
+  until "$@"; do
+    if (( $(date +%s) > deadline )); then say "not within ${secs} s: $what"; return 1; fi
+    sleep 0.3
+  done
+}
+apart() {
+  s1="$(status_json 1 2>/dev/null)" && s3="$(status_in 3 2>/dev/null)" \
+    && sees "$s1" "$(node_name 3)" down && sees "$s3" "$(node_name 1)" down
+}
+two_homes() { # node 3 hosts the room, and the other side has its own home
+  local r1 r3
+  r1="$(roles "$(status_json 1 2>/dev/null || echo '{}')" "$ROOM_P")"
+  r3="$(roles "$(status_in 3 2>/dev/null || echo '{}')" "$ROOM_P")"
+  [[ "$r3" == "home:$(node_name 3)" ]] && [[ "$r1" == home:* || "$r1" == shard:* ]] \
+    && [[ "$r1" != *":$(node_name 3)" ]]
+}
+one_home() {
+  local i r homes=0 home="" all=()
+  for i in $(seq "$NODES"); do
+    r="$(roles "$(status_json "$i" 2>/dev/null || echo '{}')" "$ROOM_P")"
+    all+=("$(node_name "$i")=$r")
+    [[ "$r" == home:* ]] && homes=$((homes + 1)) && home="$(node_name "$i")"
+  done
+  LAST_ROLES="${all[*]}"
+  (( homes == 1 )) || return 1
+  for i in $(seq "$NODES"); do
+    r="$(roles "$(status_json "$i" 2>/dev/null || echo '{}')" "$ROOM_P")"
+    [[ "$r" == "home:$home" || "$r" == "shard:$home" || "$r" == none ]] || return 1
+  done
+}
+netns_cut n3
+wait_until 20 "nodes 1 and 3 to see each other down" apart || part_ok=1
+if (( part_ok == 0 )); then
+  "$MAFALDA_BIN" loadgen --target "ws://$(node_ip 1):$HTTP_PORT/ws" --room "$ROOM_P" --publishers 1 \
+    --subscribers 2 --settle 2 --duration 20 --ip "$CLIENT_IP" --loss-limit 1 >"$WORK/split-1.log" 2>&1 &
+  SPLIT1=$!
+  ip netns exec n3 "$MAFALDA_BIN" loadgen --target "ws://$(node_ip 3):$HTTP_PORT/ws" --room "$ROOM_P" \
+    --publishers 1 --subscribers 2 --settle 2 --duration 20 --ip "$(node_ip 3)" --loss-limit 1 \
+    >"$WORK/split-3.log" 2>&1 &
+  SPLIT3=$!
+  wait_until 15 "the room to have a home on each side" two_homes || part_ok=1
+  say "during the partition: $(node_name 1) $(roles "$(status_json 1)" "$ROOM_P"), $(node_name 3) $(roles "$(status_in 3)" "$ROOM_P")"
+  netns_heal n3
+  wait_until 25 "the room to converge to one home" one_home || part_ok=1
+  say "after healing: ${LAST_ROLES:-?}"
+  wait "$SPLIT1" || { say "loadgen through $(node_name 1) failed:"; tail -n 5 "$WORK/split-1.log"; part_ok=1; }
+  wait "$SPLIT3" || { say "loadgen through $(node_name 3) failed:"; tail -n 5 "$WORK/split-3.log"; part_ok=1; }
+else
+  netns_heal n3
+fi
+# Every node sees every other alive again before going on.
+all_alive() {
+  local i j s
+  for i in $(seq "$NODES"); do
+    s="$(status_json "$i" 2>/dev/null)" || return 1
+    for j in $(seq "$NODES"); do
+      (( i == j )) && continue
+      sees "$s" "$(node_name "$j")" alive || return 1
+    done
+  done
+}
+wait_until 30 "the cluster to re-form" all_alive || part_ok=1
+record partition "$part_ok" "$(( $(date +%s) - t0 ))"
 
 # ---------------------------------------------------------------- cleanup
 # Every count back to zero on every node (bounded wait).
