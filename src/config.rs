@@ -107,7 +107,10 @@ pub struct RtcSection {
     /// Socket send and receive buffer of the pipe transports between
     /// workers, in bytes (the kernel caps it at `net.core.rmem_max` /
     /// `wmem_max`). A pipe carries every producer of one worker to another
-    /// in bursts; the kernel default (~208 KiB) overflows under load.
+    /// in bursts; the kernel default (~208 KiB) overflows under load. 1 MiB
+    /// by default: measured side by side with 4 MiB (docs/benchmarks.md),
+    /// both sustain the same room, and 1 MiB keeps the queueing delay at
+    /// the failing step about 4 times lower.
     pub pipe_socket_buffer_bytes: u32,
     /// Milliseconds during which further keyframe requests for a video
     /// producer are merged into one, sent when the delay ends (mediasoup's
@@ -127,7 +130,7 @@ impl Default for RtcSection {
             port_max: 49999,
             enable_tcp: true,
             initial_outgoing_bitrate: 1_000_000,
-            pipe_socket_buffer_bytes: 4 * 1024 * 1024,
+            pipe_socket_buffer_bytes: 1024 * 1024,
             key_frame_request_delay_ms: 0,
         }
     }

@@ -214,6 +214,28 @@ async fn a_producer_on_one_node_reaches_subscribers_on_another() {
     assert!(w.expected > 0 && w.received > 0, "{w:?}");
     assert!(w.loss_pct < 1.0, "loss across nodes: {w:?}");
 
+    // A late joiner on B: mediasoup holds its video back until a keyframe,
+    // which it asks for across the pipe, up to the sender on A.
+    let requests_before = session.sender().snapshot().totals.keyframe_requests;
+    let late = session.add_subscriber().await.expect("late joiner on B");
+    let prefix = format!("{late}<-");
+    eventually_ok("the late joiner's video", TIMEOUT, async || {
+        let s = session.receiver().snapshot();
+        let video = s.streams.iter().any(|st| {
+            st.label.starts_with(&prefix) && st.label.ends_with(":Vp8") && st.packets > 0
+        });
+        if video {
+            Ok(())
+        } else {
+            Err(s.totals)
+        }
+    })
+    .await;
+    assert!(
+        session.sender().snapshot().totals.keyframe_requests > requests_before,
+        "the late joiner's keyframe request crossed the nodes to the sender"
+    );
+
     // Everyone leaves: the pipes close on both nodes, and nothing leaks.
     session.finish().await;
     drop(b_keeper);
