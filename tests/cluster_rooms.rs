@@ -379,6 +379,7 @@ async fn bad_room_calls_get_typed_errors() {
         from: a_id.clone(),
         call,
     };
+    let ask = async |c: ShardCall| to_b.ask(call(&room, c)).await.expect("fabric ask");
     let b_router = RouterLoc::new(b_id.clone(), WorkerSlot(0));
     let a_router = RouterLoc::new(a_id.clone(), WorkerSlot(0));
     let tuple = PipeTuple {
@@ -401,93 +402,63 @@ async fn bad_room_calls_get_typed_errors() {
     );
     // A link from a router B's room does not have (the keeper's is on B's
     // only worker, so slot 7 is unknown).
-    let r = to_b
-        .ask(call(
-            &room,
-            ShardCall::OpenLink {
-                from: RouterLoc::new(b_id.clone(), WorkerSlot(7)),
-                to: a_router.clone(),
-                tuple,
-                srtp: None,
-            },
-        ))
-        .await
-        .unwrap();
+    let r = ask(ShardCall::OpenLink {
+        from: RouterLoc::new(b_id.clone(), WorkerSlot(7)),
+        to: a_router.clone(),
+        tuple,
+        srtp: None,
+    })
+    .await;
     assert!(matches!(r, Err(ShardError::UnknownRouter(_))), "{r:?}");
     // Garbage SRTP parameters.
-    let r = to_b
-        .ask(call(
-            &room,
-            ShardCall::OpenLink {
-                from: b_router.clone(),
-                to: a_router.clone(),
-                tuple,
-                srtp: Some(AsJson::from_raw(b"{\"cryptoSuite\": 3}".to_vec())),
-            },
-        ))
-        .await
-        .unwrap();
+    let r = ask(ShardCall::OpenLink {
+        from: b_router.clone(),
+        to: a_router.clone(),
+        tuple,
+        srtp: Some(AsJson::from_raw(b"{\"cryptoSuite\": 3}".to_vec())),
+    })
+    .await;
     assert!(matches!(r, Err(ShardError::BadParameters(_))), "{r:?}");
     // A caller naming another node as its own router's.
-    let r = to_b
-        .ask(call(
-            &room,
-            ShardCall::OpenLink {
-                from: b_router.clone(),
-                to: RouterLoc::new(NodeId::new("someone-else").unwrap(), WorkerSlot(0)),
-                tuple,
-                srtp: None,
-            },
-        ))
-        .await
-        .unwrap();
+    let r = ask(ShardCall::OpenLink {
+        from: b_router.clone(),
+        to: RouterLoc::new(NodeId::new("someone-else").unwrap(), WorkerSlot(0)),
+        tuple,
+        srtp: None,
+    })
+    .await;
     assert!(matches!(r, Err(ShardError::WrongNode(_))), "{r:?}");
     // A bad tuple: port 0.
-    let r = to_b
-        .ask(call(
-            &room,
-            ShardCall::OpenLink {
-                from: b_router.clone(),
-                to: a_router.clone(),
-                tuple: PipeTuple {
-                    ip: LOCALHOST,
-                    port: 0,
-                },
-                srtp: None,
-            },
-        ))
-        .await
-        .unwrap();
+    let r = ask(ShardCall::OpenLink {
+        from: b_router.clone(),
+        to: a_router.clone(),
+        tuple: PipeTuple {
+            ip: LOCALHOST,
+            port: 0,
+        },
+        srtp: None,
+    })
+    .await;
     assert!(matches!(r, Err(ShardError::BadTuple(_))), "{r:?}");
     // A hop over a link never opened, and of a producer B does not have.
-    let r = to_b
-        .ask(call(
-            &room,
-            ShardCall::OpenHop {
-                from: b_router.clone(),
-                to: RouterLoc::new(a_id.clone(), WorkerSlot(3)),
-                producer_id: "5f2c1a10-0c1e-4a39-9d0a-3f7e8c1b2a44".parse().unwrap(),
-            },
-        ))
-        .await
-        .unwrap();
+    let r = ask(ShardCall::OpenHop {
+        from: b_router.clone(),
+        to: RouterLoc::new(a_id.clone(), WorkerSlot(3)),
+        producer_id: "5f2c1a10-0c1e-4a39-9d0a-3f7e8c1b2a44".parse().unwrap(),
+    })
+    .await;
     assert!(matches!(r, Err(ShardError::UnknownLink(..))), "{r:?}");
     // An announced producer said to live on B itself.
-    let r = to_b
-        .ask(call(
-            &room,
-            ShardCall::ProducerAnnounced {
-                info: ProducerInfo {
-                    producer_id: "5f2c1a10-0c1e-4a39-9d0a-3f7e8c1b2a44".parse().unwrap(),
-                    peer_id: PeerId::new(),
-                    kind: mediasoup::prelude::MediaKind::Audio,
-                    paused: false,
-                },
-                loc: b_router.clone(),
-            },
-        ))
-        .await
-        .unwrap();
+    let r = ask(ShardCall::ProducerAnnounced {
+        info: ProducerInfo {
+            producer_id: "5f2c1a10-0c1e-4a39-9d0a-3f7e8c1b2a44".parse().unwrap(),
+            peer_id: PeerId::new(),
+            kind: mediasoup::prelude::MediaKind::Audio,
+            paused: false,
+        },
+        loc: b_router.clone(),
+    })
+    .await;
     assert!(matches!(r, Err(ShardError::WrongNode(_))), "{r:?}");
     // None of it left anything behind, and B still serves the room.
     let s = status(&b).await;
