@@ -258,6 +258,59 @@ fn data<T: serde::de::DeserializeOwned>(method: &str, value: Value) -> Result<T,
     })
 }
 
+type ParseData = fn(&str, Value) -> Result<Request, SignalError>;
+
+/// Every method of the protocol, with how its `data` is read: the one list
+/// the parser, the docs check and clients' tests share.
+pub const METHODS: &[(&str, ParseData)] = &[
+    ("join", |m, d| Ok(Request::Join(data(m, d)?))),
+    ("getRouterRtpCapabilities", |_, _| {
+        Ok(Request::GetRouterRtpCapabilities)
+    }),
+    ("createWebRtcTransport", |m, d| {
+        Ok(Request::CreateWebRtcTransport(data(m, d)?))
+    }),
+    ("connectWebRtcTransport", |m, d| {
+        Ok(Request::ConnectWebRtcTransport(data(m, d)?))
+    }),
+    ("createPlainTransport", |m, d| {
+        Ok(Request::CreatePlainTransport(data(m, d)?))
+    }),
+    ("connectPlainTransport", |m, d| {
+        Ok(Request::ConnectPlainTransport(data(m, d)?))
+    }),
+    ("produce", |m, d| Ok(Request::Produce(data(m, d)?))),
+    ("consume", |m, d| Ok(Request::Consume(data(m, d)?))),
+    ("resumeConsumer", |m, d| {
+        Ok(Request::ResumeConsumer(data(m, d)?))
+    }),
+    ("pauseConsumer", |m, d| {
+        Ok(Request::PauseConsumer(data(m, d)?))
+    }),
+    ("pauseProducer", |m, d| {
+        Ok(Request::PauseProducer(data(m, d)?))
+    }),
+    ("resumeProducer", |m, d| {
+        Ok(Request::ResumeProducer(data(m, d)?))
+    }),
+    ("closeProducer", |m, d| {
+        Ok(Request::CloseProducer(data(m, d)?))
+    }),
+    ("leave", |_, _| Ok(Request::Leave)),
+];
+
+/// The name of every event of the protocol (`Event`'s `event` field).
+pub const EVENTS: &[&str] = &[
+    "peerJoined",
+    "peerLeft",
+    "newProducer",
+    "producerClosed",
+    "producerPaused",
+    "producerResumed",
+    "consumerClosed",
+    "reconnect",
+];
+
 /// Parses one text frame into a request id and a typed request.
 pub fn parse_request(text: &str) -> Result<(u64, Request), ParseFailure> {
     let envelope: Envelope = serde_json::from_str(text).map_err(|e| ParseFailure {
@@ -286,32 +339,14 @@ pub fn parse_request(text: &str) -> Result<(u64, Request), ParseFailure> {
             )))
         }
     };
-    let d = envelope.data;
-    let request = match method.as_str() {
-        "join" => Request::Join(data(&method, d).map_err(fail)?),
-        "getRouterRtpCapabilities" => Request::GetRouterRtpCapabilities,
-        "createWebRtcTransport" => Request::CreateWebRtcTransport(data(&method, d).map_err(fail)?),
-        "connectWebRtcTransport" => {
-            Request::ConnectWebRtcTransport(data(&method, d).map_err(fail)?)
-        }
-        "createPlainTransport" => Request::CreatePlainTransport(data(&method, d).map_err(fail)?),
-        "connectPlainTransport" => Request::ConnectPlainTransport(data(&method, d).map_err(fail)?),
-        "produce" => Request::Produce(data(&method, d).map_err(fail)?),
-        "consume" => Request::Consume(data(&method, d).map_err(fail)?),
-        "resumeConsumer" => Request::ResumeConsumer(data(&method, d).map_err(fail)?),
-        "pauseConsumer" => Request::PauseConsumer(data(&method, d).map_err(fail)?),
-        "pauseProducer" => Request::PauseProducer(data(&method, d).map_err(fail)?),
-        "resumeProducer" => Request::ResumeProducer(data(&method, d).map_err(fail)?),
-        "closeProducer" => Request::CloseProducer(data(&method, d).map_err(fail)?),
-        "leave" => Request::Leave,
-        other => {
-            let shown: String = other.chars().take(64).collect();
-            return Err(fail(SignalError::new(
-                ErrorCode::UnknownMethod,
-                format!("unknown method `{shown}`"),
-            )));
-        }
+    let Some((_, parse)) = METHODS.iter().find(|(name, _)| *name == method) else {
+        let shown: String = method.chars().take(64).collect();
+        return Err(fail(SignalError::new(
+            ErrorCode::UnknownMethod,
+            format!("unknown method `{shown}`"),
+        )));
     };
+    let request = parse(&method, envelope.data).map_err(fail)?;
     Ok((id, request))
 }
 
@@ -427,6 +462,22 @@ pub enum Event {
         /// Why, for logs.
         reason: String,
     },
+}
+
+impl Event {
+    /// The event's wire name (its `event` field); one of [`EVENTS`].
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::PeerJoined(_) => "peerJoined",
+            Event::PeerLeft { .. } => "peerLeft",
+            Event::NewProducer(_) => "newProducer",
+            Event::ProducerClosed { .. } => "producerClosed",
+            Event::ProducerPaused { .. } => "producerPaused",
+            Event::ProducerResumed { .. } => "producerResumed",
+            Event::ConsumerClosed { .. } => "consumerClosed",
+            Event::Reconnect { .. } => "reconnect",
+        }
+    }
 }
 
 impl From<room::Event> for Event {
@@ -605,6 +656,52 @@ pub fn validate_join(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn every_method_parses_and_names_itself() {
+        for (name, _) in METHODS {
+            let text = format!(r#"{{"id":1,"method":"{name}"}}"#);
+            match parse_request(&text) {
+                Ok((_, r)) => assert_eq!(r.method(), *name),
+                Err(f) => assert_ne!(f.error.code, ErrorCode::UnknownMethod, "{name}"),
+            }
+        }
+    }
+
+    #[test]
+    fn every_event_is_listed_under_its_wire_name() {
+        let p = PeerId::new();
+        let pr: ProducerId = "5f2c1a10-0c1e-4a39-9d0a-3f7e8c1b2a44".parse().unwrap();
+        let c: ConsumerId = "6f2c1a10-0c1e-4a39-9d0a-3f7e8c1b2a44".parse().unwrap();
+        let info = ProducerInfo {
+            producer_id: pr,
+            peer_id: p,
+            kind: MediaKind::Audio,
+            paused: false,
+        };
+        let all = [
+            Event::PeerJoined(PeerInfo {
+                peer_id: p,
+                display_name: "x".into(),
+            }),
+            Event::PeerLeft { peer_id: p },
+            Event::NewProducer(info),
+            Event::ProducerClosed { producer_id: pr },
+            Event::ProducerPaused { producer_id: pr },
+            Event::ProducerResumed { producer_id: pr },
+            Event::ConsumerClosed {
+                consumer_id: c,
+                producer_id: pr,
+            },
+            Event::Reconnect { reason: "r".into() },
+        ];
+        assert_eq!(all.len(), EVENTS.len());
+        for e in &all {
+            let v: Value = serde_json::from_str(&event_message(e)).unwrap();
+            assert_eq!(v["event"], e.name());
+            assert!(EVENTS.contains(&e.name()), "{}", e.name());
+        }
+    }
 
     #[test]
     fn parses_join() {
