@@ -80,6 +80,7 @@ impl RunningNode {
             server: server.clone(),
             config: Arc::clone(&config),
             cluster: cluster.clone(),
+            metrics: Default::default(),
         };
         let http_addr = listener.local_addr()?;
         let app_state = state.clone();

@@ -163,16 +163,7 @@ async fn a_room_home_is_found_by_asking_candidates_in_rendezvous_order() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// GET /api/status with a plain HTTP/1.1 request.
+/// GET /api/status as JSON.
 async fn reqwest_status(addr: std::net::SocketAddr) -> serde_json::Value {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /api/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8(buf).unwrap();
-    let body = text.split("\r\n\r\n").nth(1).expect("body");
-    serde_json::from_str(body).expect("json status")
+    serde_json::from_str(&http_get(addr, "/api/status").await).expect("json status")
 }

@@ -44,6 +44,7 @@ pub async fn demo_missing(state: web::Data<ApiState>) -> HttpResponse {
 pub fn configure(cfg: &mut web::ServiceConfig, state: &ApiState) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/api/status", web::get().to(status))
+        .route("/metrics", web::get().to(super::metrics::metrics))
         .route("/ws", web::get().to(super::ws::upgrade));
     let dir = &state.config.http.static_dir;
     if dir.join("index.html").is_file() {

@@ -3,9 +3,11 @@
 //! - `GET /ws` — the JSON signalling protocol ([`ws`]).
 //! - `GET /healthz` — liveness.
 //! - `GET /api/status` — node status as JSON.
+//! - `GET /metrics` — Prometheus metrics ([`metrics`]).
 //! - `/` — the bundled browser demo from `http.static_dir`.
 
 pub mod http;
+pub mod metrics;
 pub mod ws;
 
 use std::sync::Arc;
@@ -22,4 +24,6 @@ pub struct ApiState {
     pub config: Arc<Config>,
     /// Cluster membership, when enabled.
     pub cluster: Option<crate::cluster::Cluster>,
+    /// The node's Prometheus metrics.
+    pub metrics: metrics::Metrics,
 }

@@ -169,11 +169,18 @@ impl SignallingSession {
     async fn handle_text(&mut self, text: &str) -> Outcome {
         let (id, request) = match parse_request(text) {
             Ok(v) => v,
-            Err(f) => return Outcome::Reply(error_response(f.id, &f.error)),
+            Err(f) => {
+                self.count("unknown", f.error.code);
+                return Outcome::Reply(error_response(f.id, &f.error));
+            }
         };
         let method = request.method();
         let leave = matches!(request, Request::Leave);
         let result = self.dispatch(request).await;
+        match &result {
+            Ok(_) => self.state.metrics.request(method, "ok"),
+            Err(e) => self.count(method, e.code),
+        }
         match result {
             Ok(data) => {
                 let r = ok_response(id, &data);
@@ -188,6 +195,15 @@ impl SignallingSession {
                 Outcome::Reply(error_response(Some(id), &e))
             }
         }
+    }
+
+    /// Counts a failed request by its error code.
+    fn count(&self, method: &str, code: ErrorCode) {
+        let code = serde_json::to_value(code)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        self.state.metrics.request(method, &code);
     }
 
     async fn join(&mut self, join: JoinRequest) -> Result<Value, SignalError> {

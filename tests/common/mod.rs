@@ -47,6 +47,20 @@ pub async fn start_node(config: Config) -> RunningNode {
         .expect("node starts")
 }
 
+/// The body of `GET path` on `addr` (plain HTTP/1.1, connection closed).
+pub async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.expect("read");
+    let text = String::from_utf8(buf).expect("utf-8");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a body");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_owned()
+}
+
 pub async fn status(node: &RunningNode) -> NodeStatus {
     node.server.status().await.expect("status")
 }
