@@ -16,9 +16,9 @@ use super::messages::{
     CloseRoom, Event, Join, Joined, Leave, PeerCount, PeerInfo, ProducerInfo, RoomClosed,
     WorkerLost,
 };
+use super::outlinks::OutLink;
 use super::peers::Peer;
 use super::pipes::{PairFuture, PipeTreeOf, RemoteHopState};
-use super::remote::OutLink;
 use super::routers::RouterEntry;
 use super::span::Role;
 use super::{RoomEnv, RoomError};

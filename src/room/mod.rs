@@ -58,8 +58,9 @@
 //! - `routers` — the room's routers, one per worker it uses;
 //! - [`pipe_tree`] — the pure pipe-tree bookkeeping;
 //! - `pipes` — pipe links and hops between the room's routers;
-//! - `remote` — both ends of cross-node pipes, and producers announced
-//!   from other nodes;
+//! - `remote` — the target end of cross-node pipes, the calls between
+//!   shards, and producers announced from other nodes;
+//! - `outlinks` — the source end of cross-node pipes;
 //! - `span` — the room across nodes: home or shard, the room map;
 //! - `status` — what a room shows in `/api/status`;
 //! - [`fabric`] — the room's messages between nodes;
@@ -73,6 +74,7 @@ pub mod fabric;
 mod gate;
 mod media;
 mod messages;
+mod outlinks;
 mod peers;
 pub(crate) mod pipe_tree;
 mod pipes;
