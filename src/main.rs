@@ -39,6 +39,18 @@ enum Command {
         #[command(subcommand)]
         command: ClusterCommand,
     },
+    /// The configuration file.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print a configuration file with every key at its default, made from
+    /// the configuration struct itself (start a node's file from it).
+    Default,
 }
 
 #[derive(Debug, Subcommand)]
@@ -415,6 +427,12 @@ fn main() -> anyhow::Result<()> {
             actix_web::rt::System::new().block_on(run_node(config))
         }
         Command::Cluster { command } => cluster(command),
+        Command::Config {
+            command: ConfigCommand::Default,
+        } => {
+            print!("{}", toml::to_string_pretty(&Config::default())?);
+            Ok(())
+        }
         Command::Loadgen(args) => {
             let filter =
                 EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));

@@ -70,6 +70,13 @@ fn config_keys() -> BTreeSet<String> {
 }
 
 #[test]
+fn the_generated_default_file_is_the_default_config() {
+    // What `mafalda config default` prints.
+    let text = toml::to_string_pretty(&Config::default()).expect("serialises");
+    assert_eq!(Config::from_toml(&text).expect("parses"), Config::default());
+}
+
+#[test]
 fn every_config_key_is_documented_and_every_documented_key_exists() {
     let md = doc("operations.md");
     let blocks = toml_blocks(&md);
