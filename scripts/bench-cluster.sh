@@ -31,35 +31,12 @@ ip link set lo up
 
 WORK="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
-"$BIN" cluster ca --out "$WORK" >/dev/null
+# shellcheck source=lib/cluster.sh
+source scripts/lib/cluster.sh
+cluster_certs "$BIN" "$WORK" bench-1 bench-2 bench-3
 for i in 1 2 3; do
-  "$BIN" cluster cert --node "bench-$i" --ca-dir "$WORK" --out "$WORK" >/dev/null
-  seeds=""; [[ $i -gt 1 ]] && seeds='"127.0.0.11:7000"'
-  cat > "$WORK/n$i.toml" <<TOML
-[node]
-name = "bench-$i"
-[http]
-listen = "127.0.0.1$i:3000"
-static_dir = "/nonexistent"
-[rtc]
-listen_ip = "127.0.0.1$i"
-port_min = 4${i}000
-port_max = 4${i}999
-enable_tcp = false
-[workers]
-count = 1
-[placement]
-pipe_fanout = 1
-[cluster]
-enabled = true
-listen = "127.0.0.1$i:7000"
-seeds = [$seeds]
-ca = "$WORK/ca.pem"
-cert = "$WORK/bench-$i.pem"
-key = "$WORK/bench-$i.key"
-probe_period_ms = 300
-suspect_to_down_ms = 900
-TOML
+  cluster_node_config "$WORK/n$i.toml" "bench-$i" "127.0.0.1$i" "$WORK" "127.0.0.11:7000" \
+    /nonexistent warn $'[placement]\npipe_fanout = 1'
   RUST_LOG=warn "$BIN" node --config "$WORK/n$i.toml" > "$WORK/n$i.log" 2>&1 &
 done
 for i in 1 2 3; do

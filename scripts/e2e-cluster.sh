@@ -56,6 +56,8 @@ MAFALDA_BIN="${MAFALDA_BIN:-${CARGO_TARGET_DIR:-/var/cache/mafalda/target}/debug
 export MAFALDA_BIN
 # shellcheck source=lib/netns.sh
 source "$ROOT/scripts/lib/netns.sh"
+# shellcheck source=lib/cluster.sh
+source "$ROOT/scripts/lib/cluster.sh"
 
 say() { echo "e2e-cluster: $*"; }
 
@@ -229,53 +231,19 @@ record network "$net_ok" "$(( $(date +%s) - t0 ))"
 t0=$(date +%s)
 CERTS="$WORK/certs"
 certs_ok=0
-"$MAFALDA_BIN" cluster ca --out "$CERTS" >"$WORK/certs.log" 2>&1 || certs_ok=1
-for i in $(seq "$NODES"); do
-  (( certs_ok == 0 )) || break
-  "$MAFALDA_BIN" cluster cert --node "$(node_name "$i")" --ca-dir "$CERTS" --out "$CERTS" >>"$WORK/certs.log" 2>&1 \
-    || certs_ok=1
-done
+names=()
+for i in $(seq "$NODES"); do names+=("$(node_name "$i")"); done
+cluster_certs "$MAFALDA_BIN" "$CERTS" "${names[@]}" >"$WORK/certs.log" 2>&1 || certs_ok=1
 (( certs_ok == 0 )) || cat "$WORK/certs.log"
 record certs "$certs_ok" "$(( $(date +%s) - t0 ))"
 (( certs_ok == 0 )) || finish
 
 # ---------------------------------------------------------------- nodes
-for i in $(seq "$NODES"); do
-  ip="$(node_ip "$i")"
-  cat > "$WORK/n$i.toml" <<EOF
-[node]
-name = "$(node_name "$i")"
-
-[http]
-listen = "$ip:$HTTP_PORT"
-static_dir = "$ROOT/web/dist"
-
-[rtc]
-listen_ip = "$ip"
-port_min = 40000
-port_max = 40999
-
-[workers]
-count = 1
-
-[placement]
 # Each router forwards a stream to one other at most: fan-out across the
 # nodes is then a chain (the loadgen step checks node 3 gets it via node 2).
-pipe_fanout = 1
-
-[cluster]
-enabled = true
-listen = "$ip:$FABRIC_PORT"
-seeds = ["$(node_ip 1):$FABRIC_PORT"]
-ca = "$CERTS/ca.pem"
-cert = "$CERTS/$(node_name "$i").pem"
-key = "$CERTS/$(node_name "$i").key"
-probe_period_ms = 300
-suspect_to_down_ms = 900
-
-[log]
-level = "${E2E_LOG_LEVEL:-info}"
-EOF
+for i in $(seq "$NODES"); do
+  cluster_node_config "$WORK/n$i.toml" "$(node_name "$i")" "$(node_ip "$i")" "$CERTS" \
+    "$(node_ip 1):$FABRIC_PORT" "$ROOT/web/dist" "${E2E_LOG_LEVEL:-info}" $'[placement]\npipe_fanout = 1'
 done
 
 t0=$(date +%s)

@@ -3,9 +3,10 @@
 # one per address; sourced by scripts/cluster.sh (and the multi-node tests).
 #
 #   cluster_certs BIN DIR NAME...          # a CA and one certificate per node name
-#   cluster_node_config FILE NAME IP CERTS SEED [STATIC_DIR] [LOG_LEVEL]
+#   cluster_node_config FILE NAME IP CERTS SEED [STATIC_DIR] [LOG_LEVEL] [EXTRA]
 #     HTTP on IP:3000, QUIC on IP:7000 (joining through SEED, an address),
-#     WebRTC and cross-node pipes on IP, one worker, fast SWIM timings.
+#     WebRTC and cross-node pipes on IP, one worker, fast SWIM timings;
+#     EXTRA is more TOML appended (sections not written above).
 
 cluster_certs() {
   local bin="$1" dir="$2"; shift 2
@@ -19,7 +20,7 @@ cluster_certs() {
 
 cluster_node_config() {
   local file="$1" name="$2" ip="$3" certs="$4" seed="$5"
-  local static="${6:-/nonexistent}" level="${7:-info}"
+  local static="${6:-/nonexistent}" level="${7:-info}" extra="${8:-}"
   cat > "$file" <<TOML
 [node]
 name = "$name"
@@ -48,5 +49,7 @@ suspect_to_down_ms = 900
 
 [log]
 level = "$level"
+
+$extra
 TOML
 }

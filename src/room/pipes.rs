@@ -270,12 +270,12 @@ impl RoomActor {
     }
 }
 
-/// The local link from `from` to `to`: two pipe transports with large
-/// socket buffers, connected to each other over 127.0.0.1.
-async fn local_link(from: Router, to: Router, buffer_bytes: u32) -> Result<PipeLink, RoomError> {
-    let listen = ListenInfo {
+/// Options of every pipe transport of a room, local or to another node:
+/// UDP on `ip`, `buffer_bytes` socket buffers, media only (no SCTP).
+pub(super) fn pipe_options(ip: IpAddr, buffer_bytes: u32) -> PipeTransportOptions {
+    let mut options = PipeTransportOptions::new(ListenInfo {
         protocol: Protocol::Udp,
-        ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        ip,
         announced_address: None,
         expose_internal_ip: false,
         port: None,
@@ -283,10 +283,15 @@ async fn local_link(from: Router, to: Router, buffer_bytes: u32) -> Result<PipeL
         flags: None,
         send_buffer_size: Some(buffer_bytes),
         recv_buffer_size: Some(buffer_bytes),
-    };
-    let mut options = PipeTransportOptions::new(listen);
-    // Media only: no SCTP association on the pipe transports.
+    });
     options.enable_sctp = false;
+    options
+}
+
+/// The local link from `from` to `to`: two pipe transports with large
+/// socket buffers, connected to each other over 127.0.0.1.
+async fn local_link(from: Router, to: Router, buffer_bytes: u32) -> Result<PipeLink, RoomError> {
+    let options = pipe_options(IpAddr::V4(Ipv4Addr::LOCALHOST), buffer_bytes);
     let (sending, receiving) = futures::try_join!(
         from.create_pipe_transport(options.clone()),
         to.create_pipe_transport(options),

@@ -15,7 +15,6 @@ use actix::prelude::*;
 use futures::future::FutureExt;
 use mafalda_actors::{ActorRef, NodeId};
 use mediasoup::prelude::*;
-use mediasoup::types::data_structures::{ListenInfo, Protocol};
 use parking_lot::Mutex;
 use tracing::Instrument;
 
@@ -24,7 +23,8 @@ use super::fabric::{
 };
 use super::messages::{ActOnProducer, Event, ProducerAction, ProducerInfo};
 use super::pipes::{
-    HopSource, PairFuture, PipeHandles, PipeHop, PipeHopClosed, PipeLink, RemoteHopState,
+    pipe_options, HopSource, PairFuture, PipeHandles, PipeHop, PipeHopClosed, PipeLink,
+    RemoteHopState,
 };
 use super::wire::AsJson;
 use super::{RoomActor, RoomError};
@@ -96,18 +96,7 @@ impl Drop for FarCall {
 /// A pipe transport for a link with another node: on the node's fabric
 /// address, RTX on, SRTP on unless that address is a loopback one.
 pub(super) fn far_pipe_options(ip: IpAddr, buffer_bytes: u32, srtp: bool) -> PipeTransportOptions {
-    let mut options = PipeTransportOptions::new(ListenInfo {
-        protocol: Protocol::Udp,
-        ip,
-        announced_address: None,
-        expose_internal_ip: false,
-        port: None,
-        port_range: None,
-        flags: None,
-        send_buffer_size: Some(buffer_bytes),
-        recv_buffer_size: Some(buffer_bytes),
-    });
-    options.enable_sctp = false;
+    let mut options = pipe_options(ip, buffer_bytes);
     options.enable_rtx = true;
     options.enable_srtp = srtp;
     options
