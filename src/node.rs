@@ -65,7 +65,7 @@ impl RunningNode {
             .await
             {
                 Ok(c) => {
-                    server.attach_fabric(c.node().clone(), c.node().addr().ip());
+                    server.attach_fabric(c.node().clone());
                     Some(c)
                 }
                 Err(e) => {

@@ -64,7 +64,6 @@ impl Server {
             config: Arc::clone(&config),
             counters: Arc::clone(&counters),
             fabric: Default::default(),
-            pipe_ip: Default::default(),
         });
         let rooms = RoomRegistry::new(Arc::clone(&env)).start();
         let pool = match WorkerPool::start(
@@ -97,10 +96,9 @@ impl Server {
     }
 
     /// Lets the node's rooms reach their shards on other nodes through
-    /// `fabric`, with cross-node pipes listening on `pipe_ip` (the node's
-    /// fabric address). Set once; later calls are ignored.
-    pub fn attach_fabric(&self, fabric: mafalda_actors::Node, pipe_ip: std::net::IpAddr) {
-        let _ = self.env.pipe_ip.set(pipe_ip);
+    /// `fabric`; cross-node pipes listen on its address. Set once; later
+    /// calls are ignored.
+    pub fn attach_fabric(&self, fabric: mafalda_actors::Node) {
         let _ = self.env.fabric.set(fabric);
     }
 

@@ -115,7 +115,12 @@ pub struct RoomEnv {
     /// The cluster fabric, once the node has joined it (rooms then reach
     /// their shards on other nodes).
     pub fabric: OnceLock<Node>,
-    /// Where this node's cross-node pipe transports listen: its fabric
-    /// address (set with the fabric).
-    pub pipe_ip: OnceLock<IpAddr>,
+}
+
+impl RoomEnv {
+    /// Where this node's cross-node pipe transports listen: the address of
+    /// its fabric endpoint, once it has joined the cluster.
+    pub fn pipe_ip(&self) -> Option<IpAddr> {
+        self.fabric.get().map(|n| n.addr().ip())
+    }
 }

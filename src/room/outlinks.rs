@@ -64,10 +64,9 @@ impl RoomActor {
                 .map_err(|_| ShardError::UnknownRouter(from.clone()))?;
             tuple.check()?;
             let srtp = srtp.map(|s| s.get()).transpose()?;
-            let ip = *self
+            let ip = self
                 .env
-                .pipe_ip
-                .get()
+                .pipe_ip()
                 .ok_or_else(|| ShardError::Refused("this node is not clustered".into()))?;
             Ok((lease, srtp, ip))
         })();

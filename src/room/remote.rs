@@ -141,7 +141,7 @@ impl RoomActor {
             return Ok(f.clone());
         }
         let far = self.far(&from.node)?;
-        let ip = *self.env.pipe_ip.get().ok_or(RoomError::NotClustered)?;
+        let ip = self.env.pipe_ip().ok_or(RoomError::NotClustered)?;
         let options = far_pipe_options(
             ip,
             self.env.config.rtc.pipe_socket_buffer_bytes,
