@@ -68,7 +68,7 @@ impl Counters {
 
     /// The current count of one resource.
     pub fn get(&self, r: Resource) -> i64 {
-        self.cell(r).load(Ordering::Relaxed)
+        self.cell(r).load(Ordering::SeqCst)
     }
 
     /// A plain copy of every count.
@@ -114,6 +114,12 @@ pub struct CountsSnapshot {
 }
 
 /// Counts one live resource in several scopes; dropping it uncounts it.
+///
+/// Scopes go from the widest (the node) to the narrowest (a worker): they
+/// are counted in that order and uncounted in reverse, so a wider scope
+/// never holds less than a narrower one, and a reader that reads the node
+/// first and the workers next never sees a worker still count what the
+/// node no longer does.
 #[derive(Debug)]
 pub struct Tracked {
     resource: Resource,
@@ -124,7 +130,7 @@ impl Tracked {
     /// Counts one `resource` in every scope.
     pub fn new(resource: Resource, scopes: &[&Arc<Counters>]) -> Self {
         for s in scopes {
-            s.cell(resource).fetch_add(1, Ordering::Relaxed);
+            s.cell(resource).fetch_add(1, Ordering::SeqCst);
         }
         Self {
             resource,
@@ -135,8 +141,8 @@ impl Tracked {
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        for s in &self.scopes {
-            s.cell(self.resource).fetch_sub(1, Ordering::Relaxed);
+        for s in self.scopes.iter().rev() {
+            s.cell(self.resource).fetch_sub(1, Ordering::SeqCst);
         }
     }
 }

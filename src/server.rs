@@ -122,9 +122,11 @@ impl Server {
 
     /// The node's status (what `/api/status` serves).
     pub async fn status(&self) -> Result<NodeStatus, NodeGone> {
+        // The node's counts first, the workers' next (see `Tracked`): a
+        // worker never shows what the node no longer counts.
+        let c = self.counters.snapshot();
         let worker_details = self.pool.send(GetWorkers).await.map_err(|_| NodeGone)?;
         let room_details = self.rooms.send(DescribeRooms).await.map_err(|_| NodeGone)?;
-        let c = self.counters.snapshot();
         Ok(NodeStatus {
             node: self.node.to_string(),
             workers: worker_details.iter().filter(|w| w.alive).count(),

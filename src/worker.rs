@@ -375,7 +375,7 @@ impl Handler<CreateRouter> for WorkerActor {
                 .create_router(RouterOptions::new(media_codecs()))
                 .await
                 .map_err(|e| CreateRouterError::Mediasoup(e.to_string()))?;
-            let tracked = Tracked::new(Resource::Router, &[&worker_counters, &node_counters]);
+            let tracked = Tracked::new(Resource::Router, &[&node_counters, &worker_counters]);
             router.on_close(move || drop(tracked)).detach();
             // Pipe transports are created by the rooms' pipe links; count
             // them as they appear.
@@ -384,8 +384,8 @@ impl Handler<CreateRouter> for WorkerActor {
                 .on_new_transport(move |t| {
                     if let mediasoup::router::NewTransport::Pipe(pipe) = t {
                         let guards = (
-                            Tracked::new(Resource::Transport, &[&wc, &nc]),
-                            Tracked::new(Resource::PipeTransport, &[&wc, &nc]),
+                            Tracked::new(Resource::Transport, &[&nc, &wc]),
+                            Tracked::new(Resource::PipeTransport, &[&nc, &wc]),
                         );
                         pipe.on_close(Box::new(move || drop(guards))).detach();
                     }
