@@ -26,9 +26,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::home::{candidates, Candidate};
 use crate::ids::RoomId;
-use crate::metrics::Counters;
 use crate::registry::{HostsRoom, RoomRegistry, ROOMS_ACTOR};
 use crate::room::fabric::RoomCall;
+use crate::room::RoomEnv;
 
 /// Where a room lives, as [`Cluster::find_home`] found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,6 +224,15 @@ pub struct NodeLoad {
     pub producers: i64,
     /// Consumers.
     pub consumers: i64,
+    /// Its best worker's placement score (see [`crate::placement`]).
+    pub score: f64,
+    /// Every worker is at or above the watermark: it takes no participant
+    /// spilled from another node.
+    pub full: bool,
+    /// It is draining.
+    pub draining: bool,
+    /// Where its clients connect (`http.public_url`), if known.
+    pub signalling_url: Option<String>,
 }
 
 /// The load a node gossips to every member, carried in the application bytes
@@ -246,6 +255,10 @@ pub struct GossipedLoad {
     pub peers: u32,
     /// Consumers.
     pub consumers: u32,
+    /// Its best worker's placement score.
+    pub score: f32,
+    /// Every worker is at or above the watermark.
+    pub full: bool,
 }
 
 impl GossipedLoad {
@@ -269,6 +282,8 @@ impl GossipedLoad {
             rooms: clamp(load.rooms),
             peers: clamp(load.peers),
             consumers: clamp(load.consumers),
+            score: load.score as f32,
+            full: load.full,
         }
     }
 }
@@ -289,8 +304,7 @@ fn process_cpu_seconds() -> Option<f64> {
 /// Publishes the node's load in SWIM metadata and answers [`GetNodeLoad`].
 struct LoadReporter {
     node: Node,
-    counters: Arc<Counters>,
-    workers: u32,
+    env: Arc<RoomEnv>,
     period: Duration,
     last_cpu: Option<(Instant, f64)>,
     cpu_percent: f32,
@@ -308,10 +322,12 @@ impl LoadReporter {
             }
             self.last_cpu = Some((now, cpu));
         }
-        let c = self.counters.snapshot();
+        let c = self.env.counters.snapshot();
+        let config = &self.env.config;
+        let headroom = self.env.workers.headroom(&config.placement);
         NodeLoad {
             node: self.node.id().to_string(),
-            workers: self.workers,
+            workers: u32::try_from(config.worker_count()).unwrap_or(u32::MAX),
             cpu_percent: self.cpu_percent,
             rooms: c.rooms,
             peers: c.peers,
@@ -319,6 +335,14 @@ impl LoadReporter {
             transports: c.transports,
             producers: c.producers,
             consumers: c.consumers,
+            score: if headroom.score.is_finite() {
+                headroom.score
+            } else {
+                f64::MAX
+            },
+            full: headroom.full,
+            draining: self.env.draining(),
+            signalling_url: config.http.signalling_url(),
         }
     }
 
@@ -332,7 +356,7 @@ impl LoadReporter {
             }
         };
         let metadata = NodeMetadata {
-            draining: false,
+            draining: self.env.draining(),
             app,
         };
         if let Err(e) = self.node.set_local_metadata(metadata) {
@@ -390,13 +414,11 @@ impl Cluster {
     /// Starts the fabric node and the load reporter. Must run inside an actix
     /// `System`.
     pub async fn join(
-        node_name: &str,
-        section: &ClusterSection,
-        workers: u32,
-        counters: Arc<Counters>,
+        env: Arc<RoomEnv>,
         rooms: Addr<RoomRegistry>,
     ) -> Result<Self, ClusterError> {
-        let id = NodeId::new(node_name)?;
+        let section = env.config.cluster.clone();
+        let id = NodeId::new(&env.config.node.name)?;
         let tls = TlsConfig::from_files(&section.ca, &section.cert, &section.key)?;
         let mut config = NodeConfig::new(id, tls, EndpointSource::Bind(section.listen));
         config.advertise_addr = section.advertise;
@@ -413,8 +435,7 @@ impl Cluster {
         let node = Node::start(config, std::future::pending::<()>()).await?;
         let reporter = LoadReporter {
             node: node.clone(),
-            counters,
-            workers,
+            env,
             period: Duration::from_millis(section.load_publish_ms),
             last_cpu: None,
             cpu_percent: 0.0,
@@ -471,6 +492,12 @@ impl Cluster {
             .collect()
     }
 
+    /// Gossips the node's load and drain flag now, instead of at the next
+    /// period (after the drain flag changed).
+    pub fn publish_now(&self) {
+        self.reporter.do_send(PublishNow);
+    }
+
     /// Leaves the cluster and closes every link.
     pub async fn leave(&self) {
         self.reporter.do_send(StopReporter);
@@ -495,6 +522,17 @@ fn member_load(m: &MemberInfo) -> Option<GossipedLoad> {
 #[rtype(result = "()")]
 struct StopReporter;
 
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct PublishNow;
+
+impl Handler<PublishNow> for LoadReporter {
+    type Result = ();
+    fn handle(&mut self, _msg: PublishNow, _ctx: &mut Self::Context) {
+        self.publish();
+    }
+}
+
 impl Handler<StopReporter> for LoadReporter {
     type Result = ();
     fn handle(&mut self, _msg: StopReporter, ctx: &mut Self::Context) {
@@ -513,6 +551,8 @@ mod tests {
             rooms: 120,
             peers: 3000,
             consumers: 90_000,
+            score: 0.75,
+            full: true,
         }
     }
 
@@ -551,10 +591,12 @@ mod tests {
             rooms: u32::MAX,
             peers: u32::MAX,
             consumers: u32::MAX,
+            score: f32::MAX,
+            full: true,
         };
         let app = max.encode().unwrap();
-        // f32 is 4 bytes; a varint u32 at most 5.
-        assert!(app.len() <= 24, "{} bytes", app.len());
+        // f32 is 4 bytes, a varint u32 at most 5, a bool 1.
+        assert!(app.len() <= 33, "{} bytes", app.len());
         let metadata = codec::encode(&NodeMetadata {
             draining: true,
             app,
@@ -586,6 +628,8 @@ mod tests {
                 rooms: 0,
                 peers: u32::MAX,
                 consumers: 7,
+                score: 0.0,
+                full: false,
             }
         );
     }

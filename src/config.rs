@@ -30,6 +30,32 @@ pub struct Config {
     pub cluster: crate::cluster::ClusterSection,
     /// Room lifetime.
     pub rooms: RoomsSection,
+    /// Graceful drain (SIGTERM, `POST /api/drain`).
+    pub drain: DrainSection,
+}
+
+/// `[drain]`: how a node empties itself before it stops (see
+/// `docs/operations.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DrainSection {
+    /// A draining node stops this many milliseconds after the drain began,
+    /// even if participants are still connected.
+    pub deadline_ms: u64,
+    /// Participants told to `reconnect` at a time.
+    pub batch_size: usize,
+    /// Milliseconds between two batches.
+    pub batch_interval_ms: u64,
+}
+
+impl Default for DrainSection {
+    fn default() -> Self {
+        Self {
+            deadline_ms: 60_000,
+            batch_size: 20,
+            batch_interval_ms: 500,
+        }
+    }
 }
 
 /// `[rooms]`
@@ -76,6 +102,21 @@ pub struct HttpSection {
     /// Directory with the bundled browser demo, served at `/`. Relative paths
     /// are resolved against the working directory.
     pub static_dir: PathBuf,
+    /// The signalling URL clients reach this node at (`ws://host:port/ws`),
+    /// sent to clients that must move here (drain). Unset: derived from
+    /// `listen` unless that is a wildcard address.
+    pub public_url: Option<String>,
+}
+
+impl HttpSection {
+    /// The signalling URL of this node, as clients elsewhere reach it.
+    pub fn signalling_url(&self) -> Option<String> {
+        match &self.public_url {
+            Some(url) => Some(url.clone()),
+            None if self.listen.ip().is_unspecified() => None,
+            None => Some(format!("ws://{}/ws", self.listen)),
+        }
+    }
 }
 
 impl Default for HttpSection {
@@ -83,6 +124,7 @@ impl Default for HttpSection {
         Self {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3000),
             static_dir: PathBuf::from("web/dist"),
+            public_url: None,
         }
     }
 }
@@ -225,6 +267,9 @@ pub struct PlacementSection {
     /// reaching more workers than this goes through a tree of pipes (each
     /// worker that holds a copy forwards it to at most this many others).
     pub pipe_fanout: u32,
+    /// Participants one worker holds at full load (0: no limit); counts in
+    /// a worker's score like `worker_capacity`.
+    pub worker_max_peers: u32,
 }
 
 impl Default for PlacementSection {
@@ -234,6 +279,7 @@ impl Default for PlacementSection {
             worker_capacity: 500,
             watermark: 0.6,
             pipe_fanout: 4,
+            worker_max_peers: 0,
         }
     }
 }
@@ -322,6 +368,14 @@ impl Config {
         }
         if !(self.placement.watermark > 0.0 && self.placement.watermark <= 1.0) {
             return invalid("placement.watermark", "must be in (0, 1]");
+        }
+        if self.drain.batch_size == 0 || self.drain.batch_interval_ms == 0 {
+            return invalid("drain", "batch_size and batch_interval_ms at least 1");
+        }
+        if let Some(url) = &self.http.public_url {
+            if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+                return invalid("http.public_url", "must be a ws:// or wss:// URL");
+            }
         }
         Ok(())
     }

@@ -54,15 +54,7 @@ impl RunningNode {
         let counters = Arc::new(crate::metrics::Counters::default());
         let server = Server::start(Arc::clone(&config), Arc::clone(&counters)).await?;
         let cluster = if config.cluster.enabled {
-            let workers = u32::try_from(config.worker_count()).unwrap_or(u32::MAX);
-            match Cluster::join(
-                &config.node.name,
-                &config.cluster,
-                workers,
-                counters,
-                server.rooms().clone(),
-            )
-            .await
+            match Cluster::join(Arc::clone(server.env()), server.rooms().clone()).await
             {
                 Ok(c) => {
                     server.attach_fabric(c.node().clone());

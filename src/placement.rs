@@ -4,9 +4,12 @@
 //! [`WorkerPool`](crate::pool::WorkerPool), read by every room). Each
 //! worker's load is `producers + consumers` from its [`Counters`] (pipe
 //! producers and consumers included) and the CPU share of its thread, sampled
-//! by the [`WorkerActor`]. A worker's *score* is the larger of
-//! `load / worker_capacity` and `cpu% / 100` (CPU below
-//! [`CPU_NOISE_FLOOR_PERCENT`] counts as idle).
+//! by the [`WorkerActor`]. A worker's *score* is the largest of
+//! `load / worker_capacity`, `peers / worker_max_peers` (when that is set)
+//! and `cpu% / 100` (CPU below [`CPU_NOISE_FLOOR_PERCENT`] counts as idle).
+//! A node whose every worker scores at or above `watermark` is *full*
+//! ([`Headroom`]): new participants then spill to another node
+//! ([`crate::spill`]).
 //!
 //! - `pack` gives the participant to the first worker (in slot order) whose
 //!   score is below `watermark`; when every worker is above it, the
@@ -57,6 +60,17 @@ pub struct Seat {
     pub cpu: Arc<CpuGauge>,
 }
 
+impl Seat {
+    /// The worker's load now.
+    pub fn load(&self) -> Load {
+        Load {
+            units: self.counters.get(Resource::Producer) + self.counters.get(Resource::Consumer),
+            cpu_percent: self.cpu.get(),
+            peers: self.counters.get(Resource::Peer),
+        }
+    }
+}
+
 /// The load figures placement compares.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Load {
@@ -76,22 +90,51 @@ pub struct Load {
 pub const CPU_NOISE_FLOOR_PERCENT: f64 = 20.0;
 
 impl Load {
-    fn score(&self, capacity: u32) -> f64 {
-        let units = self.units.max(0) as f64 / f64::from(capacity.max(1));
+    /// The worker's score: the largest of its units over
+    /// `worker_capacity`, its peers over `worker_max_peers` (when set), and
+    /// its CPU share of one core.
+    pub fn score(&self, config: &PlacementSection) -> f64 {
+        let units = self.units.max(0) as f64 / f64::from(config.worker_capacity.max(1));
+        let peers = if config.worker_max_peers == 0 {
+            0.0
+        } else {
+            self.peers.max(0) as f64 / f64::from(config.worker_max_peers)
+        };
         let cpu = if self.cpu_percent < CPU_NOISE_FLOOR_PERCENT {
             0.0
         } else {
             self.cpu_percent / 100.0
         };
-        units.max(cpu)
+        units.max(peers).max(cpu)
+    }
+}
+
+/// How much more a node can take, from its workers' scores.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Headroom {
+    /// The lowest score of its live workers (`f64::INFINITY` without any).
+    pub score: f64,
+    /// Every live worker is at or above the watermark (or none is live): a
+    /// new participant should go to another node.
+    pub full: bool,
+}
+
+/// The headroom of a node whose live workers have `loads`.
+pub fn headroom(loads: &[Load], config: &PlacementSection) -> Headroom {
+    let score = loads
+        .iter()
+        .map(|l| l.score(config))
+        .fold(f64::INFINITY, f64::min);
+    Headroom {
+        score,
+        full: score >= config.watermark,
     }
 }
 
 /// Picks an index into `loads` (live workers in slot order), or `None` when
 /// there are none.
 pub fn choose(loads: &[Load], config: &PlacementSection) -> Option<usize> {
-    let cap = config.worker_capacity;
-    let band = |l: &Load| (l.score(cap) * 20.0).floor() as i64;
+    let band = |l: &Load| (l.score(config) * 20.0).floor() as i64;
     let least = || {
         loads
             .iter()
@@ -103,7 +146,7 @@ pub fn choose(loads: &[Load], config: &PlacementSection) -> Option<usize> {
         PlacementMode::Spread => least(),
         PlacementMode::Pack => loads
             .iter()
-            .position(|l| l.score(cap) < config.watermark)
+            .position(|l| l.score(config) < config.watermark)
             .or_else(least),
     }
 }
@@ -154,15 +197,14 @@ impl WorkerBoard {
     /// The worker a new participant should go to.
     pub fn pick(&self, config: &PlacementSection) -> Option<Seat> {
         let live = self.live();
-        let loads: Vec<Load> = live
-            .iter()
-            .map(|s| Load {
-                units: s.counters.get(Resource::Producer) + s.counters.get(Resource::Consumer),
-                cpu_percent: s.cpu.get(),
-                peers: s.counters.get(Resource::Peer),
-            })
-            .collect();
+        let loads: Vec<Load> = live.iter().map(Seat::load).collect();
         choose(&loads, config).map(|i| live[i].clone())
+    }
+
+    /// How much more this node's workers can take.
+    pub fn headroom(&self, config: &PlacementSection) -> Headroom {
+        let loads: Vec<Load> = self.live().iter().map(Seat::load).collect();
+        headroom(&loads, config)
     }
 }
 
@@ -208,5 +250,24 @@ mod tests {
         // Noise within a 5 % band does not decide.
         assert_eq!(choose(&[load(1, 0.5, 0), load(0, 0.0, 1)], &c), Some(0));
         assert_eq!(choose(&[], &c), None);
+    }
+
+    #[test]
+    fn peer_limit_counts_in_the_score() {
+        let mut c = cfg(PlacementMode::Pack);
+        assert_eq!(choose(&[load(2, 0.0, 2), load(0, 0.0, 0)], &c), Some(0));
+        c.worker_max_peers = 2;
+        assert_eq!(choose(&[load(2, 0.0, 2), load(0, 0.0, 0)], &c), Some(1));
+        assert_eq!(choose(&[load(2, 0.0, 1), load(0, 0.0, 0)], &c), Some(0));
+    }
+
+    #[test]
+    fn headroom_is_the_best_worker() {
+        let c = cfg(PlacementMode::Pack);
+        let h = headroom(&[load(90, 0.0, 1), load(30, 0.0, 5)], &c);
+        assert!((h.score - 0.3).abs() < 1e-9 && !h.full);
+        assert!(headroom(&[load(60, 0.0, 1), load(70, 0.0, 5)], &c).full);
+        // No live worker: full.
+        assert!(headroom(&[], &c).full);
     }
 }

@@ -64,6 +64,7 @@ impl Server {
             config: Arc::clone(&config),
             counters: Arc::clone(&counters),
             fabric: Default::default(),
+            draining: Default::default(),
         });
         let rooms = RoomRegistry::new(Arc::clone(&env)).start();
         let pool = match WorkerPool::start(
@@ -100,6 +101,12 @@ impl Server {
     /// calls are ignored.
     pub fn attach_fabric(&self, fabric: mafalda_actors::Node) {
         let _ = self.env.fabric.set(fabric);
+    }
+
+    /// What the node's rooms share (configuration, counters, workers,
+    /// fabric, drain state).
+    pub fn env(&self) -> &Arc<RoomEnv> {
+        &self.env
     }
 
     /// The worker pool actor (for failure drills and tests).

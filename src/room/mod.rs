@@ -85,6 +85,7 @@ mod status;
 pub mod wire;
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use mafalda_actors::{Node, NodeId};
@@ -115,6 +116,9 @@ pub struct RoomEnv {
     /// The cluster fabric, once the node has joined it (rooms then reach
     /// their shards on other nodes).
     pub fabric: OnceLock<Node>,
+    /// The node is draining: it takes no new participants and no new room
+    /// homes (gossiped to the cluster).
+    pub draining: AtomicBool,
 }
 
 impl RoomEnv {
@@ -122,5 +126,10 @@ impl RoomEnv {
     /// its fabric endpoint, once it has joined the cluster.
     pub fn pipe_ip(&self) -> Option<IpAddr> {
         self.fabric.get().map(|n| n.addr().ip())
+    }
+
+    /// Whether the node is draining.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
     }
 }
