@@ -29,6 +29,9 @@ use crate::ids::RoomId;
 use crate::registry::{HostsRoom, RoomRegistry, ROOMS_ACTOR};
 use crate::room::fabric::RoomCall;
 use crate::room::RoomEnv;
+use crate::server::Server;
+use crate::sfu::Sfu;
+use crate::spill::SessionsActor;
 
 /// Where a room lives, as [`Cluster::find_home`] found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -408,15 +411,15 @@ pub struct MemberView {
 pub struct Cluster {
     node: Node,
     reporter: Addr<LoadReporter>,
+    sessions: Addr<SessionsActor>,
 }
 
 impl Cluster {
     /// Starts the fabric node and the load reporter. Must run inside an actix
     /// `System`.
-    pub async fn join(
-        env: Arc<RoomEnv>,
-        rooms: Addr<RoomRegistry>,
-    ) -> Result<Self, ClusterError> {
+    pub async fn join(server: &Server) -> Result<Self, ClusterError> {
+        let env = Arc::clone(server.env());
+        let rooms = server.rooms().clone();
         let section = env.config.cluster.clone();
         let id = NodeId::new(&env.config.node.name)?;
         let tls = TlsConfig::from_files(&section.ca, &section.cert, &section.key)?;
@@ -452,13 +455,31 @@ impl Cluster {
         }
         // Rooms drop what lived on a node that goes down.
         node.subscribe(rooms.clone().recipient());
+        let sessions = SessionsActor::new(
+            Arc::clone(server.env()),
+            Sfu::new(server.clone(), &server.env().config),
+            node.clone(),
+        )
+        .start();
+        if let Err(e) = SessionsActor::register(&node, &sessions) {
+            tracing::error!(error = %e, "cannot register the sessions actor");
+        }
         tracing::info!(node = %node.id(), addr = %node.addr(), seeds = ?section.seeds, "joined the cluster fabric");
-        Ok(Self { node, reporter })
+        Ok(Self {
+            node,
+            reporter,
+            sessions,
+        })
     }
 
     /// The fabric node, to message actors on other nodes.
     pub fn node(&self) -> &Node {
         &self.node
+    }
+
+    /// Both ends of this node's spilled sessions ([`crate::spill`]).
+    pub fn sessions(&self) -> &Addr<SessionsActor> {
+        &self.sessions
     }
 
     /// The home rule's view of the cluster: this node and every member,
@@ -507,7 +528,7 @@ impl Cluster {
 
 /// A member's gossiped load, if its metadata arrived and its application
 /// bytes decode (otherwise `None`, logged at debug level).
-fn member_load(m: &MemberInfo) -> Option<GossipedLoad> {
+pub(crate) fn member_load(m: &MemberInfo) -> Option<GossipedLoad> {
     let metadata = m.metadata.as_ref()?;
     match GossipedLoad::decode(&metadata.app) {
         Ok(load) => Some(load),

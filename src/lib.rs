@@ -21,6 +21,8 @@
 //! - [`signalling`] — the JSON WebSocket protocol types (pure, no I/O).
 //! - [`api`] — actix-web routes: `/ws`, `/healthz`, `/api/status`, the demo.
 //! - [`cluster`] — joining the cluster fabric: load gossip, the `sfu.load` actor, members.
+//! - [`spill`] — spill-over: a full node's participants served by a peer
+//!   (choice from gossiped load, admission, the relayed session).
 //! - [`home`] — where a room lives: rendezvous hashing over live members, and
 //!   the split-brain rule (pure).
 //! - [`node`] — start and stop a node on an injected listener.
@@ -50,6 +52,7 @@ pub mod room;
 pub mod server;
 pub mod sfu;
 pub mod signalling;
+pub mod spill;
 pub mod worker;
 
 pub use mafalda_actors;

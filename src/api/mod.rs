@@ -8,6 +8,7 @@
 
 pub mod http;
 pub mod metrics;
+pub mod requests;
 pub mod ws;
 
 use std::sync::Arc;

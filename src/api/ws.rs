@@ -16,14 +16,15 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use super::requests::on_participant;
 use super::ApiState;
-use crate::room::{self, ProducerAction, Toggle};
-use crate::sfu::{ConsumerOptions, Participant, ProducerOptions, Sfu, SfuError};
+use crate::room;
+use crate::sfu::{Participant, Sfu};
 use crate::signalling::{
-    error_response, event_message, ok_response, parse_request, validate_join, ConsumeReply,
-    ErrorCode, Event, JoinReply, JoinRequest, PlainTransportReply, ProduceReply, Request,
-    SignalError, TransportReply,
+    error_response, event_message, ok_response, parse_request, validate_join, ErrorCode, Event,
+    JoinReply, JoinRequest, Request, SignalError,
 };
+use crate::spill::{join_elsewhere, redirect_url, RemoteSession, SpillOutcome};
 
 /// How often the server pings an idle client.
 const PING_INTERVAL: Duration = Duration::from_secs(10);
@@ -58,9 +59,27 @@ pub async fn upgrade(
 }
 
 /// The session's place in a room; dropping it leaves the room.
-struct Joined {
-    participant: Participant,
-    events: mpsc::Receiver<room::Event>,
+enum Joined {
+    /// On this node's workers.
+    Local {
+        participant: Participant,
+        events: mpsc::Receiver<room::Event>,
+    },
+    /// On another node's, this node full (spill-over, [`crate::spill`]).
+    Remote(RemoteSession),
+}
+
+impl Joined {
+    /// The next event frame for the client; `None` once the room dropped
+    /// the participant.
+    async fn next_event(&mut self) -> Option<String> {
+        match self {
+            Joined::Local { events, .. } => {
+                events.recv().await.map(|e| event_message(&Event::from(e)))
+            }
+            Joined::Remote(session) => session.next_event().await,
+        }
+    }
 }
 
 struct SignallingSession {
@@ -94,7 +113,7 @@ impl SignallingSession {
         let close: Option<CloseReason> = loop {
             let next_event = async {
                 match self.joined.as_mut() {
-                    Some(j) => j.events.recv().await,
+                    Some(j) => j.next_event().await,
                     None => futures::future::pending().await,
                 }
             };
@@ -141,8 +160,8 @@ impl SignallingSession {
                 }
                 event = next_event => {
                     match event {
-                        Some(event) => {
-                            if session.text(event_message(&Event::from(event))).await.is_err() { break None; }
+                        Some(frame) => {
+                            if session.text(frame).await.is_err() { break None; }
                         }
                         None => {
                             // The room dropped us: it closed, or we were too slow.
@@ -176,7 +195,7 @@ impl SignallingSession {
         };
         let method = request.method();
         let leave = matches!(request, Request::Leave);
-        let result = self.dispatch(request).await;
+        let result = self.dispatch(request, text).await;
         match &result {
             Ok(_) => self.state.metrics.request(method, "ok"),
             Err(e) => self.count(method, e.code),
@@ -213,6 +232,35 @@ impl SignallingSession {
             limits.max_room_name_chars,
             limits.max_display_name_chars,
         )?;
+        let env = self.state.server.env();
+        if let Some(cluster) = &self.state.cluster {
+            if env.draining() {
+                let url = redirect_url(cluster.node()).await;
+                return Err(SignalError::new(
+                    ErrorCode::Draining,
+                    "this node is draining: join through another node",
+                )
+                .with_url(url));
+            }
+            if env.workers.headroom(&env.config.placement).full {
+                let capacity = limits.max_pending_events;
+                match join_elsewhere(cluster.node(), cluster.sessions(), &join, capacity).await {
+                    SpillOutcome::Placed {
+                        session,
+                        join: reply,
+                    } => {
+                        tracing::info!(room = %join.room, media = %session.host(), "node full: participant served by a peer");
+                        self.span.record("room", join.room.as_str());
+                        self.joined = Some(Joined::Remote(session));
+                        return Ok(reply);
+                    }
+                    SpillOutcome::Failed(e) => return Err(e),
+                    SpillOutcome::Stay => {
+                        tracing::info!(room = %join.room, "node full and no peer admits: serving the participant here");
+                    }
+                }
+            }
+        }
         let sfu = Sfu::new(self.state.server.clone(), &self.state.config);
         let participant = async { sfu.room(join.room).await?.join(join.display_name).await }
             .await
@@ -224,116 +272,41 @@ impl SignallingSession {
         self.span
             .record("peer", tracing::field::display(participant.id()));
         let reply = to_value(&JoinReply::from(participant.join_info()));
-        self.joined = Some(Joined {
+        self.joined = Some(Joined::Local {
             participant,
             events,
         });
         Ok(reply)
     }
 
-    async fn dispatch(&mut self, mut request: Request) -> Result<Value, SignalError> {
+    async fn dispatch(&mut self, request: Request, frame: &str) -> Result<Value, SignalError> {
         let already = || {
             SignalError::new(
                 ErrorCode::AlreadyJoined,
                 "this socket already joined a room",
             )
         };
-        let joined = self.joined.as_ref().map(|j| j.participant.clone());
-        let p = match (request, joined) {
-            (Request::Join(j), None) => return self.join(j).await,
-            (Request::Join(_), Some(_)) => return Err(already()),
-            (_, None) => return Err(SignalError::new(ErrorCode::NotJoined, "send `join` first")),
-            (r, Some(joined)) => {
-                request = r;
-                joined
+        let leave = matches!(request, Request::Leave);
+        match (request, self.joined.as_ref()) {
+            (Request::Join(j), None) => self.join(j).await,
+            (Request::Join(_), Some(_)) => Err(already()),
+            (_, None) => Err(SignalError::new(ErrorCode::NotJoined, "send `join` first")),
+            (_, Some(Joined::Remote(session))) => {
+                let reply = session.request(frame).await;
+                if leave {
+                    self.joined = None;
+                }
+                reply
             }
-        };
-        match request {
-            Request::Join(_) => Err(already()),
-            Request::GetRouterRtpCapabilities => {
-                let caps = p.rtp_capabilities().await.map_err(signal)?;
-                Ok(json!({ "routerRtpCapabilities": caps }))
-            }
-            Request::CreateWebRtcTransport(r) => {
-                let t = p
-                    .create_webrtc_transport(r.direction)
-                    .await
-                    .map_err(signal)?;
-                Ok(to_value(&TransportReply {
-                    id: t.id(),
-                    ice_parameters: t.ice_parameters().clone(),
-                    ice_candidates: t.ice_candidates().clone(),
-                    dtls_parameters: t.dtls_parameters(),
-                }))
-            }
-            Request::ConnectWebRtcTransport(r) => {
-                done(p.connect_transport(r.transport_id, r.dtls_parameters).await)
-            }
-            Request::CreatePlainTransport(r) => {
-                let t = p
-                    .create_plain_transport(r.direction, r.comedia)
-                    .await
-                    .map_err(signal)?;
-                let (ip, port) = t.local();
-                Ok(to_value(&PlainTransportReply {
-                    id: t.id(),
-                    ip: ip.to_owned(),
-                    port,
-                }))
-            }
-            Request::ConnectPlainTransport(r) => done(
-                p.connect_plain_transport(r.transport_id, std::net::SocketAddr::new(r.ip, r.port))
-                    .await,
-            ),
-            Request::Produce(r) => {
-                let options = ProducerOptions::new(r.kind, r.rtp_parameters);
-                let producer = p.produce(r.transport_id, options).await.map_err(signal)?;
-                Ok(to_value(&ProduceReply { id: producer.id() }))
-            }
-            Request::Consume(r) => {
-                let options = ConsumerOptions::new(r.producer_id, r.rtp_capabilities);
-                let c = p.consume(r.transport_id, options).await.map_err(signal)?;
-                Ok(to_value(&ConsumeReply {
-                    id: c.id(),
-                    producer_id: c.producer_id(),
-                    kind: c.kind(),
-                    rtp_parameters: c.rtp_parameters().clone(),
-                    producer_paused: c.producer_paused(),
-                }))
-            }
-            Request::ResumeConsumer(r) => {
-                done(p.toggle_consumer(r.consumer_id, Toggle::Resume).await)
-            }
-            Request::PauseConsumer(r) => {
-                done(p.toggle_consumer(r.consumer_id, Toggle::Pause).await)
-            }
-            Request::PauseProducer(r) => done(
-                p.act_on_producer(r.producer_id, ProducerAction::Pause)
-                    .await,
-            ),
-            Request::ResumeProducer(r) => done(
-                p.act_on_producer(r.producer_id, ProducerAction::Resume)
-                    .await,
-            ),
-            Request::CloseProducer(r) => done(
-                p.act_on_producer(r.producer_id, ProducerAction::Close)
-                    .await,
-            ),
-            Request::Leave => {
+            (Request::Leave, Some(Joined::Local { .. })) => {
                 // Dropping the session's participant leaves the room.
-                drop(p);
                 self.joined = None;
                 Ok(json!({}))
             }
+            (request, Some(Joined::Local { participant, .. })) => {
+                let p = participant.clone();
+                on_participant(&p, request).await
+            }
         }
     }
-}
-
-fn signal(e: SfuError) -> SignalError {
-    e.to_signal()
-}
-
-/// The response data of a request that returns nothing.
-fn done(r: Result<(), SfuError>) -> Result<Value, SignalError> {
-    r.map(|()| json!({})).map_err(signal)
 }

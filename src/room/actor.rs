@@ -287,7 +287,7 @@ impl Handler<WorkerLost> for RoomActor {
         self.pipes.retain(|_, t| !t.is_empty());
         for p in &victims {
             let reason = msg.reason.clone();
-            self.send_to(*p, Event::Reconnect { reason }, ctx);
+            self.send_to(*p, Event::Reconnect { reason, url: None }, ctx);
         }
         for p in victims {
             self.remove_peer(p, ctx);

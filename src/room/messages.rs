@@ -90,11 +90,15 @@ pub enum Event {
         /// Its producer.
         producer_id: ProducerId,
     },
-    /// This peer lost its place in the room (e.g. the worker serving it
-    /// died); its event queue ends next. Join again to continue.
+    /// This peer lost its place in the room (the worker or node serving
+    /// it died), or must move (its node drains). Join again to continue,
+    /// through `url` when given.
     Reconnect {
         /// Why, for logs.
         reason: String,
+        /// The signalling URL of the node to join through, if the server
+        /// knows a better one (a draining node names a peer).
+        url: Option<String>,
     },
 }
 

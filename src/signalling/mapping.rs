@@ -40,7 +40,7 @@ impl From<room::Event> for Event {
                 consumer_id,
                 producer_id,
             },
-            room::Event::Reconnect { reason } => Event::Reconnect { reason },
+            room::Event::Reconnect { reason, url } => Event::Reconnect { reason, url },
         }
     }
 }

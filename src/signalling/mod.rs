@@ -46,6 +46,9 @@ pub enum ErrorCode {
     InvalidParameters,
     /// No capacity left on this node.
     Capacity,
+    /// This node is draining and takes no new participants; join through
+    /// the error's `url` (or any other node) instead.
+    Draining,
     /// Anything else.
     Internal,
 }
@@ -58,6 +61,9 @@ pub struct SignalError {
     pub code: ErrorCode,
     /// Details for humans.
     pub message: String,
+    /// Where to go instead (`draining`), when the node knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 impl SignalError {
@@ -66,7 +72,14 @@ impl SignalError {
         Self {
             code,
             message: message.into(),
+            url: None,
         }
+    }
+
+    /// The same error, naming where to go instead.
+    pub fn with_url(mut self, url: Option<String>) -> Self {
+        self.url = url;
+        self
     }
 }
 
@@ -453,11 +466,16 @@ pub enum Event {
         /// Its producer.
         producer_id: ProducerId,
     },
-    /// This peer lost its place in the room (e.g. the worker serving it
-    /// died); the server closes the socket next. Join again to continue.
+    /// This peer lost its place in the room (the worker or node serving
+    /// its media died: the server closes the socket next), or must move
+    /// (its node drains: the socket stays open until the node stops). Join
+    /// again to continue, through `url` when given.
     Reconnect {
         /// Why, for logs.
         reason: String,
+        /// The signalling URL to join through, when the server names one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
     },
 }
 
@@ -575,7 +593,10 @@ mod tests {
                 consumer_id: c,
                 producer_id: pr,
             },
-            Event::Reconnect { reason: "r".into() },
+            Event::Reconnect {
+                reason: "r".into(),
+                url: Some("ws://198.18.0.2:3000/ws".into()),
+            },
         ];
         assert_eq!(all.len(), EVENTS.len());
         for e in &all {

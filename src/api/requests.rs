@@ -1,0 +1,106 @@
+//! What a joined participant's signalling requests do: one request, run
+//! on the participant through the embedding facade, answered with the
+//! protocol's JSON reply. Shared by the WebSocket session and by sessions
+//! hosted for another node's signalling ([`crate::spill`]).
+
+use serde_json::{json, Value};
+
+use crate::room::{ProducerAction, Toggle};
+use crate::sfu::{ConsumerOptions, Participant, ProducerOptions, SfuError};
+use crate::signalling::{
+    ConsumeReply, ErrorCode, PlainTransportReply, ProduceReply, Request, SignalError,
+    TransportReply,
+};
+
+fn to_value<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+/// Runs `request` for the joined participant `p`. `join` and `leave` are
+/// the session's business and answered here as errors.
+pub async fn on_participant(p: &Participant, request: Request) -> Result<Value, SignalError> {
+    match request {
+        Request::Join(_) => Err(SignalError::new(
+            ErrorCode::AlreadyJoined,
+            "this socket already joined a room",
+        )),
+        Request::Leave => Err(SignalError::new(
+            ErrorCode::Internal,
+            "`leave` is handled by the session",
+        )),
+        Request::GetRouterRtpCapabilities => {
+            let caps = p.rtp_capabilities().await.map_err(signal)?;
+            Ok(json!({ "routerRtpCapabilities": caps }))
+        }
+        Request::CreateWebRtcTransport(r) => {
+            let t = p
+                .create_webrtc_transport(r.direction)
+                .await
+                .map_err(signal)?;
+            Ok(to_value(&TransportReply {
+                id: t.id(),
+                ice_parameters: t.ice_parameters().clone(),
+                ice_candidates: t.ice_candidates().clone(),
+                dtls_parameters: t.dtls_parameters(),
+            }))
+        }
+        Request::ConnectWebRtcTransport(r) => {
+            done(p.connect_transport(r.transport_id, r.dtls_parameters).await)
+        }
+        Request::CreatePlainTransport(r) => {
+            let t = p
+                .create_plain_transport(r.direction, r.comedia)
+                .await
+                .map_err(signal)?;
+            let (ip, port) = t.local();
+            Ok(to_value(&PlainTransportReply {
+                id: t.id(),
+                ip: ip.to_owned(),
+                port,
+            }))
+        }
+        Request::ConnectPlainTransport(r) => done(
+            p.connect_plain_transport(r.transport_id, std::net::SocketAddr::new(r.ip, r.port))
+                .await,
+        ),
+        Request::Produce(r) => {
+            let options = ProducerOptions::new(r.kind, r.rtp_parameters);
+            let producer = p.produce(r.transport_id, options).await.map_err(signal)?;
+            Ok(to_value(&ProduceReply { id: producer.id() }))
+        }
+        Request::Consume(r) => {
+            let options = ConsumerOptions::new(r.producer_id, r.rtp_capabilities);
+            let c = p.consume(r.transport_id, options).await.map_err(signal)?;
+            Ok(to_value(&ConsumeReply {
+                id: c.id(),
+                producer_id: c.producer_id(),
+                kind: c.kind(),
+                rtp_parameters: c.rtp_parameters().clone(),
+                producer_paused: c.producer_paused(),
+            }))
+        }
+        Request::ResumeConsumer(r) => done(p.toggle_consumer(r.consumer_id, Toggle::Resume).await),
+        Request::PauseConsumer(r) => done(p.toggle_consumer(r.consumer_id, Toggle::Pause).await),
+        Request::PauseProducer(r) => done(
+            p.act_on_producer(r.producer_id, ProducerAction::Pause)
+                .await,
+        ),
+        Request::ResumeProducer(r) => done(
+            p.act_on_producer(r.producer_id, ProducerAction::Resume)
+                .await,
+        ),
+        Request::CloseProducer(r) => done(
+            p.act_on_producer(r.producer_id, ProducerAction::Close)
+                .await,
+        ),
+    }
+}
+
+fn signal(e: SfuError) -> SignalError {
+    e.to_signal()
+}
+
+/// The response data of a request that returns nothing.
+fn done(r: Result<(), SfuError>) -> Result<Value, SignalError> {
+    r.map(|()| json!({})).map_err(signal)
+}
