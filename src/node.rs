@@ -112,9 +112,11 @@ impl RunningNode {
         // Rooms close first, so that shards still detach from their homes
         // on other nodes over the fabric; then the node leaves the cluster.
         self.server.shutdown().await;
+        tracing::debug!("rooms and workers stopped");
         if let Some(cluster) = &self.cluster {
             cluster.leave().await;
         }
+        tracing::info!("node stopped");
     }
 
     /// Runs until `shutdown` completes, then stops.

@@ -220,3 +220,57 @@ async fn admission_refuses_when_full_or_draining_and_bad_sessions_are_typed_erro
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[actix_rt::test]
+async fn a_spilled_session_reconnects_when_its_media_node_goes_and_is_dropped_when_its_signalling_node_goes(
+) {
+    // One participant per worker: the second joiner through A spills to B.
+    let (all, dir) = nodes(&["loss-a", "loss-b", "loss-c"], 1).await;
+    let (a, b, c) = (&all[0], &all[1], &all[2]);
+    let mut first = Client::connect(a.http_addr).await;
+    first.join("losing", "first").await;
+    let mut second = Client::connect(a.http_addr).await;
+    second.join("losing", "second").await;
+    let t = second
+        .ok("createWebRtcTransport", json!({"direction": "recv"}))
+        .await;
+    assert!(t["iceCandidates"].is_array(), "{t}");
+    let hosts: Vec<i64> = [b, c]
+        .iter()
+        .map(|n| n.server.env().counters.snapshot().peers)
+        .collect();
+    assert_eq!(status(a).await.peers, 1);
+    assert_eq!(hosts.iter().sum::<i64>(), 1, "{hosts:?}");
+    let (host, other) = if hosts[0] == 1 { (b, c) } else { (c, b) };
+    // The media node leaves the cluster: the session is told to reconnect,
+    // then closed.
+    cluster(host).node().shutdown().await;
+    let reconnect = second.event("reconnect").await;
+    assert!(
+        reconnect["reason"].as_str().unwrap_or("").contains("down"),
+        "{reconnect}"
+    );
+    second.closed().await;
+    // Joining again places it anew: on the remaining peer.
+    let mut again = Client::connect(a.http_addr).await;
+    again.join("losing", "second-again").await;
+    eventually(
+        "the rejoined participant on the other peer",
+        TIMEOUT,
+        async || (status(other).await.peers == 1).then_some(()),
+    )
+    .await;
+    // Its signalling node goes: the peer drops the participant it hosted.
+    cluster(a).node().shutdown().await;
+    eventually(
+        "the orphaned participant to be dropped",
+        Duration::from_secs(15),
+        async || (status(other).await.peers == 0).then_some(()),
+    )
+    .await;
+    drop((first, again));
+    for n in all {
+        n.stop().await;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -302,12 +302,14 @@ impl NodeInner {
             // Let the endpoint driver put the leave datagrams on the wire.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let _ = self.stop.send(true);
+        self.stop.send_replace(true);
         self.endpoint
             .close(close_code::SHUTDOWN.into(), b"node shutting down");
         self.peers.lock().clear();
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
-        let _ = self.done.send(true);
+        // `send_replace` stores the value even when nobody is subscribed yet, so
+        // a later `shutdown` or `stopped` sees it.
+        self.done.send_replace(true);
         tracing::info!("node stopped");
     }
 }

@@ -311,3 +311,15 @@ async fn simultaneous_dials_keep_exactly_one_link() {
     }
     assert_no_panic();
 }
+
+#[actix_rt::test]
+async fn a_second_shutdown_and_stopped_return_once_the_node_stopped() {
+    init();
+    let pki = Pki::new();
+    let a = start(&pki, "node-twice", vec![]).await;
+    a.shutdown().await;
+    // Nobody was waiting when the first shutdown finished: the later
+    // callers must still see it (they hung forever before).
+    within("a second shutdown", Duration::from_secs(5), a.shutdown()).await;
+    within("stopped", Duration::from_secs(5), a.stopped()).await;
+}
