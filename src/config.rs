@@ -106,6 +106,9 @@ pub struct HttpSection {
     /// sent to clients that must move here (drain). Unset: derived from
     /// `listen` unless that is a wildcard address.
     pub public_url: Option<String>,
+    /// Bearer token that operator endpoints (`POST /api/drain`) require.
+    /// Unset: they only answer clients on the loopback interface.
+    pub admin_token: Option<String>,
 }
 
 impl HttpSection {
@@ -125,6 +128,7 @@ impl Default for HttpSection {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3000),
             static_dir: PathBuf::from("web/dist"),
             public_url: None,
+            admin_token: None,
         }
     }
 }

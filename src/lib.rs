@@ -25,6 +25,8 @@
 //!   (choice from gossiped load, admission, the relayed session).
 //! - [`home`] — where a room lives: rendezvous hashing over live members, and
 //!   the split-brain rule (pure).
+//! - [`drain`] — graceful drain: no new participants or homes, everyone
+//!   told to move in batches, stop when empty or at a deadline.
 //! - [`node`] — start and stop a node on an injected listener.
 //! - [`sfu`] — the mediasoup-like facade for embedding apps: `Sfu`, `Room`,
 //!   `Participant`, `WebRtcTransport`, `Producer`, `Consumer`.
@@ -38,6 +40,7 @@
 pub mod api;
 pub mod cluster;
 pub mod config;
+pub mod drain;
 pub mod home;
 pub mod ids;
 /// The packet engine of `mafalda loadgen`: synthetic RTP publishers and

@@ -368,25 +368,24 @@ fn init_logging(config: &Config) {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGTERM (drain, then stop).
+async fn terminate() {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            term.recv().await;
         }
+        Err(_) => std::future::pending::<()>().await,
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    std::future::pending::<()>().await;
+}
+
+/// SIGINT / Ctrl-C (stop at once).
+async fn interrupt() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 async fn run_node(config: Config) -> anyhow::Result<()> {
@@ -398,7 +397,7 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
         "mafalda node `{name}` is up. Demo: http://{}/?room=demo  (status: http://{}/api/status)",
         node.http_addr, node.http_addr
     );
-    node.run_until(shutdown_signal()).await;
+    node.run_until_drained(terminate, interrupt()).await;
     Ok(())
 }
 

@@ -12,6 +12,7 @@ use actix_web::{web, App, HttpServer};
 use crate::api::{self, ApiState};
 use crate::cluster::Cluster;
 use crate::config::Config;
+use crate::drain::Drainer;
 use crate::server::{Server, ServerStartError};
 
 /// Error starting a node.
@@ -40,6 +41,8 @@ pub struct RunningNode {
     pub server: Server,
     /// The node's cluster membership, when `[cluster] enabled`.
     pub cluster: Option<Cluster>,
+    /// The node's graceful drain.
+    pub drain: Drainer,
     config: Arc<Config>,
     http: actix_web::dev::ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -48,8 +51,11 @@ pub struct RunningNode {
 impl RunningNode {
     /// Starts a node on an already bound listener. Must be called inside an
     /// actix `System`.
-    pub async fn start(config: Config, listener: TcpListener) -> Result<Self, StartError> {
+    pub async fn start(mut config: Config, listener: TcpListener) -> Result<Self, StartError> {
         config.validate()?;
+        // The effective address (port 0 resolved), for the signalling URL
+        // the node names to clients.
+        config.http.listen = listener.local_addr()?;
         let config = Arc::new(config);
         let counters = Arc::new(crate::metrics::Counters::default());
         let server = Server::start(Arc::clone(&config), Arc::clone(&counters)).await?;
@@ -67,11 +73,13 @@ impl RunningNode {
         } else {
             None
         };
+        let drain = Drainer::new(server.clone(), cluster.clone());
         let state = ApiState {
             server: server.clone(),
             config: Arc::clone(&config),
             cluster: cluster.clone(),
             metrics: Default::default(),
+            drain: drain.clone(),
         };
         let http_addr = listener.local_addr()?;
         let app_state = state.clone();
@@ -93,6 +101,7 @@ impl RunningNode {
             http_addr,
             server,
             cluster,
+            drain,
             config,
             http: handle,
             task,
@@ -122,6 +131,36 @@ impl RunningNode {
     /// Runs until `shutdown` completes, then stops.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
         shutdown.await;
+        tracing::info!("shutting down");
+        self.stop().await;
+    }
+
+    /// Runs until the node is drained, then stops. The first `term` (e.g.
+    /// SIGTERM) starts the drain, as `POST /api/drain` does; a second one
+    /// during the drain, or `now` (e.g. SIGINT) at any time, stops at once.
+    pub async fn run_until_drained<T, F>(self, mut term: T, now: impl Future<Output = ()>)
+    where
+        T: FnMut() -> F,
+        F: Future<Output = ()>,
+    {
+        let drain = self.drain.clone();
+        let run = async {
+            tokio::select! {
+                _ = term() => {
+                    tracing::warn!("termination signal: draining (signal again to stop now)");
+                    drain.start();
+                }
+                _ = drain.drained() => return,
+            }
+            tokio::select! {
+                _ = drain.drained() => {}
+                _ = term() => tracing::warn!("second termination signal: stopping now"),
+            }
+        };
+        tokio::select! {
+            _ = run => {}
+            _ = now => tracing::info!("interrupted: stopping now"),
+        }
         tracing::info!("shutting down");
         self.stop().await;
     }

@@ -14,8 +14,8 @@ use tracing::Span;
 use crate::ids::RoomId;
 use crate::room::fabric::{RoomCall, ShardCall, ShardCallMsg, ShardError, ShardReply};
 use crate::room::{
-    CloseRoom, DescribeRoom, GateHold, IsHome, NodeLost, NodeUp, RoomActor, RoomClosed, RoomEnv,
-    RoomGate, RoomView, WorkerLost,
+    CloseRoom, DescribeRoom, Evacuate, GateHold, IsHome, NodeLost, NodeUp, RoomActor, RoomClosed,
+    RoomEnv, RoomGate, RoomView, WorkerLost,
 };
 
 /// Error finding or creating a room.
@@ -228,6 +228,45 @@ impl Handler<DescribeRooms> for RoomRegistry {
                 .collect();
             views.sort_by(|a, b| a.room.cmp(&b.room));
             views
+        })
+    }
+}
+
+/// Drain: tells up to `max` local participants, over the rooms, to
+/// `reconnect` through `url` ([`Evacuate`]); answers how many were told.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "usize")]
+pub struct EvacuatePeers {
+    /// Most participants to tell.
+    pub max: usize,
+    /// Where they should join again.
+    pub url: Option<String>,
+}
+
+impl Handler<EvacuatePeers> for RoomRegistry {
+    type Result = ResponseFuture<usize>;
+    fn handle(&mut self, msg: EvacuatePeers, _ctx: &mut Self::Context) -> Self::Result {
+        let rooms: Vec<_> = self
+            .rooms
+            .values()
+            .filter(|e| !e.gate.is_closed())
+            .map(|e| e.addr.clone())
+            .collect();
+        Box::pin(async move {
+            let mut told = 0;
+            for room in rooms {
+                if told >= msg.max {
+                    break;
+                }
+                told += room
+                    .send(Evacuate {
+                        max: msg.max - told,
+                        url: msg.url.clone(),
+                    })
+                    .await
+                    .unwrap_or(0);
+            }
+            told
         })
     }
 }

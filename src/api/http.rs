@@ -1,6 +1,7 @@
 //! Plain HTTP routes: health, status and the static demo.
 
-use actix_web::{web, HttpResponse};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::ApiState;
 
@@ -24,10 +25,44 @@ pub async fn status(state: web::Data<ApiState>) -> HttpResponse {
                     }),
                 );
             }
+            if let Some(obj) = body.as_object_mut() {
+                obj.insert("drain".into(), serde_json::json!(state.drain.state()));
+            }
             HttpResponse::Ok().json(body)
         }
         Err(e) => HttpResponse::ServiceUnavailable().body(format!("node actor unavailable: {e}")),
     }
+}
+
+/// `POST /api/drain`: starts the node's graceful drain ([`crate::drain`]).
+/// With `http.admin_token` set it needs `Authorization: Bearer <token>`;
+/// without, it only answers clients on the loopback interface.
+pub async fn drain(req: HttpRequest, state: web::Data<ApiState>) -> HttpResponse {
+    let allowed = match &state.config.http.admin_token {
+        Some(token) => req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes())),
+        None => req.peer_addr().is_some_and(|a| a.ip().is_loopback()),
+    };
+    if !allowed {
+        return HttpResponse::Forbidden()
+            .content_type("text/plain")
+            .body("operator endpoint: needs http.admin_token as a bearer token (or a loopback client when none is set)\n");
+    }
+    let started = state.drain.start();
+    HttpResponse::Accepted().json(serde_json::json!({
+        "drain": state.drain.state(),
+        "started": started,
+        "deadlineMs": state.config.drain.deadline_ms,
+    }))
+}
+
+/// Compares two secrets in time independent of where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// `GET /` when the demo has not been built.
@@ -44,6 +79,7 @@ pub async fn demo_missing(state: web::Data<ApiState>) -> HttpResponse {
 pub fn configure(cfg: &mut web::ServiceConfig, state: &ApiState) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/api/status", web::get().to(status))
+        .route("/api/drain", web::post().to(drain))
         .route("/metrics", web::get().to(super::metrics::metrics))
         .route("/ws", web::get().to(super::ws::upgrade));
     let dir = &state.config.http.static_dir;

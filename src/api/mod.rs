@@ -3,6 +3,7 @@
 //! - `GET /ws` — the JSON signalling protocol ([`ws`]).
 //! - `GET /healthz` — liveness.
 //! - `GET /api/status` — node status as JSON.
+//! - `POST /api/drain` — starts the node's graceful drain ([`crate::drain`]).
 //! - `GET /metrics` — Prometheus metrics ([`metrics`]).
 //! - `/` — the bundled browser demo from `http.static_dir`.
 
@@ -27,4 +28,6 @@ pub struct ApiState {
     pub cluster: Option<crate::cluster::Cluster>,
     /// The node's Prometheus metrics.
     pub metrics: metrics::Metrics,
+    /// The node's graceful drain (`POST /api/drain`).
+    pub drain: crate::drain::Drainer,
 }

@@ -54,6 +54,7 @@
 //!
 //! - `messages` — the public messages, domain replies and events;
 //! - `error` — [`RoomError`];
+//! - `evacuate` — drain: telling local participants to move, in batches;
 //! - `actor` — the actor, its lifecycle, joins and leaves;
 //! - `routers` — the room's routers, one per worker it uses;
 //! - [`pipe_tree`] — the pure pipe-tree bookkeeping;
@@ -70,6 +71,7 @@
 
 mod actor;
 mod error;
+mod evacuate;
 pub mod fabric;
 mod gate;
 mod media;
@@ -92,6 +94,7 @@ use mafalda_actors::{Node, NodeId};
 
 pub use actor::RoomActor;
 pub use error::RoomError;
+pub use evacuate::Evacuate;
 pub use gate::{GateHold, RoomGate};
 pub use messages::*;
 pub use routers::rtc_listen_info;

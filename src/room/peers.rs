@@ -60,6 +60,8 @@ pub(super) struct Peer {
     pub transports: HashMap<TransportId, (Direction, PeerTransport)>,
     pub producers: HashMap<ProducerId, Producer>,
     pub consumers: HashMap<ConsumerId, Consumer>,
+    /// Told to move elsewhere (drain); it stays until it leaves.
+    pub moving: bool,
     _tracked: Tracked,
 }
 
@@ -77,6 +79,7 @@ impl Peer {
             transports: HashMap::new(),
             producers: HashMap::new(),
             consumers: HashMap::new(),
+            moving: false,
             _tracked: tracked,
         }
     }

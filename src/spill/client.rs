@@ -160,6 +160,13 @@ pub async fn join_elsewhere(
 /// of any peer that is not draining.
 pub async fn redirect_url(fabric: &Node) -> Option<String> {
     let mut offers = offers(fabric);
+    // A member whose load did not arrive yet is asked too, last.
+    for o in offers.iter_mut().filter(|o| o.load.is_none()) {
+        o.load = Some(crate::cluster::GossipedLoad {
+            score: f32::MAX,
+            ..Default::default()
+        });
+    }
     let ranked = rank(&offers, &mut rand::thread_rng());
     let asked = exact_loads(fabric, &ranked).await;
     if let Some(url) = asked

@@ -52,7 +52,7 @@ use mafalda_actors::NodeId;
 use crate::cluster::GossipedLoad;
 
 pub use client::{join_elsewhere, redirect_url, RemoteSession, SpillOutcome};
-pub use sessions::{CloseOrigin, EventFrames, HostedCount, OpenOrigin, SessionsActor};
+pub use sessions::{CloseOrigin, EventFrames, HostedCount, OpenOrigin, OriginCount, SessionsActor};
 
 /// Peers asked their exact load before choosing.
 pub const EXACT_ASKS: usize = 3;

@@ -22,7 +22,7 @@ use super::wire::{
 };
 use crate::api::requests::on_participant;
 use crate::room::wire::AsJson;
-use crate::room::RoomEnv;
+use crate::room::{Evacuate, RoomEnv};
 use crate::sfu::{Participant, Sfu};
 use crate::signalling::{
     event_message, parse_request, validate_join, ErrorCode, Event, JoinReply, JoinRequest, Request,
@@ -45,6 +45,8 @@ pub type EventFrames = mpsc::Receiver<String>;
 struct Origin {
     host: NodeId,
     events: mpsc::Sender<String>,
+    /// Told to move elsewhere (this node drains).
+    moving: bool,
 }
 
 /// A participant this node hosts for another node's session.
@@ -157,6 +159,7 @@ impl Handler<OpenOrigin> for SessionsActor {
             Origin {
                 host: msg.host,
                 events: tx,
+                moving: false,
             },
         );
         MessageResult((id, rx))
@@ -387,6 +390,41 @@ impl Handler<MembershipEvent> for SessionsActor {
         if !moved.is_empty() || !orphans.is_empty() {
             tracing::warn!(parent: &self.span, node = %lost, reconnecting = moved.len(), dropped = orphans.len(), "a node of spilled sessions is down");
         }
+    }
+}
+
+/// Drain: tells up to `max` of this node's sessions whose media is on
+/// another node (and not told yet) to `reconnect` through `url`; answers
+/// how many were told. They stay open until their clients leave.
+impl Handler<Evacuate> for SessionsActor {
+    type Result = usize;
+    fn handle(&mut self, msg: Evacuate, _ctx: &mut Self::Context) -> usize {
+        let frame = event_message(&Event::Reconnect {
+            reason: "this node is draining".into(),
+            url: msg.url,
+        });
+        let mut told = 0;
+        for origin in self.origins.values_mut().filter(|o| !o.moving) {
+            if told >= msg.max {
+                break;
+            }
+            origin.moving = true;
+            let _ = origin.events.try_send(frame.clone());
+            told += 1;
+        }
+        told
+    }
+}
+
+/// How many sessions of this node have their media on another node.
+#[derive(Debug, Message)]
+#[rtype(result = "usize")]
+pub struct OriginCount;
+
+impl Handler<OriginCount> for SessionsActor {
+    type Result = usize;
+    fn handle(&mut self, _msg: OriginCount, _ctx: &mut Self::Context) -> usize {
+        self.origins.len()
     }
 }
 
