@@ -97,7 +97,9 @@ test-e2e:
 	  E2E_TESTS="browser cleanup" E2E_BROWSER_ARGS="--expectWorkers 2" scripts/e2e.sh
 
 # Three nodes in network namespaces on a private bridge, one room across
-# them, 3 Chromium + 1 aiortc participants (see tests/e2e/README.md). Uses the
+# them, 3 Chromium + 1 aiortc participants, then loadgen, a partition,
+# spill-over (4 Chromium through one node) and clients moving off a killed
+# and a draining node (see tests/e2e/README.md). Uses the
 # web bundle and venv that test-e2e set up (run `make web python` first when
 # running it alone).
 test-cluster:

@@ -5,6 +5,7 @@
 #   scripts/e2e-cluster.sh                  # setup (apt/npm/pip, needs the registries), then the test
 #   E2E_SKIP_SETUP=1 scripts/e2e-cluster.sh
 #   MAFALDA_BIN=target/debug/mafalda E2E_SKIP_SETUP=1 scripts/e2e-cluster.sh
+#   E2E_STEPS="spill failover" E2E_SKIP_SETUP=1 scripts/e2e-cluster.sh   # some steps only
 #
 # Everything runs inside one private network + mount + PID namespace (the
 # script re-executes itself under `unshare -n -m -p -f --mount-proc`), where
@@ -30,6 +31,22 @@
 #   partition   node 3 cut off the bridge; the room opens on both sides (two
 #               homes); once healed it converges to one home, and both
 #               sides' loadgen rooms keep delivering under 1% loss
+#   spill       the nodes restart with room for 2 participants each
+#               (placement.worker_max_peers = 2, the steps after keep it);
+#               4 Chromium join one room all through node 1: node 1 serves
+#               two, the others spill over to nodes 2 and 3 (their pages got
+#               those nodes' ICE candidates, hook `servedBy`); >= 1 must be
+#               served by another node, every browser must decode every
+#               other's video and receive its audio, and >= 2 nodes must
+#               show pipes
+#   failover    a Chromium page and the aiortc participant join a room
+#               through node 2, which is killed (SIGKILL) once media flows:
+#               both must rejoin through another node by themselves (the
+#               page from /api/nodes, aiortc from its --url list) and
+#               decode each other again; then that node gets SIGTERM and
+#               drains: both must move to the URL of its `reconnect` event
+#               and decode each other again, and it must exit 0; the
+#               stopped nodes are started again
 #   cleanup     after everyone left, every node's peers, transports, producers,
 #               consumers and pipe transports/producers/consumers are 0 (and
 #               rooms, routers), within $E2E_CLEANUP_TIMEOUT s
@@ -40,13 +57,25 @@
 # work dir (configs, certificates, logs).
 #
 # env: MAFALDA_BIN, MAFALDA_CACHE, E2E_SKIP_SETUP as for scripts/e2e.sh;
+#   E2E_STEPS ("media loadgen partition spill failover")  the steps to run, of
+#                             those; always in the order above; network, certs,
+#                             cluster-up, cleanup and nodes-exit always run
 #   E2E_MEDIA_TIMEOUT (120)   seconds for media to flow once joined
 #   E2E_AIORTC_NODE (2)       the node the aiortc participant joins through
 #   E2E_PIPE_NODES (3)        nodes that must show pipe producers and consumers
 #   E2E_JOIN_STAGGER (0)      ms: browsers join one after another instead of at once
 #   E2E_CLEANUP_TIMEOUT (30)  seconds for every count to return to zero
+#   E2E_FAILOVER_TIMEOUT (60) seconds for each phase of the failover step
+#   E2E_MEDIA_LIMIT, E2E_SPILL_LIMIT, E2E_FAILOVER_LIMIT (360, 300, 300)  hard
+#                             limits of the media, spill and failover drivers
 #   E2E_LOG_LEVEL (info), E2E_LOG_LINES (80), E2E_BROWSER_ARGS (extra browser.mjs options)
 set -uo pipefail
+
+ALL_STEPS="media loadgen partition spill failover"
+STEPS="${E2E_STEPS:-$ALL_STEPS}"
+for step in $STEPS; do
+  [[ " $ALL_STEPS " == *" $step "* ]] || { echo "e2e-cluster: unknown step '$step' in E2E_STEPS (steps: $ALL_STEPS)"; exit 2; }
+done
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${MAFALDA_CACHE:-/var/cache/mafalda}"
@@ -241,30 +270,23 @@ record certs "$certs_ok" "$(( $(date +%s) - t0 ))"
 # ---------------------------------------------------------------- nodes
 # Each router forwards a stream to one other at most: fan-out across the
 # nodes is then a chain (the loadgen step checks node 3 gets it via node 2).
-for i in $(seq "$NODES"); do
-  cluster_node_config "$WORK/n$i.toml" "$(node_name "$i")" "$(node_ip "$i")" "$CERTS" \
-    "$(node_ip 1):$FABRIC_PORT" "$ROOT/web/dist" "${E2E_LOG_LEVEL:-info}" $'[placement]\npipe_fanout = 1'
-done
-
-t0=$(date +%s)
-cd "$ROOT"
-for i in $(seq "$NODES"); do
-  say "starting $(node_name "$i") in n$i: $MAFALDA_BIN node --config $WORK/n$i.toml (log $(node_log "$i"))"
-  ip netns exec "n$i" "$MAFALDA_BIN" node --config "$WORK/n$i.toml" >"$(node_log "$i")" 2>&1 &
-  NODE_PID[$i]=$!
-done
-
-# Every node answers /healthz (up to 30 s each, in parallel time).
-up_ok=0
-deadline=$(( $(date +%s) + 30 ))
-for i in $(seq "$NODES"); do
-  while :; do
-    if ! node_alive "$i"; then say "$(node_name "$i") exited during start-up"; up_ok=1; break; fi
-    [[ "$(curl -fsS --max-time 2 "$(node_url "$i")/healthz" 2>/dev/null)" == ok* ]] && break
-    if (( $(date +%s) > deadline )); then say "$(node_name "$i") not healthy within 30 s"; up_ok=1; break; fi
-    sleep 0.2
+BASE_EXTRA=$'[placement]\npipe_fanout = 1'
+write_configs() { # extra TOML for every node
+  local i
+  for i in $(seq "$NODES"); do
+    cluster_node_config "$WORK/n$i.toml" "$(node_name "$i")" "$(node_ip "$i")" "$CERTS" \
+      "$(node_ip 1):$FABRIC_PORT" "$ROOT/web/dist" "${E2E_LOG_LEVEL:-info}" "$1"
   done
-done
+}
+
+# Starts node i in n<i>; its log goes on in the same file across restarts.
+start_node() {
+  local i="$1"
+  say "starting $(node_name "$i") in n$i: $MAFALDA_BIN node --config $WORK/n$i.toml (log $(node_log "$i"))"
+  echo "===== e2e-cluster: $(node_name "$i") starts at $(date +%T) =====" >>"$(node_log "$i")"
+  ip netns exec "n$i" "$MAFALDA_BIN" node --config "$WORK/n$i.toml" >>"$(node_log "$i")" 2>&1 &
+  NODE_PID[$i]=$!
+}
 
 # Every node sees every other one alive (up to 30 s).
 members_ok() { # i status-json
@@ -276,21 +298,58 @@ members_ok() { # i status-json
     if (missing.length) { console.log(missing.join(",")); process.exit(1); }
   ' "$(node_name "$1")" "$(for j in $(seq "$NODES"); do node_name "$j"; done | paste -sd,)" "$2"
 }
-if (( up_ok == 0 )); then
+
+# Waits until every node answers /healthz (30 s), then until each lists
+# every other alive (30 s); says what is wrong and returns 1 otherwise.
+cluster_up() {
+  local i s missing deadline
+  deadline=$(( $(date +%s) + 30 ))
+  for i in $(seq "$NODES"); do
+    while :; do
+      if ! node_alive "$i"; then say "$(node_name "$i") exited during start-up"; return 1; fi
+      [[ "$(curl -fsS --max-time 2 "$(node_url "$i")/healthz" 2>/dev/null)" == ok* ]] && break
+      if (( $(date +%s) > deadline )); then say "$(node_name "$i") not healthy within 30 s"; return 1; fi
+      sleep 0.2
+    done
+  done
   deadline=$(( $(date +%s) + 30 ))
   for i in $(seq "$NODES"); do
     while :; do
       s="$(status_json "$i" 2>/dev/null)"
       if [[ -n "$s" ]] && missing="$(members_ok "$i" "$s")"; then break; fi
-      if ! node_alive "$i"; then say "$(node_name "$i") exited while joining"; up_ok=1; break; fi
+      if ! node_alive "$i"; then say "$(node_name "$i") exited while joining"; return 1; fi
       if (( $(date +%s) > deadline )); then
         say "$(node_name "$i") does not see ${missing:-?} alive within 30 s: ${s:-<no status>}"
-        up_ok=1; break
+        return 1
       fi
       sleep 0.3
     done
   done
-fi
+}
+
+# Stops every node (SIGTERM: each drains, empty, and exits) and starts them
+# again with `extra` TOML; fails unless each exited 0 and the cluster is up.
+restart_nodes() { # extra
+  local i rc=0
+  stop_nodes
+  for i in $(seq "$NODES"); do
+    if [[ "${NODE_EXIT[$i]:-?}" != 0 ]]; then
+      say "$(node_name "$i") exit status ${NODE_EXIT[$i]:-?} after SIGTERM (restart)"; rc=1
+    fi
+    unset "NODE_EXIT[$i]"
+  done
+  write_configs "$1"
+  for i in $(seq "$NODES"); do start_node "$i"; done
+  cluster_up || rc=1
+  return $rc
+}
+
+write_configs "$BASE_EXTRA"
+t0=$(date +%s)
+cd "$ROOT"
+for i in $(seq "$NODES"); do start_node "$i"; done
+up_ok=0
+cluster_up || up_ok=1
 if (( up_ok == 0 )); then
   for i in $(seq "$NODES"); do
     say "$(node_name "$i"): $(status_json "$i" | node -e '
@@ -303,32 +362,81 @@ fi
 record cluster-up "$up_ok" "$(( $(date +%s) - t0 ))"
 (( up_ok == 0 )) || finish
 
-# ---------------------------------------------------------------- media
+# Helpers of the steps below.
 URLS="$(for i in $(seq "$NODES"); do node_url "$i"; done | paste -sd,)"
+status_in() { # i: node i's status, asked from inside its own namespace
+  ip netns exec "n$1" curl -fsS --max-time 5 "$(node_url "$1")/api/status"
+}
+sees() { # json node state -> rc 0 when the status lists node in state
+  node -e '
+    const [json, who, want] = process.argv.slice(1);
+    const m = (JSON.parse(json).cluster?.members || []).find((m) => m.node === who);
+    process.exit(m && m.state === want ? 0 : 1);
+  ' "$1" "$2" "$3"
+}
+wait_until() { # seconds description command...
+  local secs="$1" what="$2"; shift 2
+  local deadline=$(( $(date +%s) + secs ))
+  until "$@"; do
+    if (( $(date +%s) > deadline )); then say "not within ${secs} s: $what"; return 1; fi
+    sleep 0.3
+  done
+}
+# Every node sees every other alive.
+all_alive() {
+  local i j s
+  for i in $(seq "$NODES"); do
+    s="$(status_json "$i" 2>/dev/null)" || return 1
+    for j in $(seq "$NODES"); do
+      (( i == j )) && continue
+      sees "$s" "$(node_name "$j")" alive || return 1
+    done
+  done
+}
+# A driver in the background, waited for, so that an interrupt is handled at once.
+run_driver() { # limit-seconds command...
+  local limit="$1"; shift
+  timeout --kill-after=15 "$limit" "$@" &
+  MEDIA_PID=$!
+  wait "$MEDIA_PID"
+  local rc=$?
+  MEDIA_PID=""
+  return $rc
+}
+want_step() { [[ " $STEPS " == *" $1 "* ]]; }
+# Fails, naming them, if any node is gone.
+nodes_up() {
+  local i up=0
+  for i in $(seq "$NODES"); do
+    node_alive "$i" || { say "$(node_name "$i") is gone"; up=1; }
+  done
+  return $up
+}
+
+# ---------------------------------------------------------------- media
+step_media() {
 say "----- media: 3 chromium (browser-i on node i) + aiortc on $(node_name "$AIORTC_NODE"), one room -----"
+local t0 rc i
 t0=$(date +%s)
-# In the background and waited for, so that an interrupt is handled at once.
-timeout --kill-after=15 "${E2E_MEDIA_LIMIT:-360}" \
+run_driver "${E2E_MEDIA_LIMIT:-360}" \
   node "$ROOT/tests/e2e/browser.mjs" --urls "$URLS" --browsers "$NODES" \
     --aiortc-url "$(node_url "$AIORTC_NODE")" --host-ip "$CLIENT_IP" \
     --expect-pipe-nodes "$PIPE_NODES" --timeout "$MEDIA_TIMEOUT" --join-stagger "${E2E_JOIN_STAGGER:-0}" \
-    ${E2E_BROWSER_ARGS:-} &
-MEDIA_PID=$!
-wait "$MEDIA_PID"
+    ${E2E_BROWSER_ARGS:-}
 rc=$?
-MEDIA_PID=""
-for i in $(seq "$NODES"); do
-  if ! node_alive "$i"; then say "$(node_name "$i") is gone"; [[ "$rc" == 0 ]] && rc=98; fi
-done
+nodes_up || { [[ "$rc" == 0 ]] && rc=98; }
 record media "$rc" "$(( $(date +%s) - t0 ))"
 membership_summary
 say "node CPU so far: $(for i in $(seq "$NODES"); do printf '%s %ss  ' "$(node_name "$i")" "$(node_cpu "$i")"; done)"
+}
 
 # ---------------------------------------------------------------- loadgen
 # `mafalda loadgen` across the nodes: 1 publisher (audio + video) on node 1,
 # 6 subscribers on nodes 2 and 3 in turn, under 1% loss; while it runs,
 # node 3 must take the streams from node 2, not from node 1 (fan-out 1).
+step_loadgen() {
 say "----- loadgen: 1 publisher on $(node_name 1), subscribers on the others -----"
+local t0 rc tree_ok last_node s LG_URLS LG_PID
 t0=$(date +%s)
 LG_URLS="$(for i in $(seq "$NODES"); do echo "ws://$(node_ip "$i"):$HTTP_PORT/ws"; done | paste -sd,)"
 "$MAFALDA_BIN" loadgen --target "$LG_URLS" --room "loadgen-$RANDOM" --publishers 1 --subscribers 6 \
@@ -357,6 +465,7 @@ if (( tree_ok != 0 )); then
 fi
 (( rc == 0 )) && say "loadgen: under 1% loss across the nodes; $last_node fed through $(node_name $((NODES - 1)))"
 record loadgen "$rc" "$(( $(date +%s) - t0 ))"
+}
 
 # ---------------------------------------------------------------- partition
 # Split brain: node 3 is cut off the bridge, the same room opens on both
@@ -364,34 +473,18 @@ record loadgen "$rc" "$(( $(date +%s) - t0 ))"
 # from inside n3), so each side has a home of it; the partition heals, and
 # the room must converge to one home with the other nodes its shards, while
 # both loadgen rooms keep delivering under 1% loss.
+step_partition() {
 say "----- partition: $(node_name 3) cut off, one room opened on both sides, healed -----"
+local t0 part_ok SPLIT1 SPLIT3
 t0=$(date +%s)
 part_ok=0
 ROOM_P="split-$RANDOM"
-status_in() { # i: node i's status, asked from inside its own namespace
-  ip netns exec "n$1" curl -fsS --max-time 5 "$(node_url "$1")/api/status"
-}
-sees() { # json node state -> rc 0 when the status lists node in state
-  node -e '
-    const [json, who, want] = process.argv.slice(1);
-    const m = (JSON.parse(json).cluster?.members || []).find((m) => m.node === who);
-    process.exit(m && m.state === want ? 0 : 1);
-  ' "$1" "$2" "$3"
-}
 roles() { # json room -> "role:home" of the room on that node, or "none"
   node -e '
     const [json, room] = process.argv.slice(1);
     const r = (JSON.parse(json).roomDetails || []).find((r) => r.room === room);
     console.log(r ? `${r.role}:${r.home ?? ""}` : "none");
   ' "$1" "$2"
-}
-wait_until() { # seconds description command...
-  local secs="$1" what="$2"; shift 2
-  local deadline=$(( $(date +%s) + secs ))
-  until "$@"; do
-    if (( $(date +%s) > deadline )); then say "not within ${secs} s: $what"; return 1; fi
-    sleep 0.3
-  done
 }
 apart() {
   s1="$(status_json 1 2>/dev/null)" && s3="$(status_in 3 2>/dev/null)" \
@@ -439,18 +532,75 @@ else
   netns_heal n3
 fi
 # Every node sees every other alive again before going on.
-all_alive() {
-  local i j s
-  for i in $(seq "$NODES"); do
-    s="$(status_json "$i" 2>/dev/null)" || return 1
-    for j in $(seq "$NODES"); do
-      (( i == j )) && continue
-      sees "$s" "$(node_name "$j")" alive || return 1
-    done
-  done
-}
 wait_until 30 "the cluster to re-form" all_alive || part_ok=1
 record partition "$part_ok" "$(( $(date +%s) - t0 ))"
+}
+
+# ---------------------------------------------------------------- spill
+# Spill-over with real browsers: room for 2 participants per node (one
+# worker each, placement.worker_max_peers = 2; a node is full at the
+# watermark, 0.6, so once it holds 2), and 4 Chromium joining one room one
+# after another, all through node 1. Node 1 serves the first two; the next
+# ones must be placed on nodes 2 and 3 (their signalling stays on node 1,
+# their ICE candidates are the other node's). The nodes keep this
+# configuration for the steps after this one.
+step_spill() {
+say "----- spill: 2 participants per node; 4 chromium all through $(node_name 1), one room -----"
+local t0 rc=0
+t0=$(date +%s)
+restart_nodes "$BASE_EXTRA"$'\nworker_max_peers = 2' || rc=94
+if (( rc == 0 )); then
+  run_driver "${E2E_SPILL_LIMIT:-300}" \
+    node "$ROOT/tests/e2e/browser.mjs" --url "$(node_url 1)" --browsers 4 --join-stagger 200 \
+      --status-urls "$URLS" --expect-pipe-nodes 2 --expect-spilled 1 --timeout "$MEDIA_TIMEOUT" \
+      ${E2E_BROWSER_ARGS:-}
+  rc=$?
+fi
+nodes_up || { [[ "$rc" == 0 ]] && rc=98; }
+record spill "$rc" "$(( $(date +%s) - t0 ))"
+}
+
+# ---------------------------------------------------------------- failover
+# Participants move between nodes (tests/e2e/failover.mjs): a Chromium page
+# and the aiortc participant join one room through node 2; once they decode
+# each other, node 2 is killed (SIGKILL), and each must rejoin through
+# another node by itself and decode the other again; then that node gets
+# SIGTERM (a drain): both must move where its `reconnect` event says and
+# decode each other again, and the drained node must exit 0. The stopped
+# nodes are then started again, and the cluster must re-form.
+step_failover() {
+local victim=2
+say "----- failover: chromium + aiortc through $(node_name $victim), which is killed; then the next one drains -----"
+local t0 rc i st pids=()
+t0=$(date +%s)
+for i in $(seq "$NODES"); do pids+=("${NODE_PID[$i]}"); done
+run_driver "${E2E_FAILOVER_LIMIT:-300}" \
+  node "$ROOT/tests/e2e/failover.mjs" --urls "$URLS" --pids "$(IFS=,; echo "${pids[*]}")" \
+    --victim "$(node_url $victim)" --host-ip "$CLIENT_IP" --timeout "${E2E_FAILOVER_TIMEOUT:-60}"
+rc=$?
+# The victim was killed, the node drained must have exited 0 by itself.
+for i in $(seq "$NODES"); do
+  node_alive "$i" && continue
+  wait "${NODE_PID[$i]}" 2>/dev/null
+  st=$?
+  unset "NODE_PID[$i]"
+  if (( i == victim )); then
+    say "$(node_name "$i") killed (status $st)"
+  else
+    say "$(node_name "$i") drained and exited (status $st)"
+    [[ "$st" == 0 ]] || { [[ "$rc" == 0 ]] && rc=96; }
+  fi
+  start_node "$i"
+done
+wait_until 30 "the cluster to re-form with the stopped nodes started again" all_alive || { [[ "$rc" == 0 ]] && rc=95; }
+record failover "$rc" "$(( $(date +%s) - t0 ))"
+}
+
+want_step media && step_media
+want_step loadgen && step_loadgen
+want_step partition && step_partition
+want_step spill && step_spill
+want_step failover && step_failover
 
 # ---------------------------------------------------------------- cleanup
 # Every count back to zero on every node (bounded wait).

@@ -513,6 +513,38 @@ impl Cluster {
             .collect()
     }
 
+    /// The signalling URLs of the other members that take participants:
+    /// each member SWIM lists alive and not draining is asked its exact
+    /// load ([`GetNodeLoad`]), all at once, each within `per_ask`; those
+    /// that answer, are not draining and know their URL are listed, sorted
+    /// by node name. A member that does not answer in time is left out.
+    pub async fn peer_signalling_urls(&self, per_ask: Duration) -> Vec<(NodeId, String)> {
+        let asks = self
+            .node
+            .members()
+            .into_iter()
+            .filter(|m| &m.id != self.node.id() && m.state == MemberState::Alive)
+            .filter(|m| !m.metadata.as_ref().is_some_and(|md| md.draining))
+            .map(|m| async move {
+                let load = self
+                    .node
+                    .actor_ref::<GetNodeLoad>(&m.id, LOAD_ACTOR)
+                    .ok()?
+                    .ask_timeout(GetNodeLoad, per_ask)
+                    .await
+                    .ok()?;
+                let url = load.signalling_url.filter(|_| !load.draining)?;
+                Some((m.id, url))
+            });
+        let mut urls: Vec<(NodeId, String)> = futures::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        urls.sort();
+        urls
+    }
+
     /// Gossips the node's load and drain flag now, instead of at the next
     /// period (after the drain flag changed).
     pub fn publish_now(&self) {

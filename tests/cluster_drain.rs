@@ -2,6 +2,8 @@
 //! gossiped, new joins are sent elsewhere, participants are told to
 //! `reconnect` through a peer's URL while their media keeps flowing, and
 //! the node is drained once they left. Operator access is checked.
+//! `GET /api/nodes` lists the nodes that take participants (not a
+//! draining or stopped one).
 
 mod common;
 
@@ -144,4 +146,69 @@ async fn a_drain_stops_at_its_deadline_and_a_single_node_drains_too() {
         "the stubborn one is still there"
     );
     node.stop().await;
+}
+
+/// `GET /api/nodes` of `node`, as (`url`, `nodes`).
+async fn node_list(node: &RunningNode) -> (serde_json::Value, Vec<String>) {
+    let body: serde_json::Value =
+        serde_json::from_str(&http_get(node.http_addr, "/api/nodes").await).expect("JSON");
+    let nodes = body["nodes"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|u| u.as_str().expect("a URL").to_owned())
+        .collect();
+    (body["url"].clone(), nodes)
+}
+
+/// Waits until `GET /api/nodes` of `node` lists exactly `want`.
+async fn lists(node: &RunningNode, want: &[&str]) {
+    let what = format!("{} to list {want:?}", node.http_addr);
+    eventually_ok(&what, Duration::from_secs(15), async || {
+        let (_, nodes) = node_list(node).await;
+        (nodes == want).then_some(()).ok_or(nodes)
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn the_node_list_names_the_nodes_that_take_participants() {
+    // One node alone lists itself.
+    let single = start_node(test_config(1)).await;
+    let (own, nodes) = node_list(&single).await;
+    let single_url = format!("ws://{}/ws", single.http_addr);
+    assert_eq!((own, nodes), (json!(single_url), vec![single_url.clone()]));
+    single.stop().await;
+
+    let dir = certs(&["list-a", "list-b", "list-c"]);
+    let a = start_node(clustered("list-a", &dir, vec![])).await;
+    let seed = vec![cluster(&a).node().addr()];
+    let b = start_node(clustered("list-b", &dir, seed.clone())).await;
+    let mut cc = clustered("list-c", &dir, seed);
+    cc.http.public_url = Some("ws://c.example:3000/ws".into());
+    let c = start_node(cc).await;
+    let url = |n: &RunningNode| format!("ws://{}/ws", n.http_addr);
+    let (a_url, b_url, c_url) = (url(&a), url(&b), "ws://c.example:3000/ws");
+
+    // This node first, then the others by name (C by its public URL).
+    lists(&a, &[&a_url, &b_url, c_url]).await;
+    lists(&c, &[c_url, &a_url, &b_url]).await;
+    assert_eq!(node_list(&a).await.0, json!(a_url));
+
+    // A draining node is left out, by the others and by itself.
+    assert!(c.drain.start());
+    lists(&a, &[&a_url, &b_url]).await;
+    lists(&c, &[&a_url, &b_url]).await;
+    assert_eq!(
+        node_list(&c).await.0,
+        json!(c_url),
+        "its own URL is still named"
+    );
+
+    // A node that stopped is left out.
+    b.stop().await;
+    lists(&a, &[&a_url]).await;
+    a.stop().await;
+    c.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
 }

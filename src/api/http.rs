@@ -1,4 +1,7 @@
-//! Plain HTTP routes: health, status and the static demo.
+//! Plain HTTP routes: health, status, the cluster's signalling URLs, drain
+//! and the static demo.
+
+use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -32,6 +35,38 @@ pub async fn status(state: web::Data<ApiState>) -> HttpResponse {
         }
         Err(e) => HttpResponse::ServiceUnavailable().body(format!("node actor unavailable: {e}")),
     }
+}
+
+/// How long `GET /api/nodes` waits for each member's answer.
+const NODES_ASK_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// `GET /api/nodes`: where a client may join, as signalling URLs: this
+/// node's first (unless it is draining or its URL is unknown), then those
+/// of the other members that are alive and not draining, asked at once
+/// (see [`Cluster::peer_signalling_urls`](crate::cluster::Cluster::peer_signalling_urls)).
+/// The demo page keeps the list to rejoin through another node when its
+/// own goes away.
+pub async fn nodes(state: web::Data<ApiState>) -> HttpResponse {
+    let own = state.config.http.signalling_url();
+    let mut nodes: Vec<String> = own
+        .iter()
+        .filter(|_| !state.server.env().draining())
+        .cloned()
+        .collect();
+    if let Some(cluster) = &state.cluster {
+        for (_, url) in cluster.peer_signalling_urls(NODES_ASK_TIMEOUT).await {
+            if !nodes.contains(&url) {
+                nodes.push(url);
+            }
+        }
+    }
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({
+            "node": state.config.node.name,
+            "url": own,
+            "nodes": nodes,
+        }))
 }
 
 /// `POST /api/drain`: starts the node's graceful drain ([`crate::drain`]).
@@ -79,6 +114,7 @@ pub async fn demo_missing(state: web::Data<ApiState>) -> HttpResponse {
 pub fn configure(cfg: &mut web::ServiceConfig, state: &ApiState) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/api/status", web::get().to(status))
+        .route("/api/nodes", web::get().to(nodes))
         .route("/api/drain", web::post().to(drain))
         .route("/metrics", web::get().to(super::metrics::metrics))
         .route("/ws", web::get().to(super::ws::upgrade));

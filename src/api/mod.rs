@@ -3,6 +3,8 @@
 //! - `GET /ws` — the JSON signalling protocol ([`ws`]).
 //! - `GET /healthz` — liveness.
 //! - `GET /api/status` — node status as JSON.
+//! - `GET /api/nodes` — the signalling URLs of the nodes that take
+//!   participants (this one and its cluster peers).
 //! - `POST /api/drain` — starts the node's graceful drain ([`crate::drain`]).
 //! - `GET /metrics` — Prometheus metrics ([`metrics`]).
 //! - `/` — the bundled browser demo from `http.static_dir`.

@@ -14,6 +14,15 @@ After the checks pass it prints a line starting with "AIORTC PASS" and keeps
 publishing until stdin reaches EOF or a line is read ("--hold-stdin", used by
 tests/e2e/aiortc_pair.mjs), or for --hold seconds; then it sends `leave`.
 
+Several nodes: `--url` may be repeated or comma-separated. It joins through
+the first; when its session ends (the socket closes without `leave`, or a
+`reconnect` event) it joins again, through the event's `url` when it has one
+(joining there first and leaving the old socket then), else through the next
+URL of the list, each in turn (a `join` refused with `draining` and a `url`
+goes there), round after round with backoff for up to --timeout seconds;
+it prints "AIORTC REJOINED n=N via=URL ...", then checks the media again from
+the start (printing "AIORTC PASS ... rejoins=N" again) and keeps holding.
+
 Run inside a loopback-only network namespace (see scripts/e2e.sh).
 """
 
@@ -141,9 +150,9 @@ class ToneAudioTrack(MediaStreamTrack):
 
 
 class SignallingError(Exception):
-    def __init__(self, method: str, code: str, message: str):
+    def __init__(self, method: str, code: str, message: str, url: str | None = None):
         super().__init__(f"{method}: {code}: {message}")
-        self.method, self.code = method, code
+        self.method, self.code, self.url = method, code, url
 
 
 class Signalling:
@@ -197,7 +206,8 @@ class Signalling:
                         fut.set_result(msg.get("data") or {})
                     else:
                         err = msg.get("error") or {}
-                        fut.set_exception(SignallingError(method, err.get("code", "?"), err.get("message", "")))
+                        fut.set_exception(SignallingError(method, err.get("code", "?"), err.get("message", ""),
+                                                          err.get("url")))
                 elif isinstance(msg.get("event"), str):
                     try:
                         self.on_event(msg["event"], msg.get("data") or {})
@@ -212,7 +222,11 @@ class Signalling:
                     fut.set_exception(SignallingError(method, "socket_closed", "socket closed"))
 
 
-# --- Participant -------------------------------------------------------------------
+# --- One session: a signalling socket and what it joined ---------------------------
+
+
+class Moved(Exception):
+    """The session ended (socket lost, or `reconnect`): join again elsewhere."""
 
 
 @dataclass
@@ -229,18 +243,32 @@ class Remote:
     task: asyncio.Task | None = None
 
 
+# How long a producer whose consume failed has to be announced closed before
+# the failure counts as an error (a producer of a node that just died is
+# still listed until the cluster declares that node down).
+CONSUME_GRACE = 15.0
+
+
 @dataclass
-class Participant:
+class Session:
+    """One signalling socket to one node and the participant it joined: its
+    transports, producers and consumers, and what it received."""
+
     args: argparse.Namespace
+    url: str
+    ws: aiohttp.ClientWebSocketResponse | None = None
     sig: Signalling | None = None
     device: Device | None = None
     peer_id: str | None = None
+    joined_at: float = 0.0
     names: dict[str, str] = field(default_factory=dict)  # peerId -> displayName
     remotes: dict[str, Remote] = field(default_factory=dict)  # producerId -> Remote
     errors: list[str] = field(default_factory=list)
     send_transport: object = None
     recv_transport: object = None
     recv_ready: asyncio.Future | None = None
+    # (reason, url or None) once the server sent `reconnect`.
+    moved: asyncio.Future | None = None
     producers: list = field(default_factory=list)
     video_track: PatternVideoTrack | None = None
     tasks: set = field(default_factory=set)
@@ -252,6 +280,14 @@ class Participant:
         self.tasks.add(t)
         t.add_done_callback(self.tasks.discard)
         return t
+
+    @property
+    def over(self) -> bool:
+        """The socket closed, or the server asked us to reconnect."""
+        return self.sig.closed.is_set() or self.moved.done()
+
+    def all_errors(self) -> list[str]:
+        return self.errors + (self.sig.errors if self.sig else [])
 
     @staticmethod
     def _candidates(cands: list[dict]) -> list[dict]:
@@ -289,7 +325,7 @@ class Participant:
         @t.on("connectionstatechange")
         async def on_state(state):
             log.info("%s transport %s", direction, state)
-            if state == "failed" and not self.leaving:
+            if state == "failed" and not self.leaving and not self.over:
                 self.errors.append(f"{direction} transport failed")
 
         if direction == "send":
@@ -322,6 +358,10 @@ class Participant:
                 r.closed = True
         elif name in ("producerPaused", "producerResumed"):
             pass
+        elif name == "reconnect":
+            log.info("asked to reconnect: %s (url %s)", data.get("reason"), data.get("url"))
+            if not self.moved.done():
+                self.moved.set_result((data.get("reason") or "reconnect", data.get("url")))
         else:
             log.info("ignoring event %s", name)
 
@@ -329,6 +369,8 @@ class Participant:
         pid = p["producerId"]
         if pid in self.remotes or p["peerId"] == self.peer_id:
             return
+        if self.leaving or (self.moved is not None and self.moved.done()):
+            return  # this session is being replaced: consume nothing more
         r = Remote(producer_id=pid, peer_id=p["peerId"], kind=p["kind"])
         self.remotes[pid] = r
         self._spawn(self.consume(r))
@@ -355,7 +397,13 @@ class Participant:
             await self.sig.request("resumeConsumer", {"consumerId": consumer.id})
             log.info("consuming %s of %s", r.kind, self.names.get(r.peer_id, r.peer_id))
         except Exception as e:  # noqa: BLE001
-            if r.closed or self.leaving:
+            # A producer on a node that just went away fails to consume until
+            # the room drops it: only a failure that stays unexplained counts.
+            deadline = time.monotonic() + CONSUME_GRACE
+            while not (r.closed or self.leaving or self.over) and time.monotonic() < deadline:
+                await asyncio.sleep(0.25)
+            if r.closed or self.leaving or self.over:
+                log.info("consume %s of %s abandoned: %r", r.kind, r.peer_id, e)
                 return
             self.errors.append(f"consume {r.kind} of {r.peer_id}: {e!r}")
 
@@ -373,26 +421,21 @@ class Participant:
             if r.kind == "video":
                 r.width, r.height = frame.width, frame.height
 
-    # -- main flow
-    async def run(self) -> int:
-        a = self.args
-        t0 = time.monotonic()
-        async with aiohttp.ClientSession() as session:
-            async with session.ws_connect(a.url, heartbeat=None, max_msg_size=0) as ws:
-                self.sig = Signalling(ws, self.on_event)
-                self.recv_ready = asyncio.get_running_loop().create_future()
-                try:
-                    ok = await self._session(t0)
-                finally:
-                    await self._leave()
-                self.errors.extend(self.sig.errors)
-        return 0 if ok and not self.errors else 1
+    # -- life
+    async def open(self, http: aiohttp.ClientSession, timeout: float):
+        self.ws = await asyncio.wait_for(http.ws_connect(self.url, heartbeat=None, max_msg_size=0), timeout)
+        self.sig = Signalling(self.ws, self.on_event)
+        loop = asyncio.get_running_loop()
+        self.recv_ready = loop.create_future()
+        self.moved = loop.create_future()
 
-    async def _session(self, t0: float) -> bool:
+    async def join(self):
+        """Joins, makes the transports and publishes (unless --no-send)."""
         a = self.args
         j = await self.sig.request("join", {"room": a.room, "displayName": a.name, "protocolVersion": 1})
         self.peer_id = j["peerId"]
-        log.info("joined %s as %s", j.get("roomId"), self.peer_id)
+        self.joined_at = time.monotonic()
+        log.info("joined %s as %s through %s", j.get("roomId"), self.peer_id, self.url)
         for p in j.get("peers", []):
             self.names[p["peerId"]] = p.get("displayName", "")
         for p in j.get("producers", []):
@@ -418,97 +461,19 @@ class Participant:
             if a.audio:
                 self.producers.append(await self.send_transport.produce(track=ToneAudioTrack(), stopTracks=True))
             log.info("publishing %d track(s)", len(self.producers))
-        print(f"aiortc: joined as {self.peer_id} in {time.monotonic() - t0:.2f}s", flush=True)
 
-        ok = await self._wait_for_media(t0)
-        self._print_table()
-        if not ok:
-            return False
-        print(f"AIORTC PASS peer={self.peer_id} elapsed={time.monotonic() - t0:.1f}s", flush=True)
-        await self._hold()
-        return True
-
-    def _expected(self) -> list[str]:
-        """Peer ids whose media we must receive."""
-        names = self.args.expect
-        if names:
-            return [pid for pid, n in self.names.items() if n in names]
-        return list({r.peer_id for r in self.remotes.values()})
-
-    def _check(self) -> tuple[bool, str]:
-        a = self.args
-        if a.expect:
-            missing = [n for n in a.expect if n not in self.names.values()]
-            if missing:
-                return False, f"peers not seen yet: {missing}"
-        peers = self._expected()
-        if len(peers) < a.min_peers:
-            return False, f"{len(peers)} peer(s) with media, want {a.min_peers}"
-        for pid in peers:
-            rs = [r for r in self.remotes.values() if r.peer_id == pid and not r.closed]
-            v = [r for r in rs if r.kind == "video"]
-            au = [r for r in rs if r.kind == "audio"]
-            who = self.names.get(pid, pid)
-            if not v or max(r.frames for r in v) < a.min_frames:
-                return False, f"{who}: video frames {[r.frames for r in v]} < {a.min_frames}"
-            if a.audio_check and (not au or max(r.frames for r in au) < a.min_audio_frames):
-                return False, f"{who}: audio frames {[r.frames for r in au]} < {a.min_audio_frames}"
-        return True, "ok"
-
-    async def _wait_for_media(self, t0: float) -> bool:
-        deadline = t0 + self.args.timeout
-        why = "not checked"
-        while time.monotonic() < deadline:
-            if self.errors or self.sig.errors:
-                why = "errors: " + "; ".join(self.errors + self.sig.errors)
-                break
-            if self.sig.closed.is_set():
-                why = "signalling socket closed"
-                break
-            ok, why = self._check()
-            if ok:
-                return True
-            await asyncio.sleep(0.5)
-        print(f"AIORTC FAIL: {why}", flush=True)
-        return False
-
-    def _print_table(self):
-        print(f"aiortc receive table (peer {self.peer_id}, sent {self.video_track.frames_sent if self.video_track else 0} video frames):")
-        print(f"  {'from':<16} {'kind':<6} {'frames':>7} {'size':>9}  state")
-        for r in sorted(self.remotes.values(), key=lambda r: (self.names.get(r.peer_id, ""), r.kind)):
-            size = f"{r.width}x{r.height}" if r.kind == "video" else "-"
-            state = "closed" if r.closed else ("consuming" if r.consumer_id else "pending")
-            print(f"  {self.names.get(r.peer_id, r.peer_id)[:16]:<16} {r.kind:<6} {r.frames:>7} {size:>9}  {state}")
-        for e in self.errors + (self.sig.errors if self.sig else []):
-            print(f"  error: {e}")
-        sys.stdout.flush()
-
-    async def _hold(self):
-        a = self.args
-        if a.hold_stdin:
-            # A daemon thread reads stdin so that exiting never waits on it.
-            loop = asyncio.get_running_loop()
-            got_line = loop.create_future()
-
-            def reader():
-                try:
-                    sys.stdin.readline()
-                finally:
-                    loop.call_soon_threadsafe(lambda: got_line.done() or got_line.set_result(True))
-
-            threading.Thread(target=reader, daemon=True).start()
-            closed = asyncio.ensure_future(self.sig.closed.wait())
-            done, _ = await asyncio.wait({got_line, closed}, timeout=a.hold_max,
-                                         return_when=asyncio.FIRST_COMPLETED)
+    async def ended(self):
+        """Completes once the session is over (see `over`)."""
+        closed = asyncio.ensure_future(self.sig.closed.wait())
+        try:
+            await asyncio.wait({closed, self.moved}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
             closed.cancel()
-            if not done:
-                print("aiortc: hold timed out, leaving", flush=True)
-        elif a.hold > 0:
-            await asyncio.sleep(a.hold)
 
-    async def _leave(self):
+    async def close(self, leave: bool):
+        """Leaves (when asked and still connected) and closes everything."""
         self.leaving = True
-        if self.sig and not self.sig.closed.is_set():
+        if leave and self.sig and not self.sig.closed.is_set():
             try:
                 await self.sig.request("leave", None, timeout=3)
             except Exception as e:  # noqa: BLE001
@@ -521,12 +486,234 @@ class Participant:
                     await asyncio.wait_for(tr.close(), 5)
                 except Exception as e:  # noqa: BLE001
                     log.info("closing transport: %r", e)
+        if self.ws is not None and not self.ws.closed:
+            try:
+                await asyncio.wait_for(self.ws.close(), 3)
+            except Exception as e:  # noqa: BLE001
+                log.info("closing socket: %r", e)
+
+    # -- checks
+    def _expected(self) -> list[str]:
+        """Peer ids whose media we must receive."""
+        names = self.args.expect
+        if names:
+            return [pid for pid, n in self.names.items() if n in names]
+        return list({r.peer_id for r in self.remotes.values()})
+
+    def check(self) -> tuple[bool, str]:
+        a = self.args
+        if a.expect:
+            missing = [n for n in a.expect if n not in self.names.values()]
+            if missing:
+                return False, f"peers not seen yet: {missing}"
+        peers = self._expected()
+        if len(peers) < a.min_peers:
+            return False, f"{len(peers)} peer(s) with media, want {a.min_peers}"
+        # A peer that rejoined elsewhere appears twice under one name: its
+        # name is satisfied by whichever of its peer ids delivers.
+        by_name: dict[str, list[str]] = {}
+        for pid in peers:
+            by_name.setdefault(self.names.get(pid, pid), []).append(pid)
+        for who, pids in by_name.items():
+            rs = [r for r in self.remotes.values() if r.peer_id in pids and not r.closed]
+            v = [r for r in rs if r.kind == "video"]
+            au = [r for r in rs if r.kind == "audio"]
+            if not v or max(r.frames for r in v) < a.min_frames:
+                return False, f"{who}: video frames {[r.frames for r in v]} < {a.min_frames}"
+            if a.audio_check and (not au or max(r.frames for r in au) < a.min_audio_frames):
+                return False, f"{who}: audio frames {[r.frames for r in au]} < {a.min_audio_frames}"
+        return True, "ok"
+
+    def print_table(self):
+        sent = self.video_track.frames_sent if self.video_track else 0
+        print(f"aiortc receive table (peer {self.peer_id} via {self.url}, sent {sent} video frames):")
+        print(f"  {'from':<16} {'kind':<6} {'frames':>7} {'size':>9}  state")
+        for r in sorted(self.remotes.values(), key=lambda r: (self.names.get(r.peer_id, ""), r.kind)):
+            size = f"{r.width}x{r.height}" if r.kind == "video" else "-"
+            state = "closed" if r.closed else ("consuming" if r.consumer_id else "pending")
+            print(f"  {self.names.get(r.peer_id, r.peer_id)[:16]:<16} {r.kind:<6} {r.frames:>7} {size:>9}  {state}")
+        for e in self.all_errors():
+            print(f"  error: {e}")
+        sys.stdout.flush()
+
+
+# --- Participant: sessions one after another ----------------------------------------
+
+
+class Participant:
+    """Joins through the first URL and keeps publishing and receiving: when
+    its session ends (the socket is lost, or `reconnect`), it joins again
+    through the `reconnect` event's URL (first, then leaves the old socket),
+    or else through the next URL of the list, each in turn, with backoff."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.urls: list[str] = args.urls
+        self.at = 0  # index in urls of the current node
+        self.session: Session | None = None
+        self.rejoins = 0
+        self.http: aiohttp.ClientSession | None = None
+        self.stdin_line: asyncio.Future | None = None
+        self.closing: set = set()
+
+    async def _try_join(self, url: str) -> Session:
+        s = Session(self.args, url)
+        try:
+            await s.open(self.http, 10)
+            await s.join()
+            return s
+        except BaseException:
+            await s.close(leave=True)
+            raise
+
+    async def _join_any(self, first: list[str], deadline: float) -> Session:
+        """Joins through the first URL that admits us: `first`, then the list
+        from the one after the current node, round after round."""
+        rotation = self.urls[self.at + 1:] + self.urls[:self.at + 1]
+        order = list(dict.fromkeys(first + rotation))
+        round_ = 0
+        while True:
+            round_ += 1
+            queue = list(order)
+            while queue:
+                url = queue.pop(0)
+                try:
+                    s = await self._try_join(url)
+                except SignallingError as e:
+                    redirect = getattr(e, "url", None)
+                    print(f"aiortc: join through {url} failed: {e}", flush=True)
+                    if e.code == "draining" and redirect and redirect not in queue:
+                        queue.insert(0, redirect)
+                    continue
+                except Exception as e:  # noqa: BLE001
+                    print(f"aiortc: join through {url} failed: {type(e).__name__}: {e}", flush=True)
+                    continue
+                if url in self.urls:
+                    self.at = self.urls.index(url)
+                return s
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no node admitted us after {round_} round(s) of {order}")
+            await asyncio.sleep(min(10.0, 0.5 * 2 ** min(round_ - 1, 5)))
+
+    async def _move(self):
+        """The current session is over: joins again and drops the old one."""
+        old = self.session
+        t = time.monotonic()
+        reason, url = old.moved.result() if old.moved.done() else ("connection lost", None)
+        if not url:
+            # Nothing to keep: the old participant is gone (or going).
+            self._close_later(old, leave=False)
+        new = await self._join_any([url] if url else [], t + self.args.timeout)
+        if url:
+            # Make before break: the old one leaves once the new one is in.
+            self._close_later(old, leave=True)
+        self.session = new
+        self.rejoins += 1
+        print(f"AIORTC REJOINED n={self.rejoins} via={new.url} peer={new.peer_id} "
+              f"after={time.monotonic() - t:.2f}s reason={reason!r}", flush=True)
+
+    def _close_later(self, s: Session, leave: bool):
+        t = asyncio.ensure_future(s.close(leave))
+        self.closing.add(t)
+        t.add_done_callback(self.closing.discard)
+
+    async def _wait_for_media(self) -> bool:
+        """True once the floors are reached; False on errors or timeout;
+        Moved when the session ends first."""
+        s = self.session
+        deadline = s.joined_at + self.args.timeout
+        why = "not checked"
+        while time.monotonic() < deadline:
+            if s.over:
+                raise Moved()
+            if s.all_errors():
+                why = "errors: " + "; ".join(s.all_errors())
+                break
+            ok, why = s.check()
+            if ok:
+                return True
+            await asyncio.sleep(0.5)
+        print(f"AIORTC FAIL: {why}", flush=True)
+        return False
+
+    def _watch_stdin(self):
+        # A daemon thread reads stdin so that exiting never waits on it.
+        loop = asyncio.get_running_loop()
+        self.stdin_line = loop.create_future()
+
+        def reader():
+            try:
+                sys.stdin.readline()
+            finally:
+                loop.call_soon_threadsafe(lambda: self.stdin_line.done() or self.stdin_line.set_result(True))
+
+        threading.Thread(target=reader, daemon=True).start()
+
+    async def _hold(self, until: float):
+        """Keeps publishing after PASS: until a stdin line (--hold-stdin),
+        --hold seconds, or `until`; raises Moved if the session ends first."""
+        a = self.args
+        waits = {asyncio.ensure_future(self.session.ended())}
+        if a.hold_stdin:
+            waits.add(self.stdin_line)
+        left = max(0.0, until - time.monotonic())
+        try:
+            done, _ = await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                if w is not self.stdin_line:
+                    w.cancel()
+        if self.session.over and not (self.stdin_line and self.stdin_line.done()):
+            raise Moved()
+        if not done and a.hold_stdin:
+            print("aiortc: hold timed out, leaving", flush=True)
+
+    async def run(self) -> int:
+        a = self.args
+        t0 = time.monotonic()
+        ok = False
+        async with aiohttp.ClientSession() as http:
+            self.http = http
+            if a.hold_stdin:
+                self._watch_stdin()
+            try:
+                self.session = await self._join_any(self.urls[:1], t0 + a.timeout)
+                print(f"aiortc: joined as {self.session.peer_id} via {self.session.url} "
+                      f"in {time.monotonic() - t0:.2f}s", flush=True)
+                hold_until = None
+                while True:
+                    try:
+                        if not await self._wait_for_media():
+                            self.session.print_table()
+                            break
+                        self.session.print_table()
+                        print(f"AIORTC PASS peer={self.session.peer_id} rejoins={self.rejoins} "
+                              f"elapsed={time.monotonic() - t0:.1f}s", flush=True)
+                        if hold_until is None:
+                            hold_until = time.monotonic() + (a.hold_max if a.hold_stdin else a.hold)
+                        await self._hold(hold_until)
+                        ok = True
+                        break
+                    except Moved:
+                        print("aiortc: session over, joining again", flush=True)
+                        await self._move()
+            finally:
+                if self.session is not None:
+                    await self.session.close(leave=True)
+                if self.closing:
+                    await asyncio.wait(self.closing, timeout=10)
+            errors = self.session.all_errors() if self.session else ["never joined"]
+        if self.rejoins:
+            print(f"aiortc: rejoined {self.rejoins} time(s)", flush=True)
+        return 0 if ok and not errors else 1
 
 
 def main() -> int:
     global HOST_IP
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--url", default="ws://127.0.0.1:3000/ws")
+    ap.add_argument("--url", action="append", default=[],
+                    help="signalling URL (repeatable, or comma-separated): joins through the first, "
+                         "rejoins through the next ones in turn (default ws://127.0.0.1:3000/ws)")
     ap.add_argument("--room", required=True)
     ap.add_argument("--name", default="aiortc")
     ap.add_argument("--expect", action="append", default=[],
@@ -547,6 +734,7 @@ def main() -> int:
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
     args.width, args.height = (int(x) for x in args.res.split("x"))
+    args.urls = [u.strip() for arg in args.url for u in arg.split(",") if u.strip()] or ["ws://127.0.0.1:3000/ws"]
     HOST_IP = args.host_ip
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")

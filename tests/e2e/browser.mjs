@@ -14,7 +14,11 @@
 // it must decode every browser's video and audio, and every browser must
 // receive its video and audio. `--expect-pipe-nodes K` then requires, while
 // media flows, K nodes whose /api/status shows pipe producers and pipe
-// consumers (media crossing nodes).
+// consumers (media crossing nodes); `--status-urls a,b,c` names the nodes
+// checked (default: those the participants join through).
+// `--expect-spilled K` requires K browsers whose media another node serves
+// than the one they joined through (spill-over: the ICE candidates a page
+// got, its hook's `servedBy`, are not its signalling node's address).
 //
 // Run inside a loopback-only network namespace (scripts/e2e.sh does that),
 // or on a private bridge of test hosts (scripts/e2e-cluster.sh).
@@ -45,6 +49,8 @@ const opts = parseArgs({
   minFrames: 30, // video frames the Python participant must decode per browser
   expectPipeNodes: 0, // if > 0: that many nodes must show pipe producers and consumers
   joinStagger: 0, // ms: if > 0, browsers join one after another (then the Python one), not all at once
+  statusUrls: '', // comma-separated base URLs of the nodes whose /api/status --expect-pipe-nodes reads
+  expectSpilled: 0, // if > 0: that many browsers must get their media from another node than their signalling's
 });
 
 const urls = urlList(opts.urls, opts.url);
@@ -72,7 +78,9 @@ const secs = (ms) => (ms / 1000).toFixed(1);
 
 /** Each node's /api/status (every distinct base URL in use), as [{ url, status | error }]. */
 async function nodeStatuses() {
-  const bases = [...new Set([...parts.map((p) => p.opts.baseUrl), ...(py ? [py.opts.baseUrl] : [])])];
+  const bases = opts.statusUrls
+    ? urlList(opts.statusUrls, '')
+    : [...new Set([...parts.map((p) => p.opts.baseUrl), ...(py ? [py.opts.baseUrl] : [])])];
   return Promise.all(bases.map(async (url) => {
     try {
       const r = await fetch(`${url}/api/status`, { signal: AbortSignal.timeout(5000) });
@@ -182,6 +190,21 @@ async function main() {
     const oneMap = homes.length === 1 && strays.length === 0;
     console.log(`room map: ${homes.length} home(s) [${homes.join(', ')}]${strays.length ? `; not a shard of it: ${strays.map((n) => `${n.node} (${n.room ? `${n.room.role}${n.room.home ? ` of ${n.room.home}` : ''}` : 'no room'})`).join(', ')}` : ''} -> ${oneMap ? 'one room' : 'SPLIT or incomplete'}`);
     ok = ok && crosses && oneMap;
+  }
+  if (opts.expectSpilled > 0) {
+    // Where each page signals (the node it joined through) and where its
+    // media is (the address in the ICE candidates it got).
+    const spots = await Promise.all(parts.map((p) => p.where()));
+    let spilled = 0;
+    spots.forEach((w, i) => {
+      const via = w?.via ? new URL(w.via.replace(/^ws/, 'http')).hostname : '?';
+      const away = !!w?.servedBy && w.servedBy !== via;
+      if (away) spilled++;
+      console.log(`  ${names[i]}: signalling via ${w?.node ?? '?'} (${via}), media served by ${w?.servedBy ?? '?'}${away ? '  <- spilled over' : ''}`);
+    });
+    const enough = spilled >= opts.expectSpilled;
+    console.log(`spill-over: ${spilled} browser(s) served by another node (want >= ${opts.expectSpilled}) -> ${enough ? 'spilled' : 'NOT spilled as expected'}`);
+    ok = ok && enough;
   }
   let pyRes = null;
   if (py) {

@@ -41,12 +41,14 @@ function isLoopback(host) {
  * namespace has nothing else). Elsewhere (a test host on a private bridge)
  * Chromium offers its non-loopback address by itself, but a plain-HTTP
  * origin that is not localhost is not a secure context, so getUserMedia
- * would be missing: that origin is declared secure for the test.
+ * would be missing: that origin is declared secure for the test, and so
+ * are the `others` (base URLs of the nodes the page may move to).
  */
-export function chromiumArgs(baseUrl) {
+export function chromiumArgs(baseUrl, others = []) {
   const u = new URL(baseUrl);
   if (isLoopback(u.hostname)) return [...CHROMIUM_ARGS, '--allow-loopback-in-peer-connection'];
-  return [...CHROMIUM_ARGS, `--unsafely-treat-insecure-origin-as-secure=${u.origin}`];
+  const origins = [...new Set([u.origin, ...others.map((o) => new URL(o).origin)])];
+  return [...CHROMIUM_ARGS, `--unsafely-treat-insecure-origin-as-secure=${origins.join(',')}`];
 }
 
 /** `--urls a,b,c` (or `--url a` when empty) as a list of base URLs. */
@@ -103,7 +105,7 @@ export function cpuBusy(a, b) {
 export class Participant {
   constructor(name, opts) {
     this.name = name;
-    this.opts = opts; // { baseUrl, room, res, fps, video, send }
+    this.opts = opts; // { baseUrl, room, res, fps, video, send, origins: [base URLs it may move to] }
     this.browser = null;
     this.page = null;
     this.console = [];
@@ -126,7 +128,7 @@ export class Participant {
     this.browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
-      args: chromiumArgs(this.opts.baseUrl),
+      args: chromiumArgs(this.opts.baseUrl, this.opts.origins || []),
       timeout: 60_000,
     });
     this.timings.launchMs = Date.now() - t0;
@@ -163,6 +165,41 @@ export class Participant {
       outbound: await window.mafalda.outboundStats(),
       errors: window.mafalda.errors,
     }));
+  }
+
+  /**
+   * The page's hook fields about where it is (see web/src/app.js), read
+   * again if the page is navigating (it moves to rejoin through another
+   * node); null if unreadable for `ms`.
+   */
+  async where(ms = 5000) {
+    const end = Date.now() + ms;
+    for (;;) {
+      try {
+        return await this.page.evaluate(() => {
+          const m = window.mafalda;
+          if (!m) return null;
+          return {
+            state: m.state, isReady: m.isReady, peerId: m.peerId, rejoins: m.rejoins, via: m.via,
+            node: m.node, nodes: m.nodes, servedBy: m.servedBy, url: location.href, errors: m.errors,
+          };
+        });
+      } catch { /* navigating: the old context is gone */ }
+      if (Date.now() > end) return null;
+      await sleep(250);
+    }
+  }
+
+  /** Waits until `pred(where)` holds (across the page's own navigations). */
+  async waitWhere(pred, timeoutMs, what) {
+    const end = Date.now() + timeoutMs;
+    let last = null;
+    for (;;) {
+      last = await this.where(1000);
+      if (last && pred(last)) return last;
+      if (Date.now() > end) throw new Error(`${this.name}: not within ${timeoutMs / 1000} s: ${what}; last ${JSON.stringify(last)}`);
+      await sleep(250);
+    }
   }
 
   async diagnostics() {
@@ -306,11 +343,15 @@ export class PythonPeer {
   constructor(name, opts) {
     this.name = name;
     // { baseUrl, room, python, expect: [names], minFrames, res, fps, timeout, hostIp, verbose }
+    // `urls`: signalling URLs to join through (the first) and rejoin through;
+    // default: baseUrl's /ws.
     this.opts = opts;
     this.proc = null;
     this.exit = null; // Promise<{ code, signal }>
     this.exited = null; // { code, signal } once it exited
     this.passed = false;
+    this.passes = 0; // AIORTC PASS lines (one per session that reached the floors)
+    this.rejoins = 0; // AIORTC REJOINED lines
     this.out = [];
   }
 
@@ -319,7 +360,7 @@ export class PythonPeer {
     const script = fileURLToPath(new URL('./aiortc_client.py', import.meta.url));
     const args = [
       '-u', script,
-      '--url', `${o.baseUrl.replace(/^http/, 'ws')}/ws`,
+      '--url', (o.urls || [`${o.baseUrl.replace(/^http/, 'ws')}/ws`]).join(','),
       '--room', o.room,
       '--name', this.name,
       ...(o.expect || []).flatMap((n) => ['--expect', n]),
@@ -340,7 +381,8 @@ export class PythonPeer {
     for (const stream of [this.proc.stdout, this.proc.stderr]) {
       createInterface({ input: stream }).on('line', (line) => {
         this.out.push(line);
-        if (line.startsWith('AIORTC PASS')) this.passed = true;
+        if (line.startsWith('AIORTC PASS')) { this.passed = true; this.passes++; }
+        if (line.startsWith('AIORTC REJOINED')) this.rejoins++;
         console.log(`  [${this.name}] ${line}`);
       });
     }

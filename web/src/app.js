@@ -2,12 +2,36 @@
 // other participant. Speaks docs/protocol.md section 1 over /ws.
 //
 // URL: /?room=NAME&name=DISPLAY[&video=0][&send=0][&res=WxH][&fps=N][&stats=0]
+//      [&rejoin=N][&bounce=N]   (set by the page itself when it moves, see below)
+//
+// Moving between the nodes of a cluster (docs/protocol.md, "In a cluster"):
+// once joined, the page reads /api/nodes (the signalling URLs of the nodes
+// that take participants) and refreshes it every 30 s. Then:
+//   - `reconnect` with a `url` (its node drains): it goes to the same page
+//     on that node;
+//   - `reconnect` without `url` (the worker or node carrying its media died;
+//     the socket closes next): it rejoins through its own node, else another;
+//   - the socket closing without `leave` (its node died): it rejoins through
+//     another node, trying each in turn (a GET /healthz must answer), then
+//     its own, again and again with backoff until one answers;
+//   - `join` refused with `draining`: it goes to the error's `url`, else to
+//     another node (`bounce` counts such refusals in a row and slows them).
+// Going to another node is a navigation to http(s)://host:port/ of that
+// node (derived from its ws URL) with the same query and `rejoin` plus one:
+// the page joins afresh there, so its media stops for a second or two.
 //
 // Test hook (window.mafalda):
 //   ready          Promise resolved once joined (and published, unless send=0)
 //   isReady        boolean mirror of `ready`
-//   state          'idle' | 'connecting' | 'joining' | 'publishing' | 'ready' | 'left' | 'disconnected' | 'failed'
+//   state          'idle' | 'connecting' | 'joining' | 'publishing' | 'ready' | 'left' | 'disconnected'
+//                  | 'failed' | 'reconnecting' (finding a node to rejoin through) | 'moving' (navigating there)
 //   peerId         our peer id once joined
+//   rejoins        how many times the page moved to rejoin (the `rejoin` query parameter)
+//   via            the signalling URL the page joined through
+//   node           that node's name, once /api/nodes answered
+//   nodes          the signalling URLs the page would rejoin through (from /api/nodes)
+//   servedBy       the address in the ICE candidates the page got: the node carrying its media
+//                  (another node than `via`'s when the join spilled over)
 //   errors         [{ at, where, code, message }] signalling / media errors
 //   inboundStats() [{ peerId, displayName, kind, producerId, consumerId, paused,
 //                     framesDecoded, packetsReceived, bytesReceived }]
@@ -52,6 +76,7 @@ function parseParams() {
     [width, height] = res.split('x').map(Number);
   }
   const fps = Number(q.get('fps')) || undefined;
+  const count = (name) => Math.max(0, Math.floor(Number(q.get(name)) || 0));
   return {
     room: q.get('room') || '',
     name: q.get('name') || `guest-${Math.random().toString(36).slice(2, 6)}`,
@@ -62,11 +87,20 @@ function parseParams() {
     width,
     height,
     fps,
+    rejoin: count('rejoin'),
+    bounce: count('bounce'),
   };
 }
 
 // Benign races: the producer/consumer vanished while we were working on it.
 const GONE_CODES = new Set(['unknown_producer', 'unknown_consumer', 'socket_closed']);
+// A producer of a node that just went away is listed (and fails to consume)
+// until the cluster declares that node down and the room drops it: a
+// consume failure counts as an error only if the producer is still there
+// this long after.
+const CONSUME_GRACE_MS = 15_000;
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // ---------------------------------------------------------------- state
 
@@ -81,6 +115,11 @@ const hook = {
   state: 'idle',
   peerId: null,
   roomId: null,
+  rejoins: params.rejoin,
+  via: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`,
+  node: null,
+  nodes: [],
+  servedBy: null,
   errors: [],
   log: [],
   inboundStats,
@@ -96,6 +135,12 @@ let sendTransport = null;
 let recvTransport = null;
 let localStream = null;
 let leaving = false;
+/** Set once the page is on its way to another node (or the same one, afresh). */
+let moving = false;
+/** Set once the page navigates to the node it rejoins through. */
+let navigating = false;
+/** This node's signalling URLs: as the page reached it, and as it names itself. */
+const ownUrls = new Set([hook.via]);
 const recvReady = deferred();
 recvReady.promise.catch(() => {});
 
@@ -242,7 +287,9 @@ function noteProducer(info) {
   const p = { producerId, peerId, kind, paused: !!info.paused, closed: false, consumerId: null };
   remoteProducers.set(producerId, p);
   addPeer(peerId);
-  consumeProducer(p).catch((err) => {
+  consumeProducer(p).catch(async (err) => {
+    const end = Date.now() + CONSUME_GRACE_MS;
+    while (!(p.closed || leaving || GONE_CODES.has(err?.code)) && Date.now() < end) await sleep(250);
     if (p.closed || leaving || GONE_CODES.has(err?.code)) {
       logLine(`consume ${producerId} abandoned: ${err?.message || err}`);
     } else {
@@ -343,10 +390,15 @@ function onEvent(name, data) {
         break;
       }
       case 'reconnect':
-        // Our media worker was lost: the node removes us and closes the
-        // socket; we then rejoin from scratch (see onClose).
-        reconnectRequested = true;
-        logLine(`server asked us to reconnect: ${data.reason || ''}`);
+        logLine(`server asked us to reconnect: ${data.reason || ''}${data.url ? ` through ${data.url}` : ''}`);
+        if (data.url) {
+          // The node drains: it keeps us until we go.
+          moveTo(data.url, `moving: ${data.reason || 'asked to'}`);
+        } else {
+          // Our media worker or node was lost: the node removes us and
+          // closes the socket; we then rejoin (see onClose).
+          reconnectRequested = true;
+        }
         break;
       default:
         logLine(`ignoring unknown event ${name}`);
@@ -367,6 +419,8 @@ async function createTransport(direction) {
     dtlsParameters: info.dtlsParameters,
     iceServers: [],
   };
+  const cand = (info.iceCandidates || [])[0];
+  if (cand) hook.servedBy = cand.address || cand.ip || null;
   const transport = direction === 'send'
     ? device.createSendTransport(opts)
     : device.createRecvTransport(opts);
@@ -513,31 +567,122 @@ function teardown() {
 
 let reconnectRequested = false;
 
+// ---------------------------------------------------------------- other nodes
+
+/** The demo page's address on the node whose signalling URL is `wsUrl`. */
+function pageOf(wsUrl) {
+  const target = new URL(wsUrl, location.href);
+  const page = new URL('/', location.href);
+  page.protocol = target.protocol === 'wss:' ? 'https:' : 'http:';
+  page.host = target.host;
+  return page;
+}
+
+/** Reads /api/nodes into the hook; keeps the last list when it fails. */
+async function refreshNodes() {
+  const r = await fetch('/api/nodes', { cache: 'no-store', signal: AbortSignal.timeout(2000) });
+  if (!r.ok) throw new Error(`/api/nodes: HTTP ${r.status}`);
+  const body = await r.json();
+  if (Array.isArray(body.nodes)) hook.nodes = body.nodes.filter((u) => typeof u === 'string');
+  if (typeof body.url === 'string') ownUrls.add(body.url);
+  if (typeof body.node === 'string') hook.node = body.node;
+}
+
+/** Whether the node of `wsUrl` answers HTTP (its page would load). */
+async function answers(wsUrl) {
+  try {
+    // An opaque answer is enough: only whether the node answers matters.
+    await fetch(new URL('/healthz', pageOf(wsUrl)), {
+      mode: 'no-cors', cache: 'no-store', signal: AbortSignal.timeout(2000),
+    });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Leaves this node and loads the page on the node of `wsUrl`, with the
+ * same query and `rejoin` plus one. `refused`: this node refused the join
+ * (draining); repeated refusals wait longer each time.
+ */
+function moveTo(wsUrl, why, { refused = false } = {}) {
+  if (navigating) return;
+  navigating = true;
+  moving = true;
+  leaving = true;
+  const page = pageOf(wsUrl);
+  const q = new URLSearchParams(location.search);
+  q.set('rejoin', String(params.rejoin + 1));
+  if (refused) q.set('bounce', String(params.bounce + 1));
+  else q.delete('bounce');
+  page.search = q.toString();
+  const wait = refused && params.bounce > 0 ? Math.min(10_000, 500 * 2 ** (params.bounce - 1)) : 0;
+  logLine(`moving to ${page} (${why})${wait ? ` in ${wait} ms` : ''}`);
+  setState('moving', why);
+  teardown();
+  setTimeout(() => location.assign(page.toString()), wait);
+}
+
+/**
+ * Rejoins through a node that answers: the other nodes first (its own
+ * last), or its own first with `ownFirst`; every known node in turn, then
+ * again after a growing pause, until one answers.
+ */
+async function rejoinElsewhere(why, { ownFirst = false, refused = false } = {}) {
+  if (moving) return;
+  moving = true;
+  leaving = true;
+  logLine(`rejoining: ${why}`);
+  setState('reconnecting', why);
+  teardown();
+  // A fresher list if this node still answers (a draining one lists the others).
+  await refreshNodes().catch((err) => logLine(`node list not refreshed: ${err.message}`));
+  for (let round = 1; ; round++) {
+    const others = hook.nodes.filter((u) => !ownUrls.has(u));
+    const order = ownFirst ? [hook.via, ...others] : [...others, hook.via];
+    for (const url of order) {
+      if (await answers(url)) {
+        moveTo(url, `rejoining: ${why}`, { refused });
+        return;
+      }
+      logLine(`rejoining: ${url} does not answer`);
+    }
+    const wait = Math.min(10_000, 500 * 2 ** Math.min(round - 1, 5));
+    setState('reconnecting', `${why}: no node answers; again in ${(wait / 1000).toFixed(1)} s (round ${round})`);
+    await sleep(wait);
+  }
+}
+
 async function main() {
   setState('connecting');
-  const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
-  sig = new Signalling(wsUrl, {
+  sig = new Signalling(hook.via, {
     onEvent,
     onProtocolError: (msg) => recordError('signalling', { code: 'protocol', message: msg }),
     onClose: (ev) => {
-      if (reconnectRequested && !leaving) {
-        leaving = true;
-        setState('reconnecting', 'media worker lost');
-        teardown();
-        setTimeout(() => location.reload(), 500);
+      if (moving || leaving || hook.state === 'failed') return;
+      if (reconnectRequested) {
+        rejoinElsewhere('media lost', { ownFirst: true });
         return;
       }
-      if (leaving || hook.state === 'failed') return;
-      recordError('signalling', { code: 'socket_closed', message: `socket closed by server (code ${ev.code} ${ev.reason || ''})` });
-      setState('disconnected', `code ${ev.code}`);
-      leaving = true;
-      teardown();
+      // The node went away without a word (died, or stopped abruptly).
+      logLine(`socket closed by the server (code ${ev.code} ${ev.reason || ''})`);
+      rejoinElsewhere(`connection lost (code ${ev.code})`);
     },
   });
   await sig.open();
 
   setState('joining');
-  const j = await sig.request('join', { room: params.room, displayName: params.name, protocolVersion: 1 });
+  let j;
+  try {
+    j = await sig.request('join', { room: params.room, displayName: params.name, protocolVersion: 1 });
+  } catch (err) {
+    if (err?.code !== 'draining') throw err;
+    logLine(`join refused: ${err.message}`);
+    if (err.url) moveTo(err.url, 'this node is draining', { refused: true });
+    else rejoinElsewhere('this node is draining', { refused: true });
+    return;
+  }
   hook.peerId = j.peerId;
   hook.roomId = j.roomId;
   logLine(`joined room ${j.roomId} as ${j.peerId}`);
@@ -563,8 +708,12 @@ async function main() {
   }
 
   hook.isReady = true;
-  setState('ready', `${params.room} as ${params.name}`);
+  setState('ready', `${params.room} as ${params.name}${params.rejoin ? ` (rejoined ${params.rejoin}x)` : ''}`);
   readyD.resolve(true);
+  // Where to rejoin, should this node go away.
+  const refresh = () => refreshNodes().catch((err) => logLine(`node list: ${err.message}`));
+  await refresh();
+  setInterval(refresh, 30_000);
 }
 
 function showJoinForm() {
@@ -598,6 +747,10 @@ function init() {
   updateCount();
   if (params.stats) setInterval(() => { updateOverlays().catch(() => {}); }, 2000);
   main().catch((err) => {
+    if (moving) {
+      logLine(`join abandoned: ${err?.message || err}`);
+      return;
+    }
     recordError('join', err);
     setState('failed', err.message);
     readyD.reject(err);

@@ -2,11 +2,13 @@
 // (docs/protocol.md, section 1).
 
 export class SignallingError extends Error {
-  constructor(method, code, message) {
+  /** `url`: the node to join through instead (with code `draining`). */
+  constructor(method, code, message, url = undefined) {
     super(`${method}: ${code}: ${message}`);
     this.name = 'SignallingError';
     this.method = method;
     this.code = code;
+    if (url) this.url = url;
   }
 }
 
@@ -98,7 +100,7 @@ export class Signalling {
         p.resolve(msg.data ?? {});
       } else {
         const e = msg.error || {};
-        p.reject(new SignallingError(p.method, e.code || 'unknown', e.message || ''));
+        p.reject(new SignallingError(p.method, e.code || 'unknown', e.message || '', e.url));
       }
     } else if (typeof msg.event === 'string') {
       this.handlers.onEvent?.(msg.event, msg.data ?? {});
