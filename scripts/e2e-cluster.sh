@@ -31,6 +31,13 @@
 #   partition   node 3 cut off the bridge; the room opens on both sides (two
 #               homes); once healed it converges to one home, and both
 #               sides' loadgen rooms keep delivering under 1% loss
+#   spill-load  the nodes restart with 40 producers + consumers per worker;
+#               `mafalda loadgen` grows one broadcast room (1 publisher,
+#               audio + video, $E2E_SPILL_SUBSCRIBERS = 45 subscribers) all
+#               through node 1: node 2 serves subscribers once node 1 is
+#               full, node 3 after it, every subscriber under 1% loss, and
+#               the room holds more consumers than one node's capacity
+#               (scripts/lib/e2e-resilience.sh)
 #   spill       the nodes restart with room for 2 participants each
 #               (placement.worker_max_peers = 2, the steps after keep it);
 #               4 Chromium join one room all through node 1: node 1 serves
@@ -57,7 +64,7 @@
 # work dir (configs, certificates, logs).
 #
 # env: MAFALDA_BIN, MAFALDA_CACHE, E2E_SKIP_SETUP as for scripts/e2e.sh;
-#   E2E_STEPS ("media loadgen partition spill failover")  the steps to run, of
+#   E2E_STEPS ("media loadgen partition spill-load spill failover")  the steps to run, of
 #                             those; always in the order above; network, certs,
 #                             cluster-up, cleanup and nodes-exit always run
 #   E2E_MEDIA_TIMEOUT (120)   seconds for media to flow once joined
@@ -71,7 +78,7 @@
 #   E2E_LOG_LEVEL (info), E2E_LOG_LINES (80), E2E_BROWSER_ARGS (extra browser.mjs options)
 set -uo pipefail
 
-ALL_STEPS="media loadgen partition spill failover"
+ALL_STEPS="media loadgen partition spill-load spill failover"
 STEPS="${E2E_STEPS:-$ALL_STEPS}"
 for step in $STEPS; do
   [[ " $ALL_STEPS " == *" $step "* ]] || { echo "e2e-cluster: unknown step '$step' in E2E_STEPS (steps: $ALL_STEPS)"; exit 2; }
@@ -87,6 +94,8 @@ export MAFALDA_BIN
 source "$ROOT/scripts/lib/netns.sh"
 # shellcheck source=lib/cluster.sh
 source "$ROOT/scripts/lib/cluster.sh"
+# shellcheck source=lib/e2e-resilience.sh
+source "$ROOT/scripts/lib/e2e-resilience.sh"
 
 say() { echo "e2e-cluster: $*"; }
 
@@ -599,6 +608,7 @@ record failover "$rc" "$(( $(date +%s) - t0 ))"
 want_step media && step_media
 want_step loadgen && step_loadgen
 want_step partition && step_partition
+want_step spill-load && step_spill_load
 want_step spill && step_spill
 want_step failover && step_failover
 

@@ -14,8 +14,8 @@ use tracing::Span;
 use crate::ids::RoomId;
 use crate::room::fabric::{RoomCall, ShardCall, ShardCallMsg, ShardError, ShardReply};
 use crate::room::{
-    CloseRoom, DescribeRoom, Evacuate, GateHold, IsHome, NodeLost, NodeUp, RoomActor, RoomClosed,
-    RoomEnv, RoomGate, RoomView, WorkerLost,
+    CloseRoom, DescribeRoom, Evacuate, GateHold, IsHome, NodeLost, NodeUp, PeerNodes, RoomActor,
+    RoomClosed, RoomEnv, RoomGate, RoomView, WorkerLost,
 };
 
 /// Error finding or creating a room.
@@ -267,6 +267,33 @@ impl Handler<EvacuatePeers> for RoomRegistry {
                     .unwrap_or(0);
             }
             told
+        })
+    }
+}
+
+/// The other nodes where room `room` has participants, as this node's
+/// part of it knows them ([`PeerNodes`]); empty when the room is not open
+/// here.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Vec<mafalda_actors::NodeId>")]
+pub struct RoomPeerNodes {
+    /// The room.
+    pub room: RoomId,
+}
+
+impl Handler<RoomPeerNodes> for RoomRegistry {
+    type Result = ResponseFuture<Vec<mafalda_actors::NodeId>>;
+    fn handle(&mut self, msg: RoomPeerNodes, _ctx: &mut Self::Context) -> Self::Result {
+        let room = self
+            .rooms
+            .get(&msg.room)
+            .filter(|e| !e.gate.is_closed())
+            .map(|e| e.addr.clone());
+        Box::pin(async move {
+            match room {
+                Some(addr) => addr.send(PeerNodes).await.unwrap_or_default(),
+                None => Vec::new(),
+            }
         })
     }
 }

@@ -18,6 +18,7 @@ use tracing::Instrument;
 
 use super::requests::on_participant;
 use super::ApiState;
+use crate::registry::RoomPeerNodes;
 use crate::room;
 use crate::sfu::{Participant, Sfu};
 use crate::signalling::{
@@ -244,7 +245,19 @@ impl SignallingSession {
             }
             if env.workers.headroom(&env.config.placement).full {
                 let capacity = limits.max_pending_events;
-                match join_elsewhere(cluster.node(), cluster.sessions(), &join, capacity).await {
+                let prefer = self
+                    .state
+                    .server
+                    .rooms()
+                    .send(RoomPeerNodes {
+                        room: crate::ids::RoomId::new(join.room.clone()),
+                    })
+                    .await
+                    .unwrap_or_default();
+                let placed =
+                    join_elsewhere(cluster.node(), cluster.sessions(), &join, capacity, &prefer)
+                        .await;
+                match placed {
                     SpillOutcome::Placed {
                         session,
                         join: reply,

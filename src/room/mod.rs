@@ -99,7 +99,7 @@ pub use gate::{GateHold, RoomGate};
 pub use messages::*;
 pub use routers::rtc_listen_info;
 pub use span::{IsHome, NodeLost, NodeUp};
-pub use status::{DescribeRoom, LinkView, RoomView};
+pub use status::{DescribeRoom, LinkView, PeerNodes, RoomView};
 
 use crate::config::Config;
 use crate::metrics::Counters;

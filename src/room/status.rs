@@ -105,3 +105,23 @@ impl Handler<DescribeRoom> for RoomActor {
         })
     }
 }
+
+/// The other nodes where the room has participants (as this node knows
+/// them), most participants first: spill-over prefers them.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<mafalda_actors::NodeId>")]
+pub struct PeerNodes;
+
+impl Handler<PeerNodes> for RoomActor {
+    type Result = MessageResult<PeerNodes>;
+    fn handle(&mut self, _msg: PeerNodes, _ctx: &mut Self::Context) -> Self::Result {
+        let mut counts: std::collections::HashMap<&mafalda_actors::NodeId, usize> =
+            std::collections::HashMap::new();
+        for (_, node) in self.remote_peers.values() {
+            *counts.entry(node).or_default() += 1;
+        }
+        let mut nodes: Vec<_> = counts.into_iter().collect();
+        nodes.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        MessageResult(nodes.into_iter().map(|(n, _)| n.clone()).collect())
+    }
+}

@@ -67,16 +67,20 @@ async fn exact_loads(fabric: &Node, ranked: &[NodeId]) -> Vec<(NodeId, NodeLoad)
 
 /// The order in which peers are asked to admit: the asked ones that are
 /// neither full nor draining by their exact load, best first, then the
-/// rest of the gossip ranking.
-async fn admission_order(fabric: &Node) -> Vec<NodeId> {
-    let ranked = rank(&offers(fabric), &mut rand::thread_rng());
-    let mut exact: Vec<(i64, i64, usize, NodeId)> = exact_loads(fabric, &ranked)
+/// rest of the gossip ranking. Peers in `prefer` (those already serving the
+/// room) come first, in that order, so that a room fills one peer before
+/// it spreads to the next (fewer cross-node pipes).
+async fn admission_order(fabric: &Node, prefer: &[NodeId]) -> Vec<NodeId> {
+    let mut ranked = rank(&offers(fabric), &mut rand::thread_rng());
+    ranked.sort_by_key(|n| prefer.iter().position(|p| p == n).unwrap_or(usize::MAX));
+    let mut exact: Vec<(usize, i64, i64, usize, NodeId)> = exact_loads(fabric, &ranked)
         .await
         .into_iter()
         .filter(|(_, l)| !l.full && !l.draining)
         .map(|(node, l)| {
             let pos = ranked.iter().position(|n| n == &node).unwrap_or(0);
-            (band(l.score), l.peers, pos, node)
+            let preferred = prefer.iter().position(|p| p == &node).unwrap_or(usize::MAX);
+            (preferred, band(l.score), l.peers, pos, node)
         })
         .collect();
     exact.sort();
@@ -86,14 +90,16 @@ async fn admission_order(fabric: &Node) -> Vec<NodeId> {
 }
 
 /// Places a participant whose node is full on a peer (see the module
-/// docs): at most a few peers are asked to admit it, best first.
+/// docs): at most a few peers are asked to admit it, best first, those in
+/// `prefer` (already serving the room) before the others.
 pub async fn join_elsewhere(
     fabric: &Node,
     sessions: &Addr<SessionsActor>,
     join: &JoinRequest,
     capacity: usize,
+    prefer: &[NodeId],
 ) -> SpillOutcome {
-    for host in admission_order(fabric)
+    for host in admission_order(fabric, prefer)
         .await
         .into_iter()
         .take(MAX_ADMISSION_TRIES)

@@ -7,7 +7,10 @@
 //! 1. **Ranking from gossip.** A ranks the members it sees alive, not
 //!    draining and not full, by the load they gossip in SWIM metadata
 //!    ([`GossipedLoad`]: best worker score, peers), in bands of 5 % of
-//!    score; ties within a band are broken at random ([`rank`]).
+//!    score; ties within a band are broken at random ([`rank`]). Members
+//!    that already serve participants of the room come first (most
+//!    participants first): a room fills one peer before it spreads to the
+//!    next, which keeps its cross-node pipes few.
 //! 2. **A fresh exact ask.** The first [`EXACT_ASKS`] of them are asked
 //!    their exact load ([`GetNodeLoad`](crate::cluster::GetNodeLoad)) at
 //!    once, within [`EXACT_ASK_TIMEOUT`], and re-ranked by it.
