@@ -68,6 +68,22 @@ pub fn home_view(node: &Node) -> Vec<Candidate> {
         })
 }
 
+/// The home rule's top candidate for `room` other than this node (alive,
+/// not draining, in this node's view), if there is one: where a draining
+/// node hands a room's home over, and where it sends a shard that would
+/// make it a home.
+pub fn best_other_home(node: &Node, room: &RoomId) -> Option<NodeId> {
+    candidates(room, &home_view(node))
+        .into_iter()
+        .find(|n| n != node.id())
+}
+
+/// Whether `other` is an alive member in this node's view (this node
+/// always is).
+pub fn is_alive(node: &Node, other: &NodeId) -> bool {
+    home_view(node).iter().any(|c| &c.node == other && c.alive)
+}
+
 /// Where `room` lives (see [`crate::home`]): asks the candidates in
 /// rendezvous order whether they host it, each within `per_ask`; the first
 /// that does is its home. A candidate that does not answer is skipped. If
@@ -413,10 +429,7 @@ pub struct Cluster {
 impl Cluster {
     /// Starts the fabric node and the load reporter. Must run inside an actix
     /// `System`.
-    pub async fn join(
-        env: Arc<RoomEnv>,
-        rooms: Addr<RoomRegistry>,
-    ) -> Result<Self, ClusterError> {
+    pub async fn join(env: Arc<RoomEnv>, rooms: Addr<RoomRegistry>) -> Result<Self, ClusterError> {
         let section = env.config.cluster.clone();
         let id = NodeId::new(&env.config.node.name)?;
         let tls = TlsConfig::from_files(&section.ca, &section.cert, &section.key)?;

@@ -54,8 +54,7 @@ impl RunningNode {
         let counters = Arc::new(crate::metrics::Counters::default());
         let server = Server::start(Arc::clone(&config), Arc::clone(&counters)).await?;
         let cluster = if config.cluster.enabled {
-            match Cluster::join(Arc::clone(server.env()), server.rooms().clone()).await
-            {
+            match Cluster::join(Arc::clone(server.env()), server.rooms().clone()).await {
                 Ok(c) => {
                     server.attach_fabric(c.node().clone());
                     Some(c)

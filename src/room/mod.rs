@@ -61,7 +61,10 @@
 //! - `remote` — the target end of cross-node pipes, the calls between
 //!   shards, and producers announced from other nodes;
 //! - `outlinks` — the source end of cross-node pipes;
-//! - `span` — the room across nodes: home or shard, the room map;
+//! - `span` — the room across nodes: home or shard, finding the home,
+//!   losing a node, handing the home over;
+//! - `map` — the room's map of peers and producers across nodes, and
+//!   what an attach exchanges;
 //! - `status` — what a room shows in `/api/status`;
 //! - [`fabric`] — the room's messages between nodes;
 //! - [`wire`] — mediasoup values on the fabric (as JSON);
@@ -72,6 +75,7 @@ mod actor;
 mod error;
 pub mod fabric;
 mod gate;
+mod map;
 mod media;
 mod messages;
 mod outlinks;
@@ -95,7 +99,7 @@ pub use error::RoomError;
 pub use gate::{GateHold, RoomGate};
 pub use messages::*;
 pub use routers::rtc_listen_info;
-pub use span::{IsHome, NodeLost, NodeUp};
+pub use span::{HandOffHome, IsHome, NodeLost, NodeUp};
 pub use status::{DescribeRoom, LinkView, RoomView};
 
 use crate::config::Config;
