@@ -71,6 +71,22 @@ pub fn home_view(node: &Node) -> Vec<Candidate> {
         })
 }
 
+/// The home rule's top candidate for `room` other than this node (alive,
+/// not draining, in this node's view), if there is one: where a draining
+/// node hands a room's home over, and where it sends a shard that would
+/// make it a home.
+pub fn best_other_home(node: &Node, room: &RoomId) -> Option<NodeId> {
+    candidates(room, &home_view(node))
+        .into_iter()
+        .find(|n| n != node.id())
+}
+
+/// Whether `other` is an alive member in this node's view (this node
+/// always is).
+pub fn is_alive(node: &Node, other: &NodeId) -> bool {
+    home_view(node).iter().any(|c| &c.node == other && c.alive)
+}
+
 /// Where `room` lives (see [`crate::home`]): asks the candidates in
 /// rendezvous order whether they host it, each within `per_ask`; the first
 /// that does is its home. A candidate that does not answer is skipped. If

@@ -114,7 +114,8 @@ impl Drainer {
             deadline_ms = config.deadline_ms,
             "draining: no new participants or rooms; moving everyone elsewhere"
         );
-        // TODO(merge rehome): hand the homes of its rooms over.
+        let moving = self.server.hand_off_homes().await.unwrap_or(0);
+        tracing::info!(rooms = moving, "drain: room homes handed over");
         loop {
             let left = self.remaining().await;
             if left <= 0 {

@@ -14,7 +14,8 @@ use tracing::Span;
 use crate::ids::RoomId;
 use crate::room::fabric::{RoomCall, ShardCall, ShardCallMsg, ShardError, ShardReply};
 use crate::room::{
-    CloseRoom, DescribeRoom, Evacuate, GateHold, IsHome, NodeLost, NodeUp, PeerNodes, RoomActor,
+    CloseRoom, DescribeRoom, Evacuate, GateHold, HandOffHome, IsHome, NodeLost, NodeUp, PeerNodes,
+    RoomActor,
     RoomClosed, RoomEnv, RoomGate, RoomView, WorkerLost,
 };
 
@@ -93,6 +94,14 @@ impl RoomRegistry {
             },
         );
         addr
+    }
+
+    /// The rooms that are open (not closing).
+    fn open_rooms(&self) -> impl Iterator<Item = &Addr<RoomActor>> {
+        self.rooms
+            .values()
+            .filter(|e| !e.gate.is_closed())
+            .map(|e| &e.addr)
     }
 }
 
@@ -194,14 +203,55 @@ impl Handler<RoomCall> for RoomRegistry {
             .map(|e| e.addr.clone());
         let addr = match (open, &call) {
             (Some(addr), _) => addr,
-            // The home rule chose this node: the room's home starts here.
-            (None, ShardCall::Attach) => self.start_room(room.clone(), true, ctx),
+            (None, ShardCall::Attach | ShardCall::AttachWith { .. }) => {
+                // A draining node starts no home: the attacher goes to the
+                // home rule's top candidate among the others instead.
+                let elsewhere = self
+                    .env
+                    .draining()
+                    .then(|| {
+                        let fabric = self.env.fabric.get()?;
+                        crate::cluster::best_other_home(fabric, &room)
+                    })
+                    .flatten();
+                if let Some(next) = elsewhere {
+                    return Box::pin(async move { Err(ShardError::NotHome(Some(next))) });
+                }
+                // The home rule chose this node: the room's home starts here.
+                self.start_room(room.clone(), true, ctx)
+            }
             (None, _) => return Box::pin(async move { Err(ShardError::UnknownRoom(room)) }),
         };
         Box::pin(async move {
             addr.send(ShardCallMsg { from, call })
                 .await
                 .unwrap_or(Err(ShardError::UnknownRoom(room)))
+        })
+    }
+}
+
+/// The node drains: every room whose home is this node hands its home
+/// over to the home rule's top candidate among the other nodes, and stays
+/// on as a shard of it, with its participants and their media (see
+/// [`HandOffHome`]). Set the node's drain flag (`RoomEnv::draining`) and
+/// gossip it (`Cluster::publish_now`) first. Answers how many rooms are
+/// moving their home; the move itself completes shortly after.
+#[derive(Debug, Message)]
+#[rtype(result = "usize")]
+pub struct HandOffHomes;
+
+impl Handler<HandOffHomes> for RoomRegistry {
+    type Result = ResponseFuture<usize>;
+    fn handle(&mut self, _msg: HandOffHomes, _ctx: &mut Self::Context) -> Self::Result {
+        let asks: Vec<_> = self.open_rooms().map(|r| r.send(HandOffHome)).collect();
+        let _e = self.span.clone().entered();
+        tracing::info!(rooms = asks.len(), "handing room homes over");
+        Box::pin(async move {
+            futures::future::join_all(asks)
+                .await
+                .into_iter()
+                .filter(|moved| matches!(moved, Ok(true)))
+                .count()
         })
     }
 }
@@ -214,12 +264,7 @@ pub struct DescribeRooms;
 impl Handler<DescribeRooms> for RoomRegistry {
     type Result = ResponseFuture<Vec<RoomView>>;
     fn handle(&mut self, _msg: DescribeRooms, _ctx: &mut Self::Context) -> Self::Result {
-        let asks: Vec<_> = self
-            .rooms
-            .values()
-            .filter(|e| !e.gate.is_closed())
-            .map(|e| e.addr.send(DescribeRoom))
-            .collect();
+        let asks: Vec<_> = self.open_rooms().map(|r| r.send(DescribeRoom)).collect();
         Box::pin(async move {
             let mut views: Vec<RoomView> = futures::future::join_all(asks)
                 .await

@@ -15,7 +15,7 @@ use crate::metrics::Counters;
 use crate::placement::WorkerBoard;
 use crate::pool::{GetWorkers, KillWorkerInSlot, StopPool, WorkerPool, WorkerStatus};
 use crate::registry::{
-    CloseAll, DescribeRooms, GetOrCreateRoom, GetRoomError, RoomRegistry, RoomTicket,
+    CloseAll, DescribeRooms, GetOrCreateRoom, GetRoomError, HandOffHomes, RoomRegistry, RoomTicket,
 };
 use crate::room::RoomEnv;
 use crate::room::RoomView;
@@ -156,6 +156,13 @@ impl Server {
             .send(KillWorkerInSlot { slot })
             .await
             .map_err(|_| NodeGone)
+    }
+
+    /// The node drains: every room whose home is here hands it over to
+    /// another node ([`HandOffHomes`]; set and gossip the drain flag
+    /// first). Answers how many rooms are moving their home.
+    pub async fn hand_off_homes(&self) -> Result<usize, NodeGone> {
+        self.rooms.send(HandOffHomes).await.map_err(|_| NodeGone)
     }
 
     /// Closes every room (disconnecting everyone) and stops every worker.

@@ -7,17 +7,14 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use async_trait::async_trait;
+use common::across::{all_flowing, Across};
 use common::cluster::*;
 use common::*;
 use mafalda::ids::{PeerId, RoomId, RouterLoc, WorkerSlot};
-use mafalda::loadgen::media::StreamSpec;
 use mafalda::loadgen::scenario::{Session, Tracks};
-use mafalda::loadgen::target::{FacadeTarget, ProducerKey, Target, TargetError};
-use mafalda::loadgen::ReceiverSnapshot;
+use mafalda::loadgen::target::FacadeTarget;
 use mafalda::node::RunningNode;
 use mafalda::registry::ROOMS_ACTOR;
 use mafalda::room::fabric::{PipeTuple, RoomCall, ShardCall, ShardError};
@@ -28,97 +25,6 @@ use mafalda::sfu::{Sfu, SfuError};
 use mafalda_actors::NodeId;
 
 const LOCALHOST: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
-
-/// Publishers join the room on node A, subscribers on node B.
-struct Spanning {
-    a: FacadeTarget,
-    /// The subscribers' nodes, taken in turn.
-    subs: Vec<FacadeTarget>,
-    /// Our index → (None for A or the subscriber node, index in that target).
-    peers: Vec<(Option<usize>, usize)>,
-}
-
-impl Spanning {
-    fn new(a: FacadeTarget, subs: Vec<FacadeTarget>) -> Self {
-        Self {
-            a,
-            subs,
-            peers: Vec::new(),
-        }
-    }
-
-    fn target(&mut self, at: Option<usize>) -> &mut FacadeTarget {
-        match at {
-            None => &mut self.a,
-            Some(n) => &mut self.subs[n],
-        }
-    }
-}
-
-#[async_trait(?Send)]
-impl Target for Spanning {
-    fn describe(&self) -> String {
-        "one room over several nodes".into()
-    }
-
-    async fn join(&mut self, name: &str) -> Result<usize, TargetError> {
-        let subscribers = self.peers.iter().filter(|(at, _)| at.is_some()).count();
-        let at = (!name.starts_with("pub")).then(|| subscribers % self.subs.len());
-        let i = self.target(at).join(name).await?;
-        self.peers.push((at, i));
-        Ok(self.peers.len() - 1)
-    }
-
-    async fn publish(
-        &mut self,
-        peer: usize,
-        spec: &StreamSpec,
-    ) -> Result<(ProducerKey, SocketAddr), TargetError> {
-        let (_, i) = self.peers[peer];
-        self.a.publish(i, spec).await
-    }
-
-    async fn subscribe(
-        &mut self,
-        peer: usize,
-        producer: &ProducerKey,
-        sink: SocketAddr,
-    ) -> Result<u32, TargetError> {
-        let (at, i) = self.peers[peer];
-        // The producer reaches the subscriber's node through the room's
-        // home, shortly after it was made on A.
-        let t = self.target(at);
-        eventually_ok(
-            "the producer to reach the subscriber's node",
-            TIMEOUT,
-            async || match t.subscribe(i, producer, sink).await {
-                Err(TargetError::Sfu(SfuError::Room(RoomError::UnknownProducer(id)))) => Err(id),
-                other => Ok(other),
-            },
-        )
-        .await
-    }
-
-    async fn leave(&mut self, peer: usize) -> Result<(), TargetError> {
-        let (at, i) = self.peers[peer];
-        self.target(at).leave(i).await
-    }
-
-    async fn worker_cpu(&self) -> Vec<Duration> {
-        let mut v = self.a.worker_cpu().await;
-        for t in &self.subs {
-            v.extend(t.worker_cpu().await);
-        }
-        v
-    }
-
-    async fn shutdown(&mut self) {
-        self.a.shutdown().await;
-        for t in &mut self.subs {
-            t.shutdown().await;
-        }
-    }
-}
 
 async fn two_nodes(tag: &str) -> (RunningNode, RunningNode, std::path::PathBuf) {
     let (na, nb) = (format!("{tag}-a"), format!("{tag}-b"));
@@ -155,13 +61,17 @@ async fn a_producer_on_one_node_reaches_subscribers_on_another() {
     let room = RoomId::new("spanning");
     // The room's shard on B exists once a participant is there.
     let b_keeper = join_on(&b, &room, "keeper").await;
-    let target = Spanning::new(
-        FacadeTarget::new(Sfu::from_node(&a), room.as_str())
-            .await
-            .unwrap(),
-        vec![FacadeTarget::new(Sfu::from_node(&b), room.as_str())
-            .await
-            .unwrap()],
+    let target = Across::new(
+        vec![
+            FacadeTarget::new(Sfu::from_node(&a), room.as_str())
+                .await
+                .unwrap(),
+            FacadeTarget::new(Sfu::from_node(&b), room.as_str())
+                .await
+                .unwrap(),
+        ],
+        vec![0],
+        vec![1],
     );
     let tracks = Tracks {
         audio: true,
@@ -173,11 +83,9 @@ async fn a_producer_on_one_node_reaches_subscribers_on_another() {
         session.add_subscriber().await.expect("subscriber on B");
     }
     assert_eq!(session.streams(), 6);
-    let flowing =
-        |s: &ReceiverSnapshot| !s.streams.is_empty() && s.streams.iter().all(|st| st.packets > 0);
     eventually_ok("media across nodes", TIMEOUT, async || {
         let s = session.receiver().snapshot();
-        if flowing(&s) {
+        if all_flowing(&s) {
             Ok(())
         } else {
             Err(s.totals)
@@ -259,56 +167,21 @@ async fn join_on(n: &RunningNode, room: &RoomId, name: &str) -> mafalda::sfu::Pa
         .expect("join")
 }
 
-/// Three clustered nodes named `{tag}-a`, `-b`, `-c`, with a pipe fan-out
-/// of `fanout`, each seeing the others alive.
-async fn three_nodes(tag: &str, fanout: u32) -> (Vec<RunningNode>, std::path::PathBuf) {
-    let names: Vec<String> = ["a", "b", "c"]
-        .iter()
-        .map(|n| format!("{tag}-{n}"))
-        .collect();
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let dir = certs(&refs);
-    let mut nodes: Vec<RunningNode> = Vec::new();
-    for name in &names {
-        let seeds = nodes
-            .first()
-            .map(|n| vec![cluster(n).node().addr()])
-            .unwrap_or_default();
-        let mut config = clustered(name, &dir, seeds);
-        config.placement.pipe_fanout = fanout;
-        nodes.push(start_node(config).await);
-    }
-    for n in &nodes {
-        eventually(
-            "every node to see the others",
-            Duration::from_secs(15),
-            async || {
-                let alive = cluster(n)
-                    .members()
-                    .iter()
-                    .filter(|m| m.state == "alive" && names.contains(&m.node))
-                    .count();
-                (alive == 2).then_some(())
-            },
-        )
-        .await;
-    }
-    (nodes, dir)
-}
-
 #[actix_rt::test]
 async fn fan_out_across_nodes_is_a_tree() {
     // With a fan-out of 1, node A feeds one node; the third node gets the
     // stream through the second, not from A.
-    let (nodes, dir) = three_nodes("tree", 1).await;
+    let (nodes, dir) = three_nodes("tree", |c| c.placement.pipe_fanout = 1).await;
     let room = RoomId::new("tree");
     let facade = |n: &RunningNode| FacadeTarget::new(Sfu::from_node(n), room.as_str());
-    let target = Spanning::new(
-        facade(&nodes[0]).await.unwrap(),
+    let target = Across::new(
         vec![
+            facade(&nodes[0]).await.unwrap(),
             facade(&nodes[1]).await.unwrap(),
             facade(&nodes[2]).await.unwrap(),
         ],
+        vec![0],
+        vec![1, 2],
     );
     let tracks = Tracks {
         audio: false,
@@ -352,13 +225,7 @@ async fn fan_out_across_nodes_is_a_tree() {
     assert!(vc.links_in[0].from.starts_with(nb.as_str()), "C: {vc:?}");
 
     session.finish().await;
-    for n in &nodes {
-        wait_idle(n).await;
-    }
-    for n in nodes.into_iter().rev() {
-        n.stop().await;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    idle_then_stop(nodes, &dir).await;
 }
 
 #[actix_rt::test]
@@ -604,11 +471,7 @@ async fn pause_resume_and_close_cross_nodes() {
     drop((
         publisher, producer, viewer, prober, recv, probe_recv, consumer, events,
     ));
-    wait_idle(&a).await;
-    wait_idle(&b).await;
-    b.stop().await;
-    a.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    idle_then_stop(vec![a, b], &dir).await;
 }
 
 #[actix_rt::test]
@@ -686,13 +549,7 @@ async fn a_room_with_two_homes_converges_to_one_after_they_meet() {
     let (pb, mut eb) = join(&b, "on-b").await;
     let producer_a = publish(&pa, 9001).await;
     let producer_b = publish(&pb, 9002).await;
-    let role = async |n: &RunningNode| {
-        let s = status(n).await;
-        s.room_details
-            .first()
-            .map(|r| (r.role, r.home.clone()))
-            .unwrap_or(("none", None))
-    };
+    let role = async |n: &RunningNode| role_in(&status(n).await);
     for n in [&a, &b] {
         eventually_ok("each side hosts the room", TIMEOUT, async || {
             match role(n).await {
@@ -767,9 +624,5 @@ async fn a_room_with_two_homes_converges_to_one_after_they_meet() {
     .await;
 
     drop((pa, pb, producer_a, producer_b, ea, eb));
-    wait_idle(&a).await;
-    wait_idle(&b).await;
-    b.stop().await;
-    a.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    idle_then_stop(vec![a, b], &dir).await;
 }

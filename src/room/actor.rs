@@ -50,6 +50,11 @@ pub struct RoomActor {
     pub(super) role: Role,
     /// Peers on other nodes, with their node.
     pub(super) remote_peers: HashMap<PeerId, (PeerInfo, NodeId)>,
+    /// The attach in flight, if any: its number and the node asked. The
+    /// room stays open meanwhile.
+    pub(super) attaching: Option<(u64, NodeId)>,
+    /// Times in a row the room put off finding its home (see `span`).
+    pub(super) refinds: u32,
     /// The last reported state of each hop fed from another node.
     pub(super) remote_hops: HashMap<(ProducerId, RouterLoc), Arc<Mutex<RemoteHopState>>>,
     pub(super) pending_joins: usize,
@@ -103,6 +108,8 @@ impl RoomActor {
             remote_producers: HashMap::new(),
             role,
             remote_peers: HashMap::new(),
+            attaching: None,
+            refinds: 0,
             out_links: HashMap::new(),
             remote_hops: HashMap::new(),
             pending_joins: 0,
@@ -132,7 +139,7 @@ impl RoomActor {
     /// Closes the room if it is empty and no join is pending or about to
     /// arrive.
     pub(super) fn maybe_close(&mut self, ctx: &mut Context<Self>) {
-        if self.closing || !self.peers.is_empty() || self.pending_joins > 0 || self.has_shards() {
+        if self.closing || !self.peers.is_empty() || self.pending_joins > 0 || self.held_open() {
             return;
         }
         if self.gate.try_close() {
@@ -207,7 +214,7 @@ impl RoomActor {
     /// The idle check: a room found empty twice in a row (no peer, no
     /// pending join, nobody holding its gate) closes.
     fn idle_check(&mut self, ctx: &mut Context<Self>) {
-        if self.peers.is_empty() && self.pending_joins == 0 && !self.has_shards() {
+        if self.peers.is_empty() && self.pending_joins == 0 && !self.held_open() {
             self.idle_ticks += 1;
             if self.idle_ticks >= 2 {
                 self.maybe_close(ctx);

@@ -157,7 +157,10 @@ pub enum ShardCall {
     },
     /// A shard attaches to the room's home (the callee), which answers with
     /// [`ShardReply::Snapshot`] and from then on relays every change of the
-    /// room to it. The home's registry creates the room if it has none.
+    /// room to it. The home's registry creates the room if it has none
+    /// (unless its node drains and another node may be the home: it then
+    /// answers [`ShardError::NotHome`] naming that node). Mafalda attaches
+    /// with [`ShardCall::AttachWith`].
     Attach,
     /// A shard's room closed: the home stops relaying to it.
     Detach,
@@ -192,10 +195,11 @@ pub enum ShardCall {
         from: RouterLoc,
     },
     /// From a room's former home to its shards: two homes of the room met
-    /// (after a partition) and the caller lost by the split-brain rule;
-    /// attach to `home` instead, reporting your local peers and producers.
+    /// (after a partition) and the caller lost by the split-brain rule, or
+    /// the caller's node drains; attach to `home` instead, reporting your
+    /// local peers and producers.
     Rehome {
-        /// The surviving home.
+        /// The new home.
         home: NodeId,
     },
     /// Lists the room as the callee knows it (read-only; for moderators
@@ -210,6 +214,19 @@ pub enum ShardCall {
         producer_id: ProducerId,
         /// Pause (true) or resume.
         paused: bool,
+    },
+    /// A shard attaches to the room's home (the callee), as with
+    /// [`ShardCall::Attach`], and reports every peer and producer it has:
+    /// the home replaces whatever it attributes to the caller's node with
+    /// this (dropping what the caller no longer has, adding what it did not
+    /// know), relays the differences to its other shards, and answers with
+    /// [`ShardReply::Map`]. What Mafalda sends to attach.
+    AttachWith {
+        /// The caller's own peers.
+        peers: Vec<PeerInfo>,
+        /// The caller's own producers, each with its router (on the
+        /// caller's node).
+        producers: Vec<(ProducerInfo, RouterLoc)>,
     },
 }
 
@@ -246,6 +263,19 @@ pub enum ShardReply {
     },
     /// Take the producer from this router.
     Source(RouterLoc),
+    /// The answer to [`ShardCall::AttachWith`]: the whole room as the home
+    /// knows it (as in [`ShardReply::Snapshot`]), and the nodes whose peers
+    /// and producers it lists in full (the home itself and the shards that
+    /// had attached to it): what the new shard knows of those nodes and the
+    /// lists no longer have is gone.
+    Map {
+        /// Peers, with their node.
+        peers: Vec<(PeerInfo, NodeId)>,
+        /// Producers, with their router.
+        producers: Vec<(ProducerInfo, RouterLoc)>,
+        /// The nodes the lists are complete for.
+        nodes: Vec<NodeId>,
+    },
 }
 
 /// Why a shard refused a call.
@@ -289,4 +319,87 @@ pub struct ShardCallMsg {
     pub from: NodeId,
     /// What it asks.
     pub call: ShardCall,
+}
+
+#[cfg(test)]
+mod tests {
+    use mafalda_actors::codec;
+
+    use super::*;
+
+    fn node(name: &str) -> NodeId {
+        NodeId::new(name).unwrap()
+    }
+
+    /// The encodings given as examples in `docs/protocol.md`.
+    #[test]
+    fn the_documented_examples_encode_as_documented() {
+        let call = |call| RoomCall {
+            room: RoomId::new("r"),
+            from: node("b"),
+            call,
+        };
+        assert_eq!(
+            codec::encode(&call(ShardCall::Attach)).unwrap(),
+            [0x01, 0x72, 0x01, 0x62, 0x07]
+        );
+        let attach_with = ShardCall::AttachWith {
+            peers: vec![],
+            producers: vec![],
+        };
+        assert_eq!(
+            codec::encode(&call(attach_with)).unwrap(),
+            [0x01, 0x72, 0x01, 0x62, 0x10, 0x00, 0x00]
+        );
+        let reply = |r: Result<ShardReply, ShardError>| codec::encode(&r).unwrap();
+        assert_eq!(
+            reply(Ok(ShardReply::Snapshot {
+                peers: vec![],
+                producers: vec![]
+            })),
+            [0x00, 0x03, 0x00, 0x00]
+        );
+        assert_eq!(
+            reply(Err(ShardError::NotHome(Some(node("a"))))),
+            [0x01, 0x08, 0x01, 0x01, 0x61]
+        );
+        assert_eq!(
+            reply(Ok(ShardReply::Source(RouterLoc::new(
+                node("b"),
+                crate::ids::WorkerSlot(1)
+            )))),
+            [0x00, 0x04, 0x01, 0x62, 0x01]
+        );
+        assert_eq!(
+            reply(Ok(ShardReply::Map {
+                peers: vec![],
+                producers: vec![],
+                nodes: vec![node("a")]
+            })),
+            [0x00, 0x05, 0x00, 0x00, 0x01, 0x01, 0x61]
+        );
+    }
+
+    #[test]
+    fn an_attach_report_round_trips() {
+        let info = ProducerInfo {
+            producer_id: "5f2c1a10-0c1e-4a39-9d0a-3f7e8c1b2a44".parse().unwrap(),
+            peer_id: PeerId::new(),
+            kind: MediaKind::Video,
+            paused: true,
+        };
+        let call = ShardCall::AttachWith {
+            peers: vec![PeerInfo {
+                peer_id: info.peer_id,
+                display_name: "p".into(),
+            }],
+            producers: vec![(info, RouterLoc::new(node("b"), crate::ids::WorkerSlot(2)))],
+        };
+        let back: ShardCall = codec::decode(&codec::encode(&call).unwrap()).unwrap();
+        let ShardCall::AttachWith { peers, producers } = back else {
+            panic!("{back:?}");
+        };
+        assert_eq!((peers.len(), producers.len()), (1, 1));
+        assert!(producers[0].0.paused);
+    }
 }

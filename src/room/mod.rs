@@ -62,7 +62,10 @@
 //! - `remote` — the target end of cross-node pipes, the calls between
 //!   shards, and producers announced from other nodes;
 //! - `outlinks` — the source end of cross-node pipes;
-//! - `span` — the room across nodes: home or shard, the room map;
+//! - `span` — the room across nodes: home or shard, finding the home,
+//!   losing a node, handing the home over;
+//! - `map` — the room's map of peers and producers across nodes, and
+//!   what an attach exchanges;
 //! - `status` — what a room shows in `/api/status`;
 //! - [`fabric`] — the room's messages between nodes;
 //! - [`wire`] — mediasoup values on the fabric (as JSON);
@@ -74,6 +77,7 @@ mod error;
 mod evacuate;
 pub mod fabric;
 mod gate;
+mod map;
 mod media;
 mod messages;
 mod outlinks;
@@ -98,7 +102,7 @@ pub use evacuate::Evacuate;
 pub use gate::{GateHold, RoomGate};
 pub use messages::*;
 pub use routers::rtc_listen_info;
-pub use span::{IsHome, NodeLost, NodeUp};
+pub use span::{HandOffHome, IsHome, NodeLost, NodeUp};
 pub use status::{DescribeRoom, LinkView, PeerNodes, RoomView};
 
 use crate::config::Config;

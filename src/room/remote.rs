@@ -278,14 +278,20 @@ impl RoomActor {
     }
 
     /// A producer announced from another node: kept, and offered to the
-    /// local peers.
-    pub(super) fn announce(&mut self, info: ProducerInfo, loc: RouterLoc, ctx: &mut Context<Self>) {
+    /// local peers. Returns whether it was new.
+    pub(super) fn announce(
+        &mut self,
+        info: ProducerInfo,
+        loc: RouterLoc,
+        ctx: &mut Context<Self>,
+    ) -> bool {
         let id = info.producer_id;
         if self.remote_producers.contains_key(&id) || self.find_producer(id).is_some() {
-            return;
+            return false;
         }
         self.remote_producers.insert(id, (info.clone(), loc));
         self.broadcast(info.peer_id, Event::NewProducer(info), ctx);
+        true
     }
 
     /// An announced producer went away: its pipes close, and the local
@@ -300,7 +306,8 @@ impl RoomActor {
     }
 
     /// Target end: asks, from `start` on, which router to take a producer
-    /// from (at most 8 redirections); `None` when not clustered.
+    /// from (at most 8 redirections, never to a node that is not alive in
+    /// this node's view); `None` when not clustered.
     pub(super) fn resolve_source(
         &self,
         producer_id: ProducerId,
@@ -324,7 +331,15 @@ impl RoomActor {
                     })
                     .await
                 {
-                    Ok(ShardReply::Source(next)) if next != at && next.node != me => at = next,
+                    // A relay that is not alive in this node's view is no
+                    // source (the node asked may not have seen it go yet).
+                    Ok(ShardReply::Source(next))
+                        if next != at
+                            && next.node != me
+                            && crate::cluster::is_alive(&fabric, &next.node) =>
+                    {
+                        at = next
+                    }
                     _ => break,
                 }
             }
@@ -488,6 +503,7 @@ impl Handler<ShardCallMsg> for RoomActor {
             }
             // Calls about the room map were answered above.
             ShardCall::Attach
+            | ShardCall::AttachWith { .. }
             | ShardCall::Detach
             | ShardCall::PeerJoined { .. }
             | ShardCall::PeerLeft { .. }

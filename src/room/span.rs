@@ -2,19 +2,36 @@
 //! *home* (it keeps the room-wide map of peers and producers and relays
 //! every change to the room's shards) or a *shard* of a home on another
 //! node (it reports its local changes to the home and hears the others'),
-//! and how the map changes.
+//! and how that changes when nodes come, go or drain. The map itself is in
+//! `map`.
 //!
 //! A room actor of a clustered node finds its role when it starts, by the
 //! home rule ([`crate::home`]): it asks the other candidates in rendezvous
 //! order whether they are the room's home (a room still finding its role,
 //! or a shard, answers no); the first that is, is the home, and this actor
-//! attaches to it as a shard ([`ShardCall::Attach`], answered with a
-//! snapshot of the map). If none is and this node is the top candidate, it
-//! is the home; otherwise it attaches to the top candidate, whose registry
-//! creates the room there as its home (or whose room, still finding its
-//! role, becomes the home). Two rooms starting at once on two nodes thus
-//! agree: both see no home, and both pick the same top candidate. Local
-//! changes made before the role is known are queued and sent once it is.
+//! attaches to it as a shard ([`ShardCall::AttachWith`], reporting its own
+//! peers and producers, answered with the home's map). If none is and this
+//! node is the top candidate, it is the home; otherwise it attaches to the
+//! top candidate, whose registry creates the room there as its home (or
+//! whose room, still finding its role, becomes the home). Two rooms
+//! starting at once on two nodes thus agree: both see no home, and both
+//! pick the same top candidate. Local changes made before the role is
+//! known are queued and sent once it is.
+//!
+//! The same search runs again when the home's node goes down: the
+//! surviving shards find the home rule's top candidate among the
+//! survivors, which becomes the home, and the others attach to it. A node
+//! that has not seen the home go down yet still answers that it is a
+//! shard of it; an attach that is sent to a home this node knows is down
+//! is put off and the search tried again a little later
+//! (`find_again_later`), so the survivors agree once they all have seen
+//! it.
+//!
+//! A draining node does not become a home: its rooms attach elsewhere, it
+//! sends an attaching shard on to the top candidate, and a home on it
+//! hands the room over when told ([`HandOffHome`]), as a home that loses
+//! a split brain does. Only when no other node may be the home (every
+//! other candidate drains or is down) does it host the room.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -25,14 +42,17 @@ use mediasoup::prelude::ProducerId;
 use tracing::Instrument;
 
 use super::fabric::{ShardCall, ShardError, ShardReply};
-use super::messages::{Event, PeerInfo, ProducerInfo};
-use super::peers::producer_info;
+use super::map::{HomeMap, Known, LocalState};
 use super::RoomActor;
-use crate::cluster::{find_home, Home};
+use crate::cluster::{best_other_home, find_home, is_alive, Home};
 use crate::ids::{PeerId, RouterLoc};
 
 /// How long each home candidate has to answer while a room finds its home.
 const HOME_ASK: Duration = Duration::from_secs(1);
+
+/// How many `NotHome` answers an attach follows before the room tries the
+/// search again later.
+const MAX_REDIRECTS: u8 = 3;
 
 /// This node's part in a room that may span nodes.
 #[derive(Debug)]
@@ -92,16 +112,17 @@ impl Handler<NodeUp> for RoomActor {
         .instrument(self.span.clone());
         ctx.spawn(ask.into_actor(self).map(|winner, act, ctx| {
             if let Some(winner) = winner {
-                act.merge_into(winner, ctx);
+                if matches!(act.role, Role::Home { .. }) {
+                    act.move_under(winner, "two homes of the room met", ctx);
+                }
             }
         }));
     }
 }
 
 /// A node of the cluster went down (SWIM): the room drops its peers,
-/// producers, shard and pipes there. A shard whose home was there hosts
-/// the room itself from then on (re-homing the other shards comes with
-/// node-loss handling).
+/// producers, shard and pipes there. A shard whose home was there finds
+/// the room's new home among the surviving nodes.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct NodeLost(pub NodeId);
@@ -121,8 +142,12 @@ impl Handler<NodeLost> for RoomActor {
                 shards.remove(&lost);
             }
             Role::Shard { home } if *home == lost => {
-                self.role = Role::Finding(Vec::new());
-                self.become_home();
+                let _e = self.span.clone().entered();
+                tracing::warn!(home = %lost, "the room's home is down: finding its new home");
+                drop(_e);
+                // The search runs once this handler has dropped what lived
+                // there.
+                self.find_afresh(ctx);
             }
             _ => {}
         }
@@ -148,12 +173,12 @@ impl Handler<NodeLost> for RoomActor {
             );
         }
         for peer_id in peers {
-            self.remote_peers.remove(&peer_id);
-            self.broadcast(peer_id, Event::PeerLeft { peer_id }, ctx);
+            self.remote_peer_left(peer_id, ctx);
             self.relay(ShardCall::PeerLeft { peer_id }, &shards, Some(&lost));
         }
         // Hops fed from there (relays of producers living elsewhere) go,
-        // with those below them; links to there close.
+        // with those below them: their consumers are closed and offered
+        // the producer again. Links to there close.
         for tree in self.pipes.values_mut() {
             let from_lost: Vec<RouterLoc> = tree
                 .links()
@@ -181,10 +206,42 @@ impl Handler<NodeLost> for RoomActor {
     }
 }
 
+/// The node drains: a room whose home is here hands the home over to the
+/// home rule's top candidate among the other nodes, and becomes a shard of
+/// it with its shards (see [`crate::registry::HandOffHomes`]). Answers
+/// whether the room is moving its home. A room that is not the home, or on
+/// a node that does not drain, or with no other node that may be its home,
+/// stays as it is.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "bool")]
+pub struct HandOffHome;
+
+impl Handler<HandOffHome> for RoomActor {
+    type Result = bool;
+    fn handle(&mut self, _msg: HandOffHome, ctx: &mut Self::Context) -> bool {
+        if self.closing || !self.env.draining() || !matches!(self.role, Role::Home { .. }) {
+            return false;
+        }
+        match self.other_home() {
+            Some(next) => {
+                self.move_under(next, "the node drains: handing the room's home over", ctx);
+                true
+            }
+            None => {
+                let _e = self.span.clone().entered();
+                tracing::warn!(
+                    "the node drains, but no other node may be the room's home: staying"
+                );
+                false
+            }
+        }
+    }
+}
+
 impl RoomActor {
     /// Starts finding the room's home (clustered nodes only).
     pub(super) fn find_role(&mut self, ctx: &mut Context<Self>) {
-        if !matches!(self.role, Role::Finding(_)) {
+        if !matches!(self.role, Role::Finding(_)) || self.closing {
             return;
         }
         let Some(fabric) = self.env.fabric.get().cloned() else {
@@ -195,15 +252,22 @@ impl RoomActor {
         let fut = async move { find_home(&fabric, &room, HOME_ASK, true).await }
             .instrument(self.span.clone());
         ctx.spawn(fut.into_actor(self).map(|found, act, ctx| {
-            if !matches!(act.role, Role::Finding(_)) {
-                // Made home meanwhile by a shard attaching.
+            if !matches!(act.role, Role::Finding(_)) || act.attaching.is_some() {
+                // Made home meanwhile by a shard attaching, or attaching
+                // already (a `Rehome`).
                 return;
             }
             let me = act.env.node.clone();
             match found {
                 Ok(Home::Hosted(home)) => act.attach(home, ctx),
                 Ok(Home::Create { top, .. }) if top != me => act.attach(top, ctx),
-                Ok(Home::Create { .. }) => act.become_home(),
+                // This node is on top, as far as the view knows; a draining
+                // one (whose flag may not be gossiped yet) leaves it to the
+                // next.
+                Ok(Home::Create { .. }) => match act.other_home_if_draining() {
+                    Some(next) => act.attach(next, ctx),
+                    None => act.become_home(),
+                },
                 Err(e) => {
                     let _e = act.span.clone().entered();
                     tracing::warn!(error = %e, "cannot find the room's home: hosting it here");
@@ -214,43 +278,74 @@ impl RoomActor {
         }));
     }
 
-    /// Two homes met and this one lost: it becomes a shard of `winner`,
-    /// reporting its local peers and producers there, and sends its own
-    /// shards there too.
-    fn merge_into(&mut self, winner: NodeId, ctx: &mut Context<Self>) {
+    /// Forgets the role and finds the room's home again, now.
+    fn find_afresh(&mut self, ctx: &mut Context<Self>) {
+        self.role = Role::Finding(Vec::new());
+        self.attaching = None;
+        self.refinds = 0;
+        self.find_role(ctx);
+    }
+
+    /// Puts the search off: another node has not caught up yet (it still
+    /// follows a home this node knows is down, or the home is moving). Past
+    /// the budget (about the time SWIM needs to declare a node down), the
+    /// room hosts itself.
+    fn find_again_later(&mut self, why: &str, ctx: &mut Context<Self>) {
+        let cluster = &self.env.config.cluster;
+        let period = cluster.probe_period_ms.max(1);
+        let budget = cluster.suspect_to_down_ms / period + 4;
+        self.attaching = None;
+        if self.refinds >= u32::try_from(budget).unwrap_or(u32::MAX) {
+            let _e = self.span.clone().entered();
+            tracing::warn!(why, "no home found in time: hosting the room here");
+            drop(_e);
+            return self.become_home();
+        }
+        self.refinds += 1;
+        let _e = self.span.clone().entered();
+        tracing::info!(
+            why,
+            attempt = self.refinds,
+            "finding the room's home again shortly"
+        );
+        drop(_e);
+        ctx.run_later(Duration::from_millis(period), |act, ctx| act.find_role(ctx));
+    }
+
+    /// This home moves under `home`: it tells its shards to attach there
+    /// (`Rehome`), and attaches there itself, reporting its own peers and
+    /// producers. For a home that lost a split brain, and for a home
+    /// handing over because its node drains (`home` is then usually one of
+    /// its shards, which becomes the home on this attach).
+    fn move_under(&mut self, home: NodeId, why: &str, ctx: &mut Context<Self>) {
         let Role::Home { shards } = std::mem::replace(&mut self.role, Role::Finding(Vec::new()))
         else {
             return;
         };
         let _e = self.span.clone().entered();
-        tracing::warn!(%winner, shards = shards.len(), "two homes of the room met: moving under the other");
+        tracing::warn!(%home, shards = shards.len(), why, "moving the room's home");
         drop(_e);
-        for shard in shards.iter().filter(|s| **s != winner) {
+        for shard in shards.iter().filter(|s| **s != home) {
             if let Ok(far) = self.far(shard) {
-                far.tell(ShardCall::Rehome {
-                    home: winner.clone(),
-                });
+                far.tell(ShardCall::Rehome { home: home.clone() });
             }
         }
-        self.role = Role::Finding(self.local_state_calls());
-        self.attach(winner, ctx);
+        self.refinds = 0;
+        self.attach(home, ctx);
     }
 
-    /// What a shard reports of itself to a new home: its peers and
-    /// producers.
-    fn local_state_calls(&self) -> Vec<ShardCall> {
-        let me = self.env.node.clone();
-        let peers = self.peers.values().map(|p| ShardCall::PeerJoined {
-            info: p.info.clone(),
-            node: me.clone(),
-        });
-        let producers = self.peers.values().flat_map(|p| {
-            p.producers.values().map(|pr| ShardCall::ProducerAnnounced {
-                info: producer_info(p.info.peer_id, pr),
-                loc: p.loc.clone(),
-            })
-        });
-        peers.chain(producers).collect()
+    /// `Rehome` from `from`: if it is our home, we attach to `home`.
+    pub(super) fn rehome(&mut self, from: &NodeId, home: &NodeId, ctx: &mut Context<Self>) {
+        let ours = matches!(&self.role, Role::Shard { home: old } if old == from);
+        if !ours || home == &self.env.node {
+            return;
+        }
+        let _e = self.span.clone().entered();
+        tracing::info!(old = %from, new = %home, "the room's home moved");
+        drop(_e);
+        self.role = Role::Finding(Vec::new());
+        self.refinds = 0;
+        self.attach(home.clone(), ctx);
     }
 
     /// This node is the room's home from now on.
@@ -264,63 +359,194 @@ impl RoomActor {
             // No shard yet: nobody to tell.
             drop(queued);
         }
+        self.refinds = 0;
         let _e = self.span.clone().entered();
         tracing::info!("this node is the room's home");
     }
 
-    /// Attaches to the home on `home`, then applies its snapshot.
+    /// Attaches to the home on `home`, then applies its map.
     fn attach(&mut self, home: NodeId, ctx: &mut Context<Self>) {
         self.attach_to(home, 0, ctx);
     }
 
-    /// [`Self::attach`], following a shard's pointer to its home at most a
-    /// few times.
+    /// [`Self::attach`], following a shard's pointer to its home at most
+    /// [`MAX_REDIRECTS`] times.
     fn attach_to(&mut self, home: NodeId, redirects: u8, ctx: &mut Context<Self>) {
         let far = match self.far(&home) {
             Ok(f) => f,
             Err(_) => return self.become_home(),
         };
-        let fut = async move { far.ask_raw(ShardCall::Attach).await }.instrument(self.span.clone());
+        // The report carries every local change made so far: only those
+        // made from now on wait for the answer.
+        let (peers, producers) = self.local_state();
+        if let Role::Finding(queue) = &mut self.role {
+            queue.clear();
+        }
+        let known = self.known_remote();
+        let seq = self.fresh_id();
+        self.attaching = Some((seq, home.clone()));
+        let call = ShardCall::AttachWith { peers, producers };
+        let fut = async move { far.ask_raw(call).await }.instrument(self.span.clone());
         ctx.spawn(fut.into_actor(self).map(move |reply, act, ctx| {
-            let me = act.env.node.clone();
-            match (&act.role, reply) {
-                (Role::Finding(_), Ok(ShardReply::Snapshot { peers, producers })) => {
-                    let Role::Finding(queued) =
-                        std::mem::replace(&mut act.role, Role::Shard { home: home.clone() })
-                    else {
-                        return;
-                    };
-                    let _e = act.span.clone().entered();
-                    tracing::info!(%home, peers = peers.len(), producers = producers.len(), "attached to the room's home");
-                    drop(_e);
-                    for (info, node) in peers {
-                        act.remote_peer_joined(info, node, ctx);
-                    }
-                    for (info, loc) in producers {
-                        act.announce(info, loc, ctx);
-                    }
-                    for call in queued {
-                        act.publish(call);
-                    }
-                }
-                // A shard attached to us meanwhile, making us a home, but
-                // `home` took us as its shard: move under it, with ours.
-                (Role::Home { .. }, Ok(ShardReply::Snapshot { .. })) => act.merge_into(home, ctx),
-                (Role::Finding(_), Err(ShardError::NotHome(Some(next))))
-                    if redirects < 3 && next != me =>
-                {
-                    act.attach_to(next, redirects + 1, ctx)
-                }
-                (Role::Finding(_), other) => {
-                    let _e = act.span.clone().entered();
-                    tracing::warn!(%home, answer = ?other, "cannot attach to the room's home: hosting it here");
-                    drop(_e);
-                    act.become_home();
-                }
-                // Closed, or moved on meanwhile.
-                _ => {}
+            if act.attaching.as_ref().is_none_or(|(s, _)| *s != seq) || act.closing {
+                // Superseded by another attach, or closed.
+                return;
             }
+            act.attaching = None;
+            let answer = match reply {
+                Ok(ShardReply::Map {
+                    peers,
+                    producers,
+                    nodes,
+                }) => Ok(((peers, producers), nodes)),
+                // From a node that answers as to `Attach`: complete for
+                // the home only.
+                Ok(ShardReply::Snapshot { peers, producers }) => {
+                    Ok(((peers, producers), vec![home.clone()]))
+                }
+                Ok(other) => Err(ShardError::Refused(format!(
+                    "answer {other:?} to an attach"
+                ))),
+                Err(e) => Err(e),
+            };
+            act.attach_answered(home, redirects, answer, known, ctx);
         }));
+    }
+
+    /// What to do with the answer to an attach to `home`.
+    fn attach_answered(
+        &mut self,
+        home: NodeId,
+        redirects: u8,
+        answer: Result<HomeMap, ShardError>,
+        known: Known,
+        ctx: &mut Context<Self>,
+    ) {
+        let me = self.env.node.clone();
+        match (&self.role, answer) {
+            (Role::Finding(_), Ok(map)) => self.attached(home, map, &known, ctx),
+            // A shard attached to us meanwhile, making us a home, but
+            // `home` took us as its shard: move under it, with ours.
+            (Role::Home { .. }, Ok(_)) => self.move_under(home, "attached while made a home", ctx),
+            (Role::Finding(_), Err(ShardError::NotHome(Some(next)))) if next == me => {
+                // The callee drains and names us: we are the one to host,
+                // unless we drain too.
+                if self.env.draining() {
+                    self.find_again_later("sent back to this draining node", ctx);
+                } else {
+                    self.become_home();
+                }
+            }
+            (Role::Finding(_), Err(ShardError::NotHome(Some(next)))) if !self.alive(&next) => {
+                self.find_again_later("the node asked follows a home that is down", ctx)
+            }
+            (Role::Finding(_), Err(ShardError::NotHome(Some(next))))
+                if redirects < MAX_REDIRECTS =>
+            {
+                self.attach_to(next, redirects + 1, ctx)
+            }
+            (Role::Finding(_), Err(ShardError::NotHome(_))) => {
+                self.find_again_later("the room's home is moving", ctx)
+            }
+            (Role::Finding(_), Err(e)) if !self.alive(&home) || self.env.draining() => {
+                let _e = self.span.clone().entered();
+                tracing::info!(%home, error = %e, "cannot attach to the room's home");
+                drop(_e);
+                self.find_again_later("the node asked is down, or this one drains", ctx)
+            }
+            (Role::Finding(_), Err(e)) => {
+                let _e = self.span.clone().entered();
+                tracing::warn!(%home, error = %e, "cannot attach to the room's home: hosting it here");
+                drop(_e);
+                self.become_home();
+            }
+            // Closed, or moved on meanwhile.
+            _ => {}
+        }
+    }
+
+    /// The attach to `home` was answered with its map: this node is a
+    /// shard of it.
+    fn attached(&mut self, home: NodeId, map: HomeMap, known: &Known, ctx: &mut Context<Self>) {
+        let Role::Finding(queued) =
+            std::mem::replace(&mut self.role, Role::Shard { home: home.clone() })
+        else {
+            return;
+        };
+        self.refinds = 0;
+        let _e = self.span.clone().entered();
+        tracing::info!(%home, peers = map.0 .0.len(), producers = map.0 .1.len(), "attached to the room's home");
+        drop(_e);
+        self.apply_map(map, known, ctx);
+        for call in queued {
+            self.publish(call);
+        }
+    }
+
+    /// At the callee of an attach: takes `from` as a shard and answers
+    /// with the room's map (a shard of another home, or a draining node
+    /// with somewhere else to send it, refuses with `NotHome`). With a
+    /// `report`, what the home attributes to `from` is replaced with it.
+    pub(super) fn accept_shard(
+        &mut self,
+        from: &NodeId,
+        report: Option<LocalState>,
+        ctx: &mut Context<Self>,
+    ) -> Result<ShardReply, ShardError> {
+        if from == &self.env.node {
+            return Err(ShardError::WrongNode(format!("{from} attaching to itself")));
+        }
+        if let Some((_, producers)) = &report {
+            if let Some((_, loc)) = producers.iter().find(|(_, loc)| &loc.node != from) {
+                return Err(ShardError::WrongNode(format!("{loc} reported by {from}")));
+            }
+        }
+        match &self.role {
+            Role::Home { .. } => {}
+            Role::Shard { home } if home != from => {
+                return Err(ShardError::NotHome(Some(home.clone())));
+            }
+            // Our own home moves under us (it drains), or the room was
+            // still finding its home, or was not clustered.
+            Role::Shard { .. } | Role::Alone | Role::Finding(_) => {
+                if let Some(next) = self.other_home_if_draining() {
+                    return Err(ShardError::NotHome(Some(next)));
+                }
+                if matches!(self.role, Role::Shard { .. }) {
+                    let _e = self.span.clone().entered();
+                    tracing::info!(old = %from, "the room's home hands it over to this node");
+                }
+                self.become_home();
+            }
+        }
+        if let Some(report) = &report {
+            self.replace_node_state(from, report, ctx);
+        }
+        let reply = match report {
+            Some(_) => self.map_for(from),
+            None => self.snapshot(),
+        };
+        if let Role::Home { shards } = &mut self.role {
+            shards.insert(from.clone());
+        }
+        let _e = self.span.clone().entered();
+        tracing::info!(shard = %from, "a shard attached");
+        Ok(reply)
+    }
+
+    /// Whether `node` is alive in this node's view.
+    fn alive(&self, node: &NodeId) -> bool {
+        self.env.fabric.get().is_some_and(|f| is_alive(f, node))
+    }
+
+    /// The home rule's top candidate other than this node.
+    fn other_home(&self) -> Option<NodeId> {
+        best_other_home(self.env.fabric.get()?, &self.id)
+    }
+
+    /// On a draining node, where to send the room's home instead.
+    fn other_home_if_draining(&self) -> Option<NodeId> {
+        self.env.draining().then(|| self.other_home()).flatten()
     }
 
     /// Whether shards on other nodes depend on this room (its home keeps
@@ -329,210 +555,10 @@ impl RoomActor {
         matches!(&self.role, Role::Home { shards } if !shards.is_empty())
     }
 
-    /// Reports a local change to the rest of the room: to the home from a
-    /// shard, to every shard from the home.
-    pub(super) fn publish(&mut self, call: ShardCall) {
-        match &mut self.role {
-            Role::Alone => {}
-            Role::Finding(queue) => queue.push(call),
-            Role::Home { shards } => {
-                let shards: Vec<NodeId> = shards.iter().cloned().collect();
-                self.relay(call, &shards, None);
-            }
-            Role::Shard { home } => {
-                let home = home.clone();
-                if let Ok(far) = self.far(&home) {
-                    far.tell(call);
-                }
-            }
-        }
-    }
-
-    /// At the home: passes a change on to every shard but its origin.
-    fn relay(&self, call: ShardCall, shards: &[NodeId], origin: Option<&NodeId>) {
-        for shard in shards.iter().filter(|s| Some(*s) != origin) {
-            if let Ok(far) = self.far(shard) {
-                far.tell(call.clone());
-            }
-        }
-    }
-
-    /// At the home, the shards to relay a change from `origin` to.
-    fn relay_targets(&self) -> Vec<NodeId> {
-        match &self.role {
-            Role::Home { shards } => shards.iter().cloned().collect(),
-            _ => Vec::new(),
-        }
-    }
-
-    /// A peer on another node joined: kept, and shown to the local peers.
-    fn remote_peer_joined(&mut self, info: PeerInfo, node: NodeId, ctx: &mut Context<Self>) {
-        if self.peers.contains_key(&info.peer_id) {
-            return;
-        }
-        let id = info.peer_id;
-        if self.remote_peers.insert(id, (info.clone(), node)).is_none() {
-            self.broadcast(id, Event::PeerJoined(info), ctx);
-        }
-    }
-
-    /// The snapshot a shard gets when it attaches: every peer and producer
-    /// of the room, with where they are.
-    pub(super) fn snapshot(&self) -> ShardReply {
-        let me = self.env.node.clone();
-        let peers = self
-            .peers
-            .values()
-            .map(|p| (p.info.clone(), me.clone()))
-            .chain(self.remote_peers.values().cloned())
-            .collect();
-        let producers = self
-            .peers
-            .values()
-            .flat_map(|p| {
-                p.producers
-                    .values()
-                    .map(|pr| (producer_info(p.info.peer_id, pr), p.loc.clone()))
-            })
-            .chain(self.remote_producers.values().cloned())
-            .collect();
-        ShardReply::Snapshot { peers, producers }
-    }
-
-    /// Handles a change of the room map reported from another node, or a
-    /// shard attaching or detaching. `None` for calls that are not about
-    /// the map.
-    pub(super) fn map_call(
-        &mut self,
-        from: &NodeId,
-        call: &ShardCall,
-        ctx: &mut Context<Self>,
-    ) -> Option<Result<ShardReply, ShardError>> {
-        let done = Some(Ok(ShardReply::Done));
-        let shards = self.relay_targets();
-        match call {
-            ShardCall::Attach => {
-                match &mut self.role {
-                    Role::Shard { home } => {
-                        return Some(Err(ShardError::NotHome(Some(home.clone()))));
-                    }
-                    Role::Alone | Role::Finding(_) => self.become_home(),
-                    Role::Home { .. } => {}
-                }
-                if let Role::Home { shards } = &mut self.role {
-                    shards.insert(from.clone());
-                }
-                let _e = self.span.clone().entered();
-                tracing::info!(shard = %from, "a shard attached");
-                drop(_e);
-                Some(Ok(self.snapshot()))
-            }
-            ShardCall::Rehome { home } => {
-                if matches!(&self.role, Role::Shard { home: old } if old == from) {
-                    let _e = self.span.clone().entered();
-                    tracing::info!(old = %from, new = %home, "the room's home moved");
-                    drop(_e);
-                    self.role = Role::Finding(self.local_state_calls());
-                    self.attach(home.clone(), ctx);
-                }
-                done
-            }
-            ShardCall::Detach => {
-                if let Role::Home { shards } = &mut self.role {
-                    shards.remove(from);
-                }
-                self.maybe_close(ctx);
-                done
-            }
-            ShardCall::PeerJoined { info, node } => {
-                self.remote_peer_joined(info.clone(), node.clone(), ctx);
-                self.relay(call.clone(), &shards, Some(node));
-                done
-            }
-            ShardCall::PeerLeft { peer_id } => {
-                if let Some((_, node)) = self.remote_peers.remove(peer_id) {
-                    self.broadcast(*peer_id, Event::PeerLeft { peer_id: *peer_id }, ctx);
-                    self.relay(call.clone(), &shards, Some(&node));
-                }
-                done
-            }
-            ShardCall::ProducerAnnounced { info, loc } => {
-                if loc.node == self.env.node {
-                    return Some(Err(ShardError::WrongNode(format!("{loc} is on this node"))));
-                }
-                self.announce(info.clone(), loc.clone(), ctx);
-                self.relay(call.clone(), &shards, Some(&loc.node));
-                done
-            }
-            ShardCall::ProducerGone { producer_id } => {
-                let origin = self.producer_node(*producer_id);
-                self.forget(*producer_id, ctx);
-                self.relay(call.clone(), &shards, origin.as_ref());
-                done
-            }
-            ShardCall::ProducerPaused {
-                producer_id,
-                paused,
-            } => {
-                let origin = self.producer_node(*producer_id);
-                if let Some((info, _)) = self.remote_producers.get_mut(producer_id) {
-                    info.paused = *paused;
-                    let owner = info.peer_id;
-                    let event = if *paused {
-                        Event::ProducerPaused {
-                            producer_id: *producer_id,
-                        }
-                    } else {
-                        Event::ProducerResumed {
-                            producer_id: *producer_id,
-                        }
-                    };
-                    self.broadcast(owner, event, ctx);
-                    self.relay(call.clone(), &shards, origin.as_ref());
-                }
-                done
-            }
-            _ => None,
-        }
-    }
-
-    fn producer_node(&self, producer_id: ProducerId) -> Option<NodeId> {
-        self.remote_producers
-            .get(&producer_id)
-            .map(|(_, loc)| loc.node.clone())
-    }
-
-    /// Tells the rest of the room that a local peer joined.
-    pub(super) fn publish_peer_joined(&mut self, info: &PeerInfo) {
-        let node = self.env.node.clone();
-        self.publish(ShardCall::PeerJoined {
-            info: info.clone(),
-            node,
-        });
-    }
-
-    /// Tells the rest of the room that a local peer left, with its
-    /// producers.
-    pub(super) fn publish_peer_left(&mut self, peer_id: PeerId, producers: &[ProducerId]) {
-        for producer_id in producers {
-            self.publish(ShardCall::ProducerGone {
-                producer_id: *producer_id,
-            });
-        }
-        self.publish(ShardCall::PeerLeft { peer_id });
-    }
-
-    /// Tells the rest of the room about a new local producer on `loc`.
-    pub(super) fn publish_producer(&mut self, info: &ProducerInfo, loc: &RouterLoc) {
-        self.publish(ShardCall::ProducerAnnounced {
-            info: info.clone(),
-            loc: loc.clone(),
-        });
-    }
-
-    /// The peers of the room on other nodes, as a joining peer learns them.
-    pub(super) fn remote_peer_infos(&self) -> impl Iterator<Item = PeerInfo> + '_ {
-        self.remote_peers.values().map(|(i, _)| i.clone())
+    /// Whether the room stays open without local peers: shards depend on
+    /// it, or it is attaching (the home will count it as a shard).
+    pub(super) fn held_open(&self) -> bool {
+        self.has_shards() || self.attaching.is_some()
     }
 
     /// When the room stops: a shard detaches from its home.

@@ -2,6 +2,7 @@
 //! small signalling client.
 #![allow(dead_code, missing_docs)]
 
+pub mod across;
 pub mod cluster;
 pub mod facade;
 
