@@ -161,6 +161,91 @@ struct LoadgenArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// Soak mode: keep a room alive for SECONDS over the `--target` URLs
+    /// (participant i joins through URL i mod n, publishers first) while
+    /// nodes drain or die, and measure the media gaps. Each participant
+    /// follows its events: on `reconnect` it joins again (through the
+    /// event's `url`, else the next URL), publishes or subscribes again,
+    /// and only then leaves its old session; on a lost socket it rejoins
+    /// through the next URL, retrying (100 ms, doubling up to 1 s). Exits
+    /// non-zero only if a participant cannot start, or with
+    /// `--max-gap-ms`. Takes `--target` (ws:// URLs), `--room`,
+    /// `--publishers`, `--subscribers`, `--no-audio`, `--no-video`,
+    /// `--ip`, `--recv-sockets`, `--json` (the report on stdout).
+    #[arg(long, value_name = "SECONDS")]
+    soak: Option<f64>,
+    /// With --soak: write the report, JSON, to FILE. Times are ms since
+    /// the first join. `{room, targets, duration_ms, ready_ms,
+    /// max_gap_limit_ms, passed, failures: [text], participants: [{name,
+    /// role: publisher|subscriber, rejoins, consume_errors, max_silence_ms,
+    /// joins: [{at_ms, url, target (index or null), cause, media:
+    /// ["IP:port" of the node's end of each plain transport]}]}], pairs:
+    /// [{subscriber, stream ("pub-N/audio|video"), received, loss_pct,
+    /// max_gap_ms, first_ms, last_ms, consumers}]}`. A gap is the longest
+    /// time between two arrivals of a stream at a subscriber over whatever
+    /// consumers carried it, the time from the last arrival to the end
+    /// included, the time before the first excluded; `max_silence_ms` is
+    /// the same over all of a subscriber's streams.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// With --soak: write FILE (the time, ms) once every subscriber
+    /// receives every stream, e.g. for a script to then stop a node.
+    #[arg(long, value_name = "FILE")]
+    ready_file: Option<PathBuf>,
+    /// With --soak: exit non-zero if a stream never reached a subscriber
+    /// or a pair's longest gap exceeds MS.
+    #[arg(long, value_name = "MS")]
+    max_gap_ms: Option<f64>,
+}
+
+/// `mafalda loadgen --soak`: runs the soak, writes and prints the report.
+fn soak(args: &LoadgenArgs, seconds: f64) -> anyhow::Result<()> {
+    use mafalda::loadgen::scenario::Tracks;
+    use mafalda::loadgen::soak::{run, SoakConfig};
+
+    let targets: Vec<String> = args.target.split(',').map(str::to_owned).collect();
+    anyhow::ensure!(
+        targets
+            .iter()
+            .all(|t| t.starts_with("ws://") || t.starts_with("wss://")),
+        "--soak needs --target with ws:// URLs, not `{}`",
+        args.target
+    );
+    anyhow::ensure!(
+        seconds.is_finite() && seconds > 0.0,
+        "--soak must be a positive number of seconds"
+    );
+    anyhow::ensure!(
+        args.ramp.is_none() && args.shape == "broadcast",
+        "--soak runs a broadcast room: no --ramp, no --shape mesh"
+    );
+    let config = SoakConfig {
+        targets,
+        room: args.room.clone(),
+        publishers: args.publishers,
+        subscribers: args.subscribers,
+        tracks: Tracks {
+            audio: !args.no_audio,
+            video: !args.no_video,
+        },
+        duration: std::time::Duration::from_secs_f64(seconds),
+        ip: args.ip,
+        recv_sockets: args.recv_sockets,
+        ready_file: args.ready_file.clone(),
+        max_gap_ms: args.max_gap_ms,
+    };
+    let report = actix_web::rt::System::new().block_on(run(config))?;
+    if let Some(path) = &args.report {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{report}");
+    }
+    anyhow::ensure!(report.passed, "{}", report.failures.join("; "));
+    Ok(())
 }
 
 fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
@@ -169,6 +254,13 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
     use mafalda::loadgen::target::{BaselineTarget, FacadeTarget, SignallingTarget, Target};
     use std::time::Duration;
 
+    if let Some(seconds) = args.soak {
+        return soak(&args, seconds);
+    }
+    anyhow::ensure!(
+        args.report.is_none() && args.ready_file.is_none() && args.max_gap_ms.is_none(),
+        "--report, --ready-file and --max-gap-ms go with --soak"
+    );
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),

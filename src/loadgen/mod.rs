@@ -23,6 +23,10 @@
 //!   or one plain mediasoup router (the baseline without Mafalda).
 //! - [`scenario`](crate::loadgen::scenario) — room shapes (broadcast, mesh),
 //!   measured windows (loss, latency, worker CPU) and the capacity ramp.
+//! - [`soak`](crate::loadgen::soak) — a room kept alive over several nodes
+//!   while they die or drain: participants that follow their
+//!   [`events`](crate::loadgen::events) and rejoin elsewhere, and the media
+//!   gaps each subscriber saw.
 //!
 //! Sender and receiver live in one process and share the clock
 //! [`now_since_epoch`](crate::loadgen::media::now_since_epoch), so the latency in the trailer is one-way.
@@ -47,11 +51,13 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
+pub mod events;
 pub mod media;
 pub mod recv;
 pub mod scenario;
 pub mod send;
 mod signalling_client;
+pub mod soak;
 pub mod stats;
 pub mod target;
 

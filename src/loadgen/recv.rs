@@ -22,7 +22,9 @@ use serde::Serialize;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::media::{is_rtcp, now_since_epoch, parse_rtp, parse_trailer};
-use super::stats::{LatencyHistogram, LatencySummary, SeqCounts, SeqOutcome, SeqTracker};
+use super::stats::{
+    LatencyHistogram, LatencySummary, SeqCounts, SeqOutcome, SeqTracker, SharedGaps,
+};
 use super::LoadgenError;
 
 /// Largest datagram read (anything longer is truncated and counted as
@@ -66,6 +68,9 @@ struct RecvStream {
     window_latency: LatencyHistogram,
     first_arrival: Option<Duration>,
     last_arrival: Option<Duration>,
+    /// Gap trackers every arrival also goes to (see
+    /// [`Receiver::expect_observed`]).
+    observers: Vec<SharedGaps>,
 }
 
 impl RecvStream {
@@ -82,6 +87,7 @@ impl RecvStream {
             window_latency: LatencyHistogram::default(),
             first_arrival: None,
             last_arrival: None,
+            observers: Vec::new(),
         }
     }
 
@@ -92,6 +98,9 @@ impl RecvStream {
         self.window_bytes += len as u64;
         self.first_arrival.get_or_insert(now);
         self.last_arrival = Some(now);
+        for o in &self.observers {
+            o.lock().record(now);
+        }
         let (_, outcome) = self.seq.record(seq);
         if outcome == SeqOutcome::Duplicate {
             return;
@@ -250,14 +259,6 @@ pub struct ReceiverSnapshot {
     pub streams: Vec<RecvStreamSnapshot>,
 }
 
-fn loss_pct(c: &SeqCounts) -> f64 {
-    if c.expected == 0 {
-        0.0
-    } else {
-        c.lost.max(0) as f64 * 100.0 / c.expected as f64
-    }
-}
-
 fn add_counts(a: &mut SeqCounts, b: &SeqCounts) {
     a.expected += b.expected;
     a.received += b.received;
@@ -367,11 +368,25 @@ impl Receiver {
 
     /// Registers a stream: packets with this SSRC are counted under `label`.
     pub fn expect(&self, ssrc: u32, label: impl Into<String>) -> Result<(), LoadgenError> {
+        self.expect_observed(ssrc, label, Vec::new())
+    }
+
+    /// Like [`expect`](Self::expect), and every arrival on the stream is
+    /// also recorded in each of `observers` (shared with other streams, to
+    /// follow a media stream across the consumers that carry it).
+    pub fn expect_observed(
+        &self,
+        ssrc: u32,
+        label: impl Into<String>,
+        observers: Vec<SharedGaps>,
+    ) -> Result<(), LoadgenError> {
         let mut streams = self.shared.streams.write();
         if streams.contains_key(&ssrc) {
             return Err(LoadgenError::DuplicateSsrc(ssrc));
         }
-        streams.insert(ssrc, Arc::new(Mutex::new(RecvStream::new(label.into()))));
+        let mut stream = RecvStream::new(label.into());
+        stream.observers = observers;
+        streams.insert(ssrc, Arc::new(Mutex::new(stream)));
         Ok(())
     }
 
@@ -423,8 +438,8 @@ impl Receiver {
             add_counts(&mut totals.window, &snap.window);
             out.push(snap);
         }
-        totals.loss_pct = loss_pct(&totals.total);
-        totals.window_loss_pct = loss_pct(&totals.window);
+        totals.loss_pct = totals.total.loss_pct();
+        totals.window_loss_pct = totals.window.loss_pct();
         totals.window_s = self
             .shared
             .window_started
@@ -519,5 +534,29 @@ mod tests {
         assert_eq!(s.total.lost, 1);
         assert_eq!(s.latency.samples, 2);
         assert!((s.latency.max_ms - 5.0).abs() < 0.01, "{:?}", s.latency);
+    }
+
+    #[test]
+    fn observers_see_every_arrival_of_their_streams() {
+        let receiver = Receiver::start(ReceiverConfig::default()).expect("receiver");
+        let both = SharedGaps::default();
+        let one = SharedGaps::default();
+        receiver
+            .expect_observed(1, "a", vec![both.clone(), one.clone()])
+            .expect("new");
+        receiver
+            .expect_observed(2, "b", vec![both.clone()])
+            .expect("new");
+        let sh = &receiver.shared;
+        let t = Duration::from_millis;
+        sh.on_datagram(&rtp(1, 1, t(0)), t(100));
+        sh.on_datagram(&rtp(2, 1, t(0)), t(150));
+        sh.on_datagram(&rtp(1, 2, t(0)), t(400));
+        sh.on_datagram(&rtp(3, 1, t(0)), t(500));
+        let b = both.lock().summary(t(400)).expect("arrivals");
+        assert_eq!((b.arrivals, b.max_gap), (3, t(250)));
+        let o = one.lock().summary(t(400)).expect("arrivals");
+        assert_eq!((o.arrivals, o.max_gap), (2, t(300)));
+        receiver.stop();
     }
 }

@@ -8,6 +8,13 @@
 //! every [`SenderConfig::max_sleep`]), sends what is due and, every
 //! [`SenderConfig::rtcp_poll_interval`], drains RTCP from the sockets: a PLI
 //! or FIR for a stream's SSRC makes its next frame a keyframe.
+//!
+//! A stream can be [redirected](Sender::redirect) to a new destination (a
+//! publisher that joined again elsewhere) from a new socket, keeping its
+//! generator: SSRC, sequence numbers and timestamps continue. For a while
+//! its packets also still go to the old destination, from the old socket
+//! (make-before-break: the old producer keeps its subscribers fed until
+//! they have moved).
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -73,6 +80,8 @@ struct Counters {
 
 #[derive(Debug)]
 struct Entry {
+    /// The pacing thread that owns the stream.
+    thread: usize,
     label: String,
     kind: StreamKind,
     local: SocketAddr,
@@ -85,23 +94,35 @@ struct Entry {
 struct Publisher {
     generator: MediaGenerator,
     socket: UdpSocket,
+    /// The socket of a former destination, still sent to until the time
+    /// given (since the epoch); neither counted nor checked for errors.
+    mirror: Option<(UdpSocket, Duration)>,
     counters: Arc<Counters>,
 }
 
 impl Publisher {
     fn send_due(&mut self, now: Duration) {
+        if self.mirror.as_ref().is_some_and(|(_, until)| now >= *until) {
+            self.mirror = None;
+        }
         let Self {
             generator,
             socket,
+            mirror,
             counters,
         } = self;
         let (mut packets, mut bytes, mut errors) = (0u64, 0u64, 0u64);
-        generator.poll(now, |pkt| match socket.send(pkt) {
-            Ok(n) => {
-                packets += 1;
-                bytes += n as u64;
+        generator.poll(now, |pkt| {
+            if let Some((old, _)) = mirror {
+                let _ = old.send(pkt);
             }
-            Err(_) => errors += 1,
+            match socket.send(pkt) {
+                Ok(n) => {
+                    packets += 1;
+                    bytes += n as u64;
+                }
+                Err(_) => errors += 1,
+            }
         });
         if packets + errors == 0 {
             return;
@@ -118,36 +139,61 @@ impl Publisher {
             .store(generator.skipped_frames(), Ordering::Relaxed);
     }
 
+    /// Reads RTCP from the socket and the mirror's: a keyframe request
+    /// from the old destination's subscribers counts as well.
     fn read_rtcp(&mut self, buf: &mut [u8], ssrcs: &mut Vec<u32>) {
-        for _ in 0..RTCP_READS_PER_SWEEP {
-            let n = match self.socket.recv(buf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                // WouldBlock, or an ICMP error reported on the socket.
-                Err(_) => return,
-            };
-            let Some(data) = buf.get(..n) else { return };
-            if !is_rtcp(data) {
-                continue;
-            }
-            self.counters.rtcp_packets.fetch_add(1, Ordering::Relaxed);
-            ssrcs.clear();
-            keyframe_requests(data, ssrcs);
-            let ssrc = self.generator.spec().ssrc;
-            let hits = ssrcs.iter().filter(|s| **s == ssrc).count() as u64;
-            if hits > 0 {
-                self.generator.request_keyframe();
-                self.counters
-                    .keyframe_requests
-                    .fetch_add(hits, Ordering::Relaxed);
-            }
+        let ssrc = self.generator.spec().ssrc;
+        let hits: u64 = std::iter::once(&self.socket)
+            .chain(self.mirror.as_ref().map(|(old, _)| old))
+            .map(|s| read_keyframe_requests(s, &self.counters, buf, ssrcs, ssrc))
+            .sum();
+        if hits > 0 {
+            self.generator.request_keyframe();
+            self.counters
+                .keyframe_requests
+                .fetch_add(hits, Ordering::Relaxed);
         }
     }
+}
+
+/// Drains a publisher socket's RTCP; returns the PLI and FIR for `ssrc`.
+fn read_keyframe_requests(
+    socket: &UdpSocket,
+    counters: &Counters,
+    buf: &mut [u8],
+    ssrcs: &mut Vec<u32>,
+    ssrc: u32,
+) -> u64 {
+    let mut hits = 0;
+    for _ in 0..RTCP_READS_PER_SWEEP {
+        let n = match socket.recv(buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            // WouldBlock, or an ICMP error reported on the socket.
+            Err(_) => break,
+        };
+        let Some(data) = buf.get(..n) else { break };
+        if !is_rtcp(data) {
+            continue;
+        }
+        counters.rtcp_packets.fetch_add(1, Ordering::Relaxed);
+        ssrcs.clear();
+        keyframe_requests(data, ssrcs);
+        hits += ssrcs.iter().filter(|s| **s == ssrc).count() as u64;
+    }
+    hits
 }
 
 enum Command {
     Add(Box<Publisher>),
     Remove(u32),
+    /// Send stream `ssrc` from `socket` from now on, and from its current
+    /// socket too until `mirror_until` (since the epoch).
+    Redirect {
+        ssrc: u32,
+        socket: UdpSocket,
+        mirror_until: Duration,
+    },
 }
 
 fn pace_loop(
@@ -172,6 +218,19 @@ fn pace_loop(
             match c {
                 Command::Add(p) => publishers.push(*p),
                 Command::Remove(ssrc) => publishers.retain(|p| p.generator.spec().ssrc != ssrc),
+                Command::Redirect {
+                    ssrc,
+                    socket,
+                    mirror_until,
+                } => {
+                    if let Some(p) = publishers
+                        .iter_mut()
+                        .find(|p| p.generator.spec().ssrc == ssrc)
+                    {
+                        let old = std::mem::replace(&mut p.socket, socket);
+                        p.mirror = Some((old, mirror_until));
+                    }
+                }
             }
             cmd = rx.try_recv().ok();
         }
@@ -355,6 +414,7 @@ impl Sender {
         let publisher = Publisher {
             generator: MediaGenerator::with_random_start(spec, start),
             socket,
+            mirror: None,
             counters: counters.clone(),
         };
         let i = self.next_thread.fetch_add(1, Ordering::Relaxed) % self.threads.len();
@@ -367,6 +427,7 @@ impl Sender {
         streams.insert(
             ssrc,
             Entry {
+                thread: i,
                 label: label.into(),
                 kind,
                 local,
@@ -374,6 +435,37 @@ impl Sender {
                 counters,
             },
         );
+        Ok(local)
+    }
+
+    /// Sends stream `ssrc` to `dest` from a new socket from now on, with
+    /// the same generator (SSRC, sequence numbers and timestamps go on);
+    /// returns the new socket's address. The old socket keeps getting every
+    /// packet too for `mirror_for` (zero: not at all), then closes.
+    pub fn redirect(
+        &self,
+        ssrc: u32,
+        dest: SocketAddr,
+        mirror_for: Duration,
+    ) -> Result<SocketAddr, LoadgenError> {
+        let mut streams = self.streams.lock();
+        let entry = streams
+            .get_mut(&ssrc)
+            .ok_or(LoadgenError::Config("redirect of an unknown stream"))?;
+        let socket = self.socket(dest)?;
+        let local = socket.local_addr().map_err(LoadgenError::Socket)?;
+        self.threads
+            .get(entry.thread)
+            .ok_or(LoadgenError::Stopped)?
+            .tx
+            .send(Command::Redirect {
+                ssrc,
+                socket,
+                mirror_until: now_since_epoch() + mirror_for,
+            })
+            .map_err(|_| LoadgenError::Stopped)?;
+        entry.local = local;
+        entry.dest = dest;
         Ok(local)
     }
 
@@ -590,5 +682,52 @@ mod tests {
         assert!(sender.remove_stream(0xabc));
         assert!(!sender.remove_stream(0xabc));
         assert_eq!(sender.snapshot().totals.streams, 0);
+    }
+
+    #[test]
+    fn redirect_keeps_the_stream_and_mirrors_for_a_while() {
+        use crate::loadgen::media::parse_rtp;
+        let old = UdpSocket::bind((LOCALHOST, 0)).expect("bind");
+        let new = UdpSocket::bind((LOCALHOST, 0)).expect("bind");
+        for s in [&old, &new] {
+            s.set_read_timeout(Some(Duration::from_millis(200)))
+                .expect("timeout");
+        }
+        let seq_of = |s: &UdpSocket| {
+            let mut buf = [0u8; 2048];
+            let n = s.recv(&mut buf).ok()?;
+            parse_rtp(&buf[..n]).map(|v| (v.ssrc, v.seq))
+        };
+        let sender = sender();
+        let first = sender
+            .add_stream(StreamSpec::opus(77), "a", old.local_addr().expect("addr"))
+            .expect("stream");
+        let (_, before) = seq_of(&old).expect("a packet at the old place");
+        assert!(matches!(
+            sender.redirect(78, new.local_addr().expect("addr"), Duration::ZERO),
+            Err(LoadgenError::Config(_))
+        ));
+        let moved = sender
+            .redirect(
+                77,
+                new.local_addr().expect("addr"),
+                Duration::from_millis(300),
+            )
+            .expect("redirect");
+        assert_ne!(moved, first, "a new socket");
+        let (ssrc, after) = seq_of(&new).expect("a packet at the new place");
+        assert_eq!(ssrc, 77);
+        // The same generator: sequence numbers go on (within a few packets).
+        assert!(after.wrapping_sub(before) < 50, "{before} -> {after}");
+        // The old place still gets packets for a while, then none.
+        assert!(seq_of(&old).is_some());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while seq_of(&old).is_some() {
+            assert!(Instant::now() < deadline, "the mirror stops");
+        }
+        assert!(seq_of(&new).is_some(), "the new place keeps getting them");
+        let s = sender.snapshot().streams[0].clone();
+        assert_eq!((s.dest, s.local), (new.local_addr().expect("addr"), moved));
+        assert_eq!(s.send_errors, 0);
     }
 }

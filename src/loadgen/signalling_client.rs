@@ -2,7 +2,10 @@
 //! WebSocket per participant, plain RTP transports only.
 //!
 //! A reader task routes responses to their requests by id and drains events
-//! (a client that stops reading is evicted by the node as too slow).
+//! (a client that stops reading is evicted by the node as too slow). A
+//! participant that listens ([`SignallingPeer::join_listening`]) gets the
+//! events, typed, on a channel that ends when the socket closes, fails, or
+//! stays silent for [`SILENT_NODE`] (a node pings every 10 s).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,18 +17,52 @@ use futures::SinkExt;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use super::events::{redirect_url, JoinReply, ServerEvent};
 use super::media::{rtp_parameters, subscriber_rtp_capabilities, StreamSpec};
 use super::target::{send_addr, TargetError};
 
 /// How long one request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long opening the WebSocket may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A node that sends nothing at all (not even its pings, every 10 s) for
+/// this long is taken for dead: the reader stops.
+pub const SILENT_NODE: Duration = Duration::from_secs(30);
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
 type Sink = SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, Message>;
+
+/// The receiving plain transport of a participant.
+#[derive(Debug, Clone)]
+struct RecvTransport {
+    id: String,
+    /// Where the node sends from (its announced address).
+    media: SocketAddr,
+}
+
+/// A consumer made by [`SignallingPeer::consume`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumed {
+    /// The consumer's id.
+    pub id: String,
+    /// The SSRC its RTP arrives with.
+    pub ssrc: u32,
+}
+
+/// A participant that joined and listens to its events.
+#[derive(Debug)]
+pub struct Listening {
+    /// The session.
+    pub peer: SignallingPeer,
+    /// The room as the node knew it at the join.
+    pub reply: JoinReply,
+    /// Its events, in order; ends when the socket does.
+    pub events: mpsc::UnboundedReceiver<ServerEvent>,
+}
 
 /// One participant connected over the signalling API.
 pub struct SignallingPeer {
@@ -33,7 +70,7 @@ pub struct SignallingPeer {
     pending: Pending,
     next_id: u64,
     reader: tokio::task::JoinHandle<()>,
-    recv_transport: Option<String>,
+    recv_transport: Option<RecvTransport>,
 }
 
 impl std::fmt::Debug for SignallingPeer {
@@ -61,15 +98,36 @@ fn str_field(v: &Value, name: &'static str) -> Result<String, TargetError> {
         .ok_or_else(|| TargetError::Signalling(format!("`{name}` is not a string: {v}")))
 }
 
+fn port_field(v: &Value) -> Result<u16, TargetError> {
+    field(v, "port")?
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
+        .ok_or_else(|| TargetError::Signalling(format!("bad port: {v}")))
+}
+
+/// The protocol's name of a media kind (`audio` or `video`).
+pub fn kind_name(kind: mediasoup::types::rtp_parameters::MediaKind) -> &'static str {
+    match kind {
+        mediasoup::types::rtp_parameters::MediaKind::Audio => "audio",
+        mediasoup::types::rtp_parameters::MediaKind::Video => "video",
+    }
+}
+
 impl SignallingPeer {
-    /// Connects to `url` and joins `room` as `name`.
-    pub async fn join(url: &str, room: &str, name: &str) -> Result<Self, TargetError> {
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.map_err(sig)?;
+    /// Connects to `url`; events go to `events` when given, else nowhere.
+    async fn connect(
+        url: &str,
+        events: Option<mpsc::UnboundedSender<ServerEvent>>,
+    ) -> Result<Self, TargetError> {
+        let (ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(url))
+            .await
+            .map_err(|_| TargetError::Signalling(format!("connecting to {url} timed out")))?
+            .map_err(sig)?;
         let (sink, mut stream) = ws.split();
         let pending: Pending = Arc::default();
         let routes = Arc::clone(&pending);
         let reader = tokio::spawn(async move {
-            while let Some(Ok(msg)) = stream.next().await {
+            while let Ok(Some(Ok(msg))) = tokio::time::timeout(SILENT_NODE, stream.next()).await {
                 let Message::Text(text) = msg else { continue };
                 let Ok(v) = serde_json::from_str::<Value>(&text) else {
                     continue;
@@ -82,22 +140,55 @@ impl SignallingPeer {
                     if let Some(w) = waiter {
                         let _ = w.send(v);
                     }
+                } else if let (Some(tx), Some(event)) = (&events, ServerEvent::parse(&v)) {
+                    // A listener that went away drops its events.
+                    let _ = tx.send(event);
                 }
-                // Events are read and dropped: loadgen subscribes by itself.
             }
-            // The socket closed: fail every waiting request.
+            // The socket closed (or the node went silent): fail every
+            // waiting request; dropping `events` ends the listener's stream.
             routes.lock().clear();
         });
-        let mut peer = Self {
+        Ok(Self {
             sink,
             pending,
             next_id: 1,
             reader,
             recv_transport: None,
-        };
-        peer.request("join", json!({"room": room, "displayName": name}))
-            .await?;
+        })
+    }
+
+    fn join_data(room: &str, name: &str) -> Value {
+        json!({"room": room, "displayName": name})
+    }
+
+    /// Connects to `url` and joins `room` as `name`; events are dropped.
+    pub async fn join(url: &str, room: &str, name: &str) -> Result<Self, TargetError> {
+        let mut peer = Self::connect(url, None).await?;
+        peer.request("join", Self::join_data(room, name)).await?;
         Ok(peer)
+    }
+
+    /// Connects to `url` and joins `room` as `name`, keeping the join
+    /// reply and listening to the events. A refused join (e.g. `draining`)
+    /// is [`TargetError::Refused`], with the URL the node named, if any.
+    pub async fn join_listening(
+        url: &str,
+        room: &str,
+        name: &str,
+    ) -> Result<Listening, TargetError> {
+        let (tx, events) = mpsc::unbounded_channel();
+        let mut peer = Self::connect(url, Some(tx)).await?;
+        let data = match peer.request("join", Self::join_data(room, name)).await {
+            Ok(data) => data,
+            // Dropping the peer closes the socket.
+            Err(e) => return Err(e),
+        };
+        Ok(Listening {
+            peer,
+            reply: JoinReply::parse(&data),
+            events,
+        })
     }
 
     /// Sends one request and returns its `data`, or the error it got.
@@ -130,6 +221,7 @@ impl SignallingPeer {
                 method: method.to_owned(),
                 code: text("code"),
                 message: text("message"),
+                url: redirect_url(error),
             })
         }
     }
@@ -146,15 +238,8 @@ impl SignallingPeer {
                 json!({"direction": "send", "comedia": true}),
             )
             .await?;
-        let port = field(&t, "port")?
-            .as_u64()
-            .and_then(|p| u16::try_from(p).ok())
-            .ok_or_else(|| TargetError::Signalling(format!("bad port: {t}")))?;
-        let to = send_addr(&str_field(&t, "ip")?, port)?;
-        let kind = match spec.kind.media_kind() {
-            mediasoup::types::rtp_parameters::MediaKind::Audio => "audio",
-            mediasoup::types::rtp_parameters::MediaKind::Video => "video",
-        };
+        let to = send_addr(&str_field(&t, "ip")?, port_field(&t)?)?;
+        let kind = kind_name(spec.kind.media_kind());
         let produced = self
             .request(
                 "produce",
@@ -168,28 +253,39 @@ impl SignallingPeer {
         Ok((str_field(&produced, "id")?, to))
     }
 
-    /// Receives `producer_id` at `sink`; returns the consumer's SSRC.
-    pub async fn subscribe(
+    /// Creates the receiving plain transport, connected to `sink`, unless
+    /// there is one; returns the address the node sends media from.
+    pub async fn recv_transport(&mut self, sink: SocketAddr) -> Result<SocketAddr, TargetError> {
+        Ok(self.receiving(sink).await?.media)
+    }
+
+    async fn receiving(&mut self, sink: SocketAddr) -> Result<RecvTransport, TargetError> {
+        if let Some(t) = &self.recv_transport {
+            return Ok(t.clone());
+        }
+        let t = self
+            .request("createPlainTransport", json!({"direction": "recv"}))
+            .await?;
+        let id = str_field(&t, "id")?;
+        let media = send_addr(&str_field(&t, "ip")?, port_field(&t)?)?;
+        self.request(
+            "connectPlainTransport",
+            json!({"transportId": id, "ip": sink.ip(), "port": sink.port()}),
+        )
+        .await?;
+        let t = RecvTransport { id, media };
+        self.recv_transport = Some(t.clone());
+        Ok(t)
+    }
+
+    /// Receives `producer_id` at `sink` (on the receiving transport, made
+    /// on first use) and resumes the consumer.
+    pub async fn consume(
         &mut self,
         producer_id: &str,
         sink: SocketAddr,
-    ) -> Result<u32, TargetError> {
-        let transport = match &self.recv_transport {
-            Some(t) => t.clone(),
-            None => {
-                let t = self
-                    .request("createPlainTransport", json!({"direction": "recv"}))
-                    .await?;
-                let id = str_field(&t, "id")?;
-                self.request(
-                    "connectPlainTransport",
-                    json!({"transportId": id, "ip": sink.ip(), "port": sink.port()}),
-                )
-                .await?;
-                self.recv_transport = Some(id.clone());
-                id
-            }
-        };
+    ) -> Result<Consumed, TargetError> {
+        let transport = self.receiving(sink).await?.id;
         let caps = serde_json::to_value(subscriber_rtp_capabilities()).map_err(sig)?;
         let c = self
             .request(
@@ -202,15 +298,33 @@ impl SignallingPeer {
             .and_then(Value::as_u64)
             .and_then(|s| u32::try_from(s).ok())
             .ok_or_else(|| TargetError::Signalling(format!("consumer without SSRC: {c}")))?;
-        self.request("resumeConsumer", json!({"consumerId": field(&c, "id")?}))
+        let id = str_field(&c, "id")?;
+        self.request("resumeConsumer", json!({"consumerId": id}))
             .await?;
-        Ok(ssrc)
+        Ok(Consumed { id, ssrc })
+    }
+
+    /// Receives `producer_id` at `sink`; returns the consumer's SSRC.
+    pub async fn subscribe(
+        &mut self,
+        producer_id: &str,
+        sink: SocketAddr,
+    ) -> Result<u32, TargetError> {
+        Ok(self.consume(producer_id, sink).await?.ssrc)
     }
 
     /// Leaves and closes the socket.
     pub async fn close(mut self) {
         let _ = self.request("leave", Value::Null).await;
         let _ = self.sink.close().await;
+        self.reader.abort();
+    }
+}
+
+/// A peer dropped without [`close`](SignallingPeer::close) closes its
+/// socket (the node treats that as a `leave`).
+impl Drop for SignallingPeer {
+    fn drop(&mut self) {
         self.reader.abort();
     }
 }

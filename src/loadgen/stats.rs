@@ -1,9 +1,11 @@
 //! Receive-side bookkeeping, pure logic: RTP sequence tracking with loss,
-//! duplicate and reorder counting (RFC 3550 appendix A.1 style), and a
-//! log-bucket latency histogram.
+//! duplicate and reorder counting (RFC 3550 appendix A.1 style), a
+//! log-bucket latency histogram, and arrival gaps.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use serde::Serialize;
 
 /// Sub-buckets per power of two (2^3 = 8: about 12 % bucket width).
@@ -174,6 +176,17 @@ pub struct SeqCounts {
     pub out_of_order: u64,
 }
 
+impl SeqCounts {
+    /// `lost` over `expected`, percent (negative loss counts as none).
+    pub fn loss_pct(&self) -> f64 {
+        if self.expected == 0 {
+            0.0
+        } else {
+            self.lost.max(0) as f64 * 100.0 / self.expected as f64
+        }
+    }
+}
+
 /// Tracks a 16-bit RTP sequence number as a wrap-free extended number and
 /// counts expected, received, duplicates and reordering, overall and in a
 /// resettable window.
@@ -336,6 +349,75 @@ impl SeqTracker {
     }
 }
 
+/// Arrival times of packets that belong together (one stream whatever
+/// SSRCs carried it, or everything a subscriber receives): the first and
+/// last arrival and the longest wait between two consecutive ones. Times
+/// are since the loadgen epoch, as the receiver stamps them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GapTracker {
+    first: Option<Duration>,
+    last: Option<Duration>,
+    max_gap: Duration,
+    arrivals: u64,
+}
+
+/// A [`GapTracker`] that several receive streams (and threads) feed.
+pub type SharedGaps = Arc<Mutex<GapTracker>>;
+
+/// What a [`GapTracker`] saw, up to some end time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GapSummary {
+    /// First arrival.
+    pub first: Duration,
+    /// Last arrival.
+    pub last: Duration,
+    /// Longest wait between two consecutive arrivals, or from the last
+    /// arrival to the end, whichever is longer (the wait before the first
+    /// arrival does not count).
+    pub max_gap: Duration,
+    /// Arrivals.
+    pub arrivals: u64,
+}
+
+impl GapTracker {
+    /// Records an arrival at `at`. An arrival earlier than the last one
+    /// (stamped by another receive thread a moment before) shortens no gap.
+    pub fn record(&mut self, at: Duration) {
+        self.arrivals += 1;
+        match self.last {
+            None => {
+                self.first = Some(at);
+                self.last = Some(at);
+            }
+            Some(last) if at > last => {
+                self.max_gap = self.max_gap.max(at - last);
+                self.last = Some(at);
+            }
+            Some(_) => {}
+        }
+        if self.first.is_some_and(|f| at < f) {
+            self.first = Some(at);
+        }
+    }
+
+    /// The first arrival, if any.
+    pub fn first(&self) -> Option<Duration> {
+        self.first
+    }
+
+    /// The figures as of `end` (the wait from the last arrival to `end`
+    /// counts as a gap); `None` before the first arrival.
+    pub fn summary(&self, end: Duration) -> Option<GapSummary> {
+        let (first, last) = (self.first?, self.last?);
+        Some(GapSummary {
+            first,
+            last,
+            max_gap: self.max_gap.max(end.saturating_sub(last)),
+            arrivals: self.arrivals,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,5 +548,56 @@ mod tests {
         t.record(502);
         assert_eq!(t.window().expected, 3);
         assert_eq!(t.window().lost, 1);
+    }
+
+    #[test]
+    fn gaps_between_arrivals_and_to_the_end() {
+        let ms = Duration::from_millis;
+        let mut g = GapTracker::default();
+        assert_eq!(g.summary(ms(1000)), None);
+        assert_eq!(g.first(), None);
+        // The 500 ms before the first arrival are start-up, not a gap.
+        for t in [500, 520, 540, 900, 910] {
+            g.record(ms(t));
+        }
+        let s = g.summary(ms(1000)).expect("arrivals");
+        assert_eq!((s.first, s.last, s.arrivals), (ms(500), ms(910), 5));
+        assert_eq!(s.max_gap, ms(360));
+        // A silence until the end is a gap too.
+        assert_eq!(g.summary(ms(2000)).expect("arrivals").max_gap, ms(1090));
+        // An end before the last arrival (a late snapshot) adds nothing.
+        assert_eq!(g.summary(ms(0)).expect("arrivals").max_gap, ms(360));
+    }
+
+    #[test]
+    fn gaps_ignore_arrivals_out_of_order() {
+        let ms = Duration::from_millis;
+        let mut g = GapTracker::default();
+        g.record(ms(100));
+        g.record(ms(300));
+        // Stamped by another thread just before the 300 ms one.
+        g.record(ms(290));
+        g.record(ms(350));
+        // Earlier than anything: moves the first arrival only.
+        g.record(ms(50));
+        let s = g.summary(ms(350)).expect("arrivals");
+        assert_eq!(s.max_gap, ms(200));
+        assert_eq!((s.first, s.last, s.arrivals), (ms(50), ms(350), 5));
+    }
+
+    #[test]
+    fn several_streams_feed_one_tracker() {
+        // Two consumers of one stream overlap during a rejoin, then the old
+        // one stops: the stream never paused, whatever each SSRC saw.
+        let ms = Duration::from_millis;
+        let shared: SharedGaps = SharedGaps::default();
+        for t in (0..=1000).step_by(20) {
+            shared.lock().record(ms(t)); // old consumer
+        }
+        for t in (900..=2000).step_by(20) {
+            shared.lock().record(ms(t + 5)); // new consumer
+        }
+        let s = shared.lock().summary(ms(2005)).expect("arrivals");
+        assert!(s.max_gap <= ms(20), "{s:?}");
     }
 }

@@ -48,6 +48,9 @@ pub enum TargetError {
         code: String,
         /// Details.
         message: String,
+        /// Where the node said to go instead (the error's `url`, e.g.
+        /// with `draining`).
+        url: Option<String>,
     },
     /// No such participant or producer (a loadgen bug, reported not panicked).
     #[error("unknown {0}")]
