@@ -15,8 +15,7 @@ use crate::ids::RoomId;
 use crate::room::fabric::{RoomCall, ShardCall, ShardCallMsg, ShardError, ShardReply};
 use crate::room::{
     CloseRoom, DescribeRoom, Evacuate, GateHold, HandOffHome, IsHome, NodeLost, NodeUp, PeerNodes,
-    RoomActor,
-    RoomClosed, RoomEnv, RoomGate, RoomView, WorkerLost,
+    RoomActor, RoomClosed, RoomEnv, RoomGate, RoomView, WorkerLost,
 };
 
 /// Error finding or creating a room.

@@ -208,9 +208,7 @@ impl NodeThread {
                 let server = Server::start(Arc::clone(&config), counters)
                     .await
                     .expect("server starts");
-                let cluster = Cluster::join(Arc::clone(server.env()), server.rooms().clone())
-                    .await
-                    .expect("joins the cluster");
+                let cluster = Cluster::join(&server).await.expect("joins the cluster");
                 server.attach_fabric(cluster.node().clone());
                 let _ = started_tx.send((server, cluster, config));
                 let _ = crash_rx.await;
