@@ -54,6 +54,21 @@
 #               drains: both must move to the URL of its `reconnect` event
 #               and decode each other again, and it must exit 0; the
 #               stopped nodes are started again
+#   kill        the nodes restart (base configuration); a `mafalda loadgen
+#               --soak` room (3 publishers, 3 subscribers, one of each per
+#               node); the room's home node is killed (SIGKILL): the
+#               survivors see it down, the room re-homes to one of them,
+#               the streams between survivors never stop for 1 s, the lost
+#               node's participants rejoin elsewhere and receive again, the
+#               survivors' pipes and consumers settle to what is left; the
+#               node is started again (scripts/lib/e2e-resilience.sh)
+#   abort       the same with SIGABRT to a node that is not the home: what
+#               a C++ abort in a mediasoup worker (a thread of the node)
+#               does, handled as a node loss
+#   rolling     under a soak room, each node in turn drains (SIGTERM),
+#               exits 0 by itself and starts again: no subscriber's stream
+#               stops for 2 s or more, and some node holds the room at
+#               every moment
 #   cleanup     after everyone left, every node's peers, transports, producers,
 #               consumers and pipe transports/producers/consumers are 0 (and
 #               rooms, routers), within $E2E_CLEANUP_TIMEOUT s
@@ -64,7 +79,7 @@
 # work dir (configs, certificates, logs).
 #
 # env: MAFALDA_BIN, MAFALDA_CACHE, E2E_SKIP_SETUP as for scripts/e2e.sh;
-#   E2E_STEPS ("media loadgen partition spill-load spill failover")  the steps to run, of
+#   E2E_STEPS ("media loadgen partition spill-load spill failover kill abort rolling")  the steps to run, of
 #                             those; always in the order above; network, certs,
 #                             cluster-up, cleanup and nodes-exit always run
 #   E2E_MEDIA_TIMEOUT (120)   seconds for media to flow once joined
@@ -78,7 +93,7 @@
 #   E2E_LOG_LEVEL (info), E2E_LOG_LINES (80), E2E_BROWSER_ARGS (extra browser.mjs options)
 set -uo pipefail
 
-ALL_STEPS="media loadgen partition spill-load spill failover"
+ALL_STEPS="media loadgen partition spill-load spill failover kill abort rolling"
 STEPS="${E2E_STEPS:-$ALL_STEPS}"
 for step in $STEPS; do
   [[ " $ALL_STEPS " == *" $step "* ]] || { echo "e2e-cluster: unknown step '$step' in E2E_STEPS (steps: $ALL_STEPS)"; exit 2; }
@@ -611,6 +626,9 @@ want_step partition && step_partition
 want_step spill-load && step_spill_load
 want_step spill && step_spill
 want_step failover && step_failover
+want_step kill && step_kill
+want_step abort && step_abort
+want_step rolling && step_rolling
 
 # ---------------------------------------------------------------- cleanup
 # Every count back to zero on every node (bounded wait).

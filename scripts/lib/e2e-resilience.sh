@@ -62,3 +62,228 @@ fi
 nodes_up || { [[ "$rc" == 0 ]] && rc=98; }
 record spill-load "$rc" "$(( $(date +%s) - t0 ))"
 }
+
+# ---------------------------------------------------------------- soak helpers
+# The soak room of the kill, abort and rolling steps: 3 publishers (audio +
+# video) and 3 subscribers over the three nodes (participant i through node
+# i mod 3 + 1: pub-0 and sub-0 on node 1, ...), for `secs` seconds.
+SOAK_PID=""
+start_soak() { # name secs [extra loadgen flags...]
+  local name="$1" secs="$2"; shift 2
+  local urls
+  urls="$(for i in $(seq "$NODES"); do echo "ws://$(node_ip "$i"):$HTTP_PORT/ws"; done | paste -sd,)"
+  rm -f "$WORK/$name.ready" "$WORK/$name.json"
+  SOAK_ROOM="$name-$RANDOM"
+  "$MAFALDA_BIN" loadgen --soak "$secs" --target "$urls" --room "$SOAK_ROOM" \
+    --publishers 3 --subscribers 3 --ip "$CLIENT_IP" --report "$WORK/$name.json" \
+    --ready-file "$WORK/$name.ready" "$@" >"$WORK/$name.log" 2>&1 &
+  SOAK_PID=$!
+}
+soak_ready() { [[ -s "$WORK/$1.ready" ]]; }
+# "role:home" of room $2 in node status $1, or "none".
+room_role() {
+  node -e '
+    const [json, room] = process.argv.slice(1);
+    const r = (JSON.parse(json).roomDetails || []).find((r) => r.room === room);
+    console.log(r ? `${r.role}:${r.home ?? ""}` : "none");
+  ' "$1" "$2"
+}
+wait_soak() { # -> the soak's exit status
+  wait "$SOAK_PID"
+  local rc=$?
+  SOAK_PID=""
+  return $rc
+}
+# The node (index) that is the home of room $1, or nothing.
+home_of() {
+  local i r
+  for i in $(seq "$NODES"); do
+    node_alive "$i" || continue
+    r="$(room_role "$(status_json "$i" 2>/dev/null || echo '{}')" "$1")"
+    [[ "$r" == "home:$(node_name "$i")" ]] && { echo "$i"; return 0; }
+  done
+  return 1
+}
+# Exactly one surviving node is the room's home and every other node with
+# the room is its shard.
+one_home_among() { # room alive-indices...
+  local room="$1" i r homes=0 home=""; shift
+  for i in "$@"; do
+    r="$(room_role "$(status_json "$i" 2>/dev/null || echo '{}')" "$room")"
+    [[ "$r" == home:* ]] && homes=$((homes + 1)) && home="$(node_name "$i")"
+  done
+  (( homes == 1 )) || return 1
+  for i in "$@"; do
+    r="$(room_role "$(status_json "$i" 2>/dev/null || echo '{}')" "$room")"
+    [[ "$r" == "home:$home" || "$r" == "shard:$home" || "$r" == none ]] || return 1
+  done
+}
+# On node i: no pipe link to or from node `dead` in any room, and as many
+# client consumers as its subscribers need (each subscriber consumes the
+# 6 streams of the 3 publishers; a node's subscribers are its peers minus
+# its publishers, which have 2 producers each).
+settled_without() { # dead i...
+  local dead="$1" i s; shift
+  for i in "$@"; do
+    s="$(status_json "$i" 2>/dev/null)" || return 1
+    node -e '
+      const [json, dead] = process.argv.slice(1);
+      const s = JSON.parse(json);
+      const w = s.workerDetails || [];
+      const pipeConsumers = w.reduce((n, x) => n + (x.pipeConsumers || 0), 0);
+      const pipeProducers = w.reduce((n, x) => n + (x.pipeProducers || 0), 0);
+      const clientConsumers = s.consumers - pipeConsumers;
+      const publishers = (s.producers - pipeProducers) / 2;
+      const subscribers = s.peers - publishers;
+      const links = (s.roomDetails || []).flatMap((r) => [...(r.linksIn || []), ...(r.linksOut || [])]);
+      const stale = links.filter((l) => `${l.from} ${l.to}`.includes(dead + "/"));
+      process.exit(stale.length === 0 && clientConsumers === 6 * subscribers ? 0 : 1);
+    ' "$s" "$(node_name "$dead")" || return 1
+  done
+}
+# Checks a soak report after node `dead` was lost: the streams between
+# participants that were not on it never stopped for `limit` ms or more;
+# its participants rejoined elsewhere and receive again, and its
+# publisher's stream reached everyone again. Prints the longest gap between
+# survivors and the longest of the streams to or from the lost node's
+# participants (their recovery: from the last packet before the loss to
+# the first after the rejoin).
+check_loss_report() { # report dead-index limit-ms
+  node -e '
+    const fs = require("fs");
+    const [file, dead, limit] = process.argv.slice(1);
+    const r = JSON.parse(fs.readFileSync(file, "utf8"));
+    const deadTarget = Number(dead) - 1;
+    const by = Object.fromEntries(r.participants.map((p) => [p.name, p]));
+    const onDead = (name) => by[name].joins[0].target === deadTarget;
+    const bad = [];
+    let worst = 0;
+    let recovery = 0;
+    for (const p of r.pairs) {
+      const pub = p.stream.split("/")[0];
+      if (onDead(p.subscriber) || onDead(pub)) {
+        recovery = Math.max(recovery, p.max_gap_ms ?? Infinity);
+      } else {
+        worst = Math.max(worst, p.max_gap_ms ?? Infinity);
+        if (!(p.max_gap_ms < Number(limit))) bad.push(`${p.subscriber} <- ${p.stream}: gap ${p.max_gap_ms} ms`);
+      }
+      // Everything flows again by the end (moved participants included).
+      if (!(p.last_ms > r.duration_ms - 3000)) bad.push(`${p.subscriber} <- ${p.stream}: nothing after ${p.last_ms} ms`);
+    }
+    for (const p of r.participants) {
+      if (onDead(p.name) && p.rejoins < 1) bad.push(`${p.name} (on the lost node) did not rejoin`);
+    }
+    const moved = r.participants.filter((p) => onDead(p.name)).map((p) =>
+      `${p.name}: ${p.joins.map((j) => `${j.at_ms}ms ${j.url}`).join(" -> ")}`);
+    console.log(`longest gap between survivors ${worst} ms (limit ${limit}); recovery of the participants of the lost node (longest gap of their streams) ${recovery} ms; moved: ${moved.join("; ")}`);
+    if (bad.length) { console.log(bad.join("\n")); process.exit(1); }
+  ' "$1" "$2" "$3" "$4"
+}
+
+# ---------------------------------------------------------------- kill / abort
+# A node is lost under a soak room with participants on every node: `sig`
+# KILL (the home node) or ABRT (what a C++ abort in a mediasoup worker
+# raises: the worker is a thread of the node, so it takes the whole node).
+# The survivors must see it down, the room must re-home among them, the
+# streams between them must not stop for 1 s, its participants must rejoin
+# elsewhere, and the survivors' counts must settle to what the remaining
+# participants need. The lost node is started again afterwards.
+node_loss_step() { # step-name signal which(home|other)
+  local step="$1" sig="$2" which="$3"
+  say "----- $step: SIG$sig to a node ($which of the soak room) -----"
+  local t0 rc=0 room victim i survivors=() t_lost seen_ms
+  t0=$(date +%s)
+  restart_nodes "$BASE_EXTRA" || rc=94
+  if (( rc == 0 )); then
+    start_soak "$step" 40
+    wait_until 30 "the soak room to be ready" soak_ready "$step" || rc=90
+    room="$SOAK_ROOM"
+  fi
+  if (( rc == 0 )); then
+    victim="$(home_of "$room")"
+    if [[ "$which" != home ]]; then victim=$(( victim % NODES + 1 )); fi
+    [[ -n "$victim" ]] || { say "$step: the room has no home"; rc=89; }
+  fi
+  if (( rc == 0 )); then
+    for i in $(seq "$NODES"); do (( i == victim )) || survivors+=("$i"); done
+    t_lost=$(date +%s%3N)
+    kill "-$sig" "${NODE_PID[$victim]}"
+    wait "${NODE_PID[$victim]}" 2>/dev/null
+    say "$step: $(node_name "$victim") (the room's $which) got SIG$sig, exit status $?"
+    unset "NODE_PID[$victim]"
+    down() { local i s; for i in "${survivors[@]}"; do s="$(status_json "$i")" && sees "$s" "$(node_name "$victim")" down || return 1; done; }
+    wait_until 15 "the survivors to see $(node_name "$victim") down" down || rc=88
+    seen_ms=$(( $(date +%s%3N) - t_lost ))
+    say "$step: declared down by every survivor ${seen_ms} ms after the signal"
+    wait_until 20 "one home among the survivors" one_home_among "$room" "${survivors[@]}" || rc=87
+    say "$step: roles now $(for i in "${survivors[@]}"; do printf '%s=%s ' "$(node_name "$i")" "$(room_role "$(status_json "$i")" "$room")"; done)"
+    wait_until 20 "the survivors' pipes and consumers to settle" settled_without "$victim" "${survivors[@]}" || rc=86
+  fi
+  if [[ -n "$SOAK_PID" ]]; then
+    wait_soak || { say "$step: the soak failed:"; tail -n 5 "$WORK/$step.log"; [[ "$rc" == 0 ]] && rc=85; }
+  fi
+  tail -n 3 "$WORK/$step.log" | sed 's/^/  /'
+  if (( rc == 0 )); then
+    check_loss_report "$WORK/$step.json" "$victim" 1000 || rc=84
+  fi
+  [[ -n "${victim:-}" ]] && ! node_alive "$victim" && start_node "$victim"
+  wait_until 30 "the cluster to re-form" all_alive || { [[ "$rc" == 0 ]] && rc=83; }
+  record "$step" "$rc" "$(( $(date +%s) - t0 ))"
+}
+step_kill() { node_loss_step kill KILL home; }
+step_abort() { node_loss_step abort ABRT other; }
+
+# ---------------------------------------------------------------- rolling restart
+# Every node in turn drains (SIGTERM), exits by itself, and starts again,
+# under a soak room: no subscriber's stream may stop for 2 s or more, and
+# some node must hold the room at every moment.
+step_rolling() {
+  say "----- rolling: drain, stop and start each node in turn under a soak room -----"
+  local t0 rc=0 room i st watch_pid
+  t0=$(date +%s)
+  restart_nodes "$BASE_EXTRA" || rc=94
+  if (( rc == 0 )); then
+    start_soak rolling 60 --max-gap-ms 2000
+    wait_until 30 "the soak room to be ready" soak_ready rolling || rc=90
+    room="$SOAK_ROOM"
+  fi
+  if (( rc == 0 )); then
+    # The room exists somewhere throughout: polled every 0.3 s.
+    ( while :; do
+        found=0
+        for j in $(seq "$NODES"); do
+          r="$(room_role "$(status_json "$j" 2>/dev/null || echo '{}')" "$room")"
+          [[ "$r" == home:* || "$r" == shard:* ]] && { found=1; break; }
+        done
+        (( found )) || echo "no node holds the room at $(date +%T.%N)" >>"$WORK/rolling.gone"
+        sleep 0.3
+      done ) &
+    watch_pid=$!
+    for i in $(seq "$NODES"); do
+      say "rolling: draining $(node_name "$i")"
+      kill -TERM "${NODE_PID[$i]}"
+      local waited=0
+      while node_alive "$i" && (( waited < 150 )); do sleep 0.2; waited=$((waited + 1)); done
+      if node_alive "$i"; then
+        say "rolling: $(node_name "$i") still running 30 s after SIGTERM"; rc=82
+        kill -KILL "${NODE_PID[$i]}"
+      fi
+      wait "${NODE_PID[$i]}" 2>/dev/null
+      st=$?
+      unset "NODE_PID[$i]"
+      say "rolling: $(node_name "$i") drained and exited (status $st) after $((waited / 5)) s"
+      [[ "$st" == 0 ]] || { [[ "$rc" == 0 ]] && rc=81; }
+      start_node "$i"
+      wait_until 30 "$(node_name "$i") to be back in the cluster" all_alive || { [[ "$rc" == 0 ]] && rc=80; }
+    done
+    kill "$watch_pid" 2>/dev/null; wait "$watch_pid" 2>/dev/null
+    if [[ -s "$WORK/rolling.gone" ]]; then
+      say "rolling: the room was gone: $(head -n 3 "$WORK/rolling.gone")"; [[ "$rc" == 0 ]] && rc=79
+    fi
+  fi
+  if [[ -n "$SOAK_PID" ]]; then
+    wait_soak || { say "rolling: a subscriber lost media for 2 s or more (or the soak failed)"; [[ "$rc" == 0 ]] && rc=78; }
+  fi
+  tail -n 4 "$WORK/rolling.log" | sed 's/^/  /'
+  record rolling "$rc" "$(( $(date +%s) - t0 ))"
+}
