@@ -295,11 +295,14 @@ record certs "$certs_ok" "$(( $(date +%s) - t0 ))"
 # Each router forwards a stream to one other at most: fan-out across the
 # nodes is then a chain (the loadgen step checks node 3 gets it via node 2).
 BASE_EXTRA=$'[placement]\npipe_fanout = 1'
+# Every node lists every node as a seed (it skips its own address): a
+# restarted node finds the cluster through any of the others.
+SEEDS="$(for i in $(seq "$NODES"); do echo "$(node_ip "$i"):$FABRIC_PORT"; done | paste -sd,)"
 write_configs() { # extra TOML for every node
   local i
   for i in $(seq "$NODES"); do
     cluster_node_config "$WORK/n$i.toml" "$(node_name "$i")" "$(node_ip "$i")" "$CERTS" \
-      "$(node_ip 1):$FABRIC_PORT" "$ROOT/web/dist" "${E2E_LOG_LEVEL:-info}" "$1"
+      "$SEEDS" "$ROOT/web/dist" "${E2E_LOG_LEVEL:-info}" "$1"
   done
 }
 

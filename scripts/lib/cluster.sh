@@ -3,8 +3,9 @@
 # one per address; sourced by scripts/cluster.sh (and the multi-node tests).
 #
 #   cluster_certs BIN DIR NAME...          # a CA and one certificate per node name
-#   cluster_node_config FILE NAME IP CERTS SEED [STATIC_DIR] [LOG_LEVEL] [EXTRA]
-#     HTTP on IP:3000, QUIC on IP:7000 (joining through SEED, an address),
+#   cluster_node_config FILE NAME IP CERTS SEEDS [STATIC_DIR] [LOG_LEVEL] [EXTRA]
+#     HTTP on IP:3000, QUIC on IP:7000 (joining through SEEDS, addresses
+#     separated by commas; a node skips its own),
 #     WebRTC and cross-node pipes on IP, one worker, fast SWIM timings;
 #     EXTRA is more TOML appended (sections not written above).
 
@@ -19,7 +20,8 @@ cluster_certs() {
 }
 
 cluster_node_config() {
-  local file="$1" name="$2" ip="$3" certs="$4" seed="$5"
+  local file="$1" name="$2" ip="$3" certs="$4" seeds
+  seeds="$(echo "$5" | sed 's/[^,][^,]*/"&"/g; s/,/, /g')"
   local static="${6:-/nonexistent}" level="${7:-info}" extra="${8:-}"
   cat > "$file" <<TOML
 [node]
@@ -40,7 +42,7 @@ count = 1
 [cluster]
 enabled = true
 listen = "$ip:7000"
-seeds = ["$seed"]
+seeds = [$seeds]
 ca = "$certs/ca.pem"
 cert = "$certs/$name.pem"
 key = "$certs/$name.key"
