@@ -112,6 +112,9 @@ bench: mediasoup
 	$(CARGO) build --release --bin mafalda
 	scripts/bench-scaling.sh
 	scripts/bench-cluster.sh
+	$(CARGO) bench --bench spill
+	$(CARGO) build --bin mafalda
+	MAFALDA_BIN=$(BIN) scripts/bench-failover.sh
 
 fuzz:
 	PROPTEST_CASES=$${PROPTEST_CASES:-20000} $(CARGO) test -p mafalda-actors --release --test codec_props
