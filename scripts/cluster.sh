@@ -28,7 +28,9 @@ PIDS=()
 cleanup() {
   trap - EXIT INT TERM
   echo "cluster: stopping"
-  kill "${PIDS[@]}" 2>/dev/null || true
+  # SIGINT stops a node at once (SIGTERM would drain it first, and every
+  # node is going away anyway).
+  kill -INT "${PIDS[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
   for i in $(seq "$N"); do ip netns del "mafalda-n$i" 2>/dev/null || true; done
   ip link del "$NETNS_BRIDGE" 2>/dev/null || true
@@ -43,10 +45,12 @@ ip link set "$NETNS_BRIDGE" up
 names=()
 for i in $(seq "$N"); do names+=("mafalda-$i"); done
 cluster_certs "$BIN" "$WORK/certs" "${names[@]}"
+# Up to three seeds (nodes 1-3): a node restarted by hand finds the others.
+SEEDS="$(for i in $(seq "$(( N < 3 ? N : 3 ))"); do echo "198.18.0.$i:7000"; done | paste -sd,)"
 for i in $(seq "$N"); do
   netns_add_host "mafalda-n$i" "198.18.0.$i/24"
   cluster_node_config "$WORK/n$i.toml" "mafalda-$i" "198.18.0.$i" "$WORK/certs" \
-    "198.18.0.1:7000" "$ROOT/web/dist"
+    "$SEEDS" "$ROOT/web/dist"
   ip netns exec "mafalda-n$i" "$BIN" node --config "$WORK/n$i.toml" >"$WORK/n$i.log" 2>&1 &
   PIDS+=($!)
 done
