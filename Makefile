@@ -20,7 +20,7 @@ BIN := $(CARGO_TARGET_DIR)/debug/mafalda
 # nothing under test can reach (or be reached from) outside the machine.
 ISOLATED := unshare -n -- bash -c 'ip link set lo up && exec "$$@"' isolated
 
-.PHONY: help deps deps-sys mediasoup web python build run cluster test test-rust test-srtp test-e2e test-cluster \
+.PHONY: help docs deps deps-sys mediasoup web web-page python build run cluster test test-rust test-srtp test-e2e test-cluster \
         bench fuzz lint fmt clean-cache
 
 help:
@@ -31,6 +31,7 @@ help:
 	@echo "make bench  - run the benchmarks (figures go in docs/benchmarks.md)"
 	@echo "make fuzz   - long property/garbage-input run of the cluster frame codec"
 	@echo "make lint   - rustfmt check and clippy -D warnings"
+	@echo "make docs   - render docs/architecture.svg from docs/architecture.dot"
 
 ## ---- set-up -------------------------------------------------------------
 
@@ -49,6 +50,10 @@ mediasoup: deps-sys
 web:
 	scripts/setup-web.sh
 
+# The demo page alone (npm + bundle), without the Chromium the tests use.
+web-page:
+	SKIP_CHROMIUM=1 scripts/setup-web.sh
+
 python:
 	scripts/setup-python.sh
 
@@ -59,14 +64,14 @@ build: mediasoup
 
 ## ---- run ----------------------------------------------------------------
 
-run: mediasoup web
+run: mediasoup web-page
 	$(CARGO) build --bin mafalda
 	$(BIN) node $(if $(CONFIG),--config $(CONFIG),)
 
 # N nodes in network namespaces on a private bridge of this host (198.18.0.i),
 # a fresh CA and certificates, one demo URL per node; Ctrl-C tears it down.
 N ?= 3
-cluster: mediasoup web
+cluster: mediasoup web-page
 	$(CARGO) build --bin mafalda
 	N=$(N) MAFALDA_BIN=$(BIN) scripts/cluster.sh
 
@@ -115,6 +120,18 @@ bench: mediasoup
 	$(CARGO) bench --bench spill
 	$(CARGO) build --bin mafalda
 	MAFALDA_BIN=$(BIN) scripts/bench-failover.sh
+
+# The README's picture: docs/architecture.svg rendered from docs/architecture.dot
+# (Graphviz, installed from Debian when missing); the SVG is checked in with
+# the source's sha256, which tests/docs_truth.rs compares.
+docs: docs/architecture.svg
+
+docs/architecture.svg: docs/architecture.dot
+	@command -v dot >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; \
+	  apt-get install -y -qq --no-install-recommends graphviz >/dev/null; }
+	dot -Tsvg $< > $@.tmp
+	echo "<!-- rendered from docs/architecture.dot, sha256 $$(sha256sum $< | cut -d' ' -f1) -->" >> $@.tmp
+	mv $@.tmp $@
 
 fuzz:
 	PROPTEST_CASES=$${PROPTEST_CASES:-20000} $(CARGO) test -p mafalda-actors --release --test codec_props

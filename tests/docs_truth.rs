@@ -162,3 +162,22 @@ fn every_signalling_method_and_event_is_documented_and_nothing_else() {
         "signalling events in the code vs docs/protocol.md's Events table"
     );
 }
+
+#[test]
+fn the_architecture_picture_is_rendered_from_its_checked_in_source() {
+    let dot = format!("{}/docs/architecture.dot", env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new("sha256sum")
+        .arg(&dot)
+        .output()
+        .expect("sha256sum runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let sum = text.split_whitespace().next().expect("a checksum");
+    let svg = doc("architecture.svg");
+    assert!(
+        svg.contains(&format!("sha256 {sum}")),
+        "docs/architecture.svg is not rendered from the current docs/architecture.dot: run `make docs`"
+    );
+    let readme = std::fs::read_to_string(format!("{}/README.md", env!("CARGO_MANIFEST_DIR")))
+        .expect("README");
+    assert!(readme.contains("docs/architecture.svg"), "the README shows the picture");
+}
