@@ -196,7 +196,7 @@ check_loss_report() { # report dead-index limit-ms
 # participants need. The lost node is started again afterwards.
 node_loss_step() { # step-name signal which(home|other)
   local step="$1" sig="$2" which="$3"
-  say "----- $step: SIG$sig to a node ($which of the soak room) -----"
+  say "----- $step: SIG$sig to a node ($which: the soak room's home or another) -----"
   local t0 rc=0 room victim i survivors=() t_lost seen_ms
   t0=$(date +%s)
   restart_nodes "$SOAK_EXTRA" || rc=94
@@ -208,16 +208,22 @@ node_loss_step() { # step-name signal which(home|other)
   fi
   if (( rc == 0 )); then
     victim="$(home_of "$room")"
-    if [[ "$which" != home ]]; then victim=$(( victim % NODES + 1 )); fi
-    [[ -n "$victim" ]] || { say "$step: the room has no home"; rc=89; }
+    if [[ -z "$victim" ]]; then
+      say "$step: the room has no home"; rc=89
+    elif [[ "$which" != home ]]; then
+      victim=$(( victim % NODES + 1 ))
+    fi
   fi
   if (( rc == 0 )); then
     for i in $(seq "$NODES"); do (( i == victim )) || survivors+=("$i"); done
     t_lost=$(date +%s%3N)
-    kill "-$sig" "${NODE_PID[$victim]}"
-    wait "${NODE_PID[$victim]}" 2>/dev/null
-    say "$step: $(node_name "$victim") (the room's $which) got SIG$sig, exit status $?"
+    local vpid="${NODE_PID[$victim]}" role="the room's home" st
+    kill "-$sig" "$vpid"
+    wait "$vpid" 2>/dev/null
+    st=$?
     unset "NODE_PID[$victim]"
+    [[ "$which" == home ]] || role="not the room's home"
+    say "$step: $(node_name "$victim") ($role) got SIG$sig (exit status $st)"
     down() { local i s; for i in "${survivors[@]}"; do s="$(status_json "$i")" && sees "$s" "$(node_name "$victim")" down || return 1; done; }
     wait_until 15 "the survivors to see $(node_name "$victim") down" down || rc=88
     seen_ms=$(( $(date +%s%3N) - t_lost ))
