@@ -32,6 +32,35 @@ pub struct Config {
     pub rooms: RoomsSection,
     /// Graceful drain (SIGTERM, `POST /api/drain`).
     pub drain: DrainSection,
+    /// Per-room and per-participant limits.
+    pub limits: LimitsSection,
+}
+
+/// `[limits]`: what one room or participant may hold; one more is refused
+/// with `limit_exceeded` (the participant stays).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Participants in one room, over every node it spans (as this node
+    /// knows them).
+    pub peers_per_room: usize,
+    /// Transports of one participant (WebRTC and plain).
+    pub transports_per_peer: usize,
+    /// Producers of one participant.
+    pub producers_per_peer: usize,
+    /// Consumers of one participant.
+    pub consumers_per_peer: usize,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        Self {
+            peers_per_room: 1000,
+            transports_per_peer: 4,
+            producers_per_peer: 16,
+            consumers_per_peer: 2000,
+        }
+    }
 }
 
 /// `[drain]`: how a node empties itself before it stops (see
@@ -372,6 +401,14 @@ impl Config {
         }
         if !(self.placement.watermark > 0.0 && self.placement.watermark <= 1.0) {
             return invalid("placement.watermark", "must be in (0, 1]");
+        }
+        let l = &self.limits;
+        if l.peers_per_room == 0
+            || l.transports_per_peer == 0
+            || l.producers_per_peer == 0
+            || l.consumers_per_peer == 0
+        {
+            return invalid("limits", "every limit at least 1");
         }
         if self.drain.batch_size == 0 || self.drain.batch_interval_ms == 0 {
             return invalid("drain", "batch_size and batch_interval_ms at least 1");

@@ -179,5 +179,8 @@ fn the_architecture_picture_is_rendered_from_its_checked_in_source() {
     );
     let readme = std::fs::read_to_string(format!("{}/README.md", env!("CARGO_MANIFEST_DIR")))
         .expect("README");
-    assert!(readme.contains("docs/architecture.svg"), "the README shows the picture");
+    assert!(
+        readme.contains("docs/architecture.svg"),
+        "the README shows the picture"
+    );
 }

@@ -434,3 +434,99 @@ async fn plain_transports_over_signalling_and_their_errors() {
     wait_idle(&node).await;
     node.stop().await;
 }
+
+/// A request refused with `limit_exceeded`, naming `limit`.
+async fn over_limit(c: &mut Client, method: &str, data: serde_json::Value, limit: &str) {
+    let r = c.fails(method, data, "limit_exceeded").await;
+    let message = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(limit), "{r}");
+}
+
+#[actix_rt::test]
+async fn limits_are_typed_errors_that_name_the_limit_and_the_peer_goes_on() {
+    let mut config = test_config(1);
+    config.limits.transports_per_peer = 2;
+    config.limits.producers_per_peer = 1;
+    config.limits.peers_per_room = 2;
+    let node = start_node(config).await;
+    let mut a = Client::connect(node.http_addr).await;
+    a.join("limited", "a").await;
+    let mut b = Client::connect(node.http_addr).await;
+    b.join("limited", "b").await;
+    // A third participant would pass peers_per_room.
+    let mut c = Client::connect(node.http_addr).await;
+    over_limit(
+        &mut c,
+        "join",
+        json!({"room": "limited", "displayName": "c"}),
+        "peers_per_room",
+    )
+    .await;
+    // Two transports, then one too many.
+    let send = a
+        .ok("createWebRtcTransport", json!({"direction": "send"}))
+        .await;
+    a.ok("createWebRtcTransport", json!({"direction": "recv"}))
+        .await;
+    over_limit(
+        &mut a,
+        "createWebRtcTransport",
+        json!({"direction": "send"}),
+        "transports_per_peer",
+    )
+    .await;
+    // A "video" producer with an audio codec is refused before any limit.
+    a.fails(
+        "produce",
+        json!({"transportId": send["id"], "kind": "video", "rtpParameters": opus_rtp_parameters(7)}),
+        "invalid_parameters",
+    )
+    .await;
+    a.ok(
+        "produce",
+        json!({"transportId": send["id"], "kind": "video", "rtpParameters": vp8_rtp_parameters(8)}),
+    )
+    .await;
+    over_limit(&mut a, "produce", json!({"transportId": send["id"], "kind": "audio", "rtpParameters": opus_rtp_parameters(9)}), "producers_per_peer").await;
+    // The peer goes on.
+    a.ok("getRouterRtpCapabilities", json!({})).await;
+    let s = status(&node).await;
+    assert_eq!((s.peers, s.transports, s.producers), (2, 2, 1), "{s:?}");
+    drop((a, b, c));
+    wait_idle(&node).await;
+    node.stop().await;
+}
+
+#[actix_rt::test]
+async fn an_exhausted_port_range_answers_capacity_and_the_other_transports_keep_working() {
+    let mut config = test_config(1);
+    // Two ports: two transports (UDP only).
+    config.rtc.port_max = config.rtc.port_min + 1;
+    let node = start_node(config).await;
+    let mut a = Client::connect(node.http_addr).await;
+    a.join("ports", "a").await;
+    a.ok("createWebRtcTransport", json!({"direction": "send"}))
+        .await;
+    a.ok("createWebRtcTransport", json!({"direction": "recv"}))
+        .await;
+    let mut b = Client::connect(node.http_addr).await;
+    b.join("ports", "b").await;
+    b.fails(
+        "createWebRtcTransport",
+        json!({"direction": "recv"}),
+        "capacity",
+    )
+    .await;
+    assert_eq!(status(&node).await.transports, 2);
+    // Ports come back when a participant leaves.
+    a.ok("leave", json!({})).await;
+    eventually("the ports to be released", TIMEOUT, async || {
+        (status(&node).await.transports == 0).then_some(())
+    })
+    .await;
+    b.ok("createWebRtcTransport", json!({"direction": "recv"}))
+        .await;
+    drop((a, b));
+    wait_idle(&node).await;
+    node.stop().await;
+}

@@ -318,6 +318,11 @@ impl Handler<Join> for RoomActor {
         if self.closing {
             return Box::pin(fut::ready(Err(RoomError::RoomClosed)));
         }
+        let here = self.peers.len() + self.remote_peers.len() + self.pending_joins;
+        let max = self.env.config.limits.peers_per_room;
+        if let Err(e) = RoomError::check_limit("peers_per_room", here, max) {
+            return Box::pin(fut::ready(Err(e)));
+        }
         let Some(seat) = self.env.workers.pick(&self.env.config.placement) else {
             return Box::pin(fut::ready(Err(RoomError::NoWorker)));
         };

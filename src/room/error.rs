@@ -52,6 +52,17 @@ pub enum RoomError {
     /// The room's shard on another node refused or did not answer.
     #[error("another node: {0}")]
     Remote(String),
+    /// A configured limit (`[limits]`) would be passed.
+    #[error("limit `limits.{limit}` ({max}) reached")]
+    LimitExceeded {
+        /// The limit's key in `[limits]`.
+        limit: &'static str,
+        /// Its value.
+        max: usize,
+    },
+    /// The node's RTC port range is exhausted.
+    #[error("no RTC port left on this node: {0}")]
+    NoPorts(String),
 }
 
 impl RoomError {
@@ -59,6 +70,11 @@ impl RoomError {
     /// the client's parameters were invalid; anything else is internal.
     pub(crate) fn from_request(e: mediasoup::worker::RequestError) -> Self {
         match e {
+            mediasoup::worker::RequestError::Response { ref reason }
+                if reason.contains("no more available ports") =>
+            {
+                RoomError::NoPorts(reason.clone())
+            }
             mediasoup::worker::RequestError::Response { .. } => {
                 RoomError::InvalidParameters(e.to_string())
             }
@@ -69,5 +85,23 @@ impl RoomError {
     /// Any other mediasoup failure.
     pub(crate) fn mediasoup(e: impl std::fmt::Display) -> Self {
         RoomError::Mediasoup(e.to_string())
+    }
+
+    /// A failed transport creation: port exhaustion is [`RoomError::NoPorts`],
+    /// anything else a mediasoup failure.
+    pub(crate) fn transport_creation(e: mediasoup::worker::RequestError) -> Self {
+        match Self::from_request(e) {
+            RoomError::InvalidParameters(m) => RoomError::Mediasoup(m),
+            other => other,
+        }
+    }
+
+    /// Checks a limit: `count` held, one more wanted.
+    pub(crate) fn check_limit(limit: &'static str, count: usize, max: usize) -> Result<(), Self> {
+        if count >= max {
+            Err(RoomError::LimitExceeded { limit, max })
+        } else {
+            Ok(())
+        }
     }
 }

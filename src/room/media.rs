@@ -35,12 +35,32 @@ impl RoomActor {
     }
 }
 
+/// Refuses a producer whose media codecs are not of its `kind` (an Opus
+/// "video" would reach subscribers as a video consumer carrying audio).
+fn codecs_match_kind(kind: MediaKind, rtp: &RtpParameters) -> Result<(), RoomError> {
+    let wrong = rtp.codecs.iter().find(|c| {
+        let audio = matches!(c, RtpCodecParameters::Audio { .. });
+        audio != (kind == MediaKind::Audio)
+    });
+    match wrong {
+        Some(c) => Err(RoomError::InvalidParameters(format!(
+            "kind {kind:?} with codec {:?}",
+            c.mime_type()
+        ))),
+        None => Ok(()),
+    }
+}
+
 impl Handler<Produce> for RoomActor {
     type Result = ResponseActFuture<Self, Result<ProducerId, RoomError>>;
 
     fn handle(&mut self, msg: Produce, _ctx: &mut Self::Context) -> Self::Result {
+        let max = self.env.config.limits.producers_per_peer;
         let checked = self
-            .transport(msg.peer_id, msg.transport_id, Some(Direction::Send))
+            .peer(msg.peer_id)
+            .and_then(|p| RoomError::check_limit("producers_per_peer", p.producers.len(), max))
+            .and_then(|()| codecs_match_kind(msg.kind, &msg.rtp_parameters))
+            .and_then(|()| self.transport(msg.peer_id, msg.transport_id, Some(Direction::Send)))
             .and_then(|t| Ok((t, self.peer_lease(msg.peer_id)?)));
         let (transport, lease) = match checked {
             Ok(v) => v,
@@ -137,6 +157,13 @@ impl Handler<Consume> for RoomActor {
     type Result = ResponseActFuture<Self, Result<ConsumerInfo, RoomError>>;
 
     fn handle(&mut self, msg: Consume, ctx: &mut Self::Context) -> Self::Result {
+        let max = self.env.config.limits.consumers_per_peer;
+        if let Err(e) = self
+            .peer(msg.peer_id)
+            .and_then(|p| RoomError::check_limit("consumers_per_peer", p.consumers.len(), max))
+        {
+            return Box::pin(fut::ready(Err(e)));
+        }
         // A producer from another node whose new hop would cross nodes:
         // ask where to take it from first (its node may point elsewhere
         // when its fan-out is full).

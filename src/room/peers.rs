@@ -160,7 +160,11 @@ impl RoomActor {
         T: Transport + 'static,
         R: 'static,
     {
-        let lease = match self.peer_lease(peer_id) {
+        let max = self.env.config.limits.transports_per_peer;
+        let lease = match self.peer(peer_id).and_then(|p| {
+            RoomError::check_limit("transports_per_peer", p.transports.len(), max)?;
+            self.peer_lease(peer_id)
+        }) {
             Ok(l) => l,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
@@ -168,7 +172,7 @@ impl RoomActor {
         let fut = async move {
             let transport = create(lease.router.clone())
                 .await
-                .map_err(RoomError::mediasoup)?;
+                .map_err(RoomError::transport_creation)?;
             let tracked = Tracked::new(
                 Resource::Transport,
                 &[&node_counters, &lease.worker_counters],

@@ -102,6 +102,8 @@ impl From<&RoomError> for SignalError {
             RoomError::UnknownConsumer(_) => ErrorCode::UnknownConsumer,
             RoomError::CannotConsume(_) => ErrorCode::CannotConsume,
             RoomError::InvalidParameters(_) => ErrorCode::InvalidParameters,
+            RoomError::LimitExceeded { .. } => ErrorCode::LimitExceeded,
+            RoomError::NoPorts(_) => ErrorCode::Capacity,
             RoomError::NoWorker | RoomError::Router(CreateRouterError::WorkerGone(_)) => {
                 ErrorCode::Capacity
             }

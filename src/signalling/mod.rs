@@ -49,6 +49,8 @@ pub enum ErrorCode {
     /// This node is draining and takes no new participants; join through
     /// the error's `url` (or any other node) instead.
     Draining,
+    /// A configured limit would be passed; the message names it.
+    LimitExceeded,
     /// Anything else.
     Internal,
 }
