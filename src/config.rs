@@ -50,6 +50,19 @@ pub struct LimitsSection {
     pub producers_per_peer: usize,
     /// Consumers of one participant.
     pub consumers_per_peer: usize,
+    /// Open WebSocket connections in total; more are refused (HTTP 503).
+    pub connections: usize,
+    /// Open WebSocket connections from one source address; more are
+    /// refused (HTTP 503).
+    pub connections_per_ip: usize,
+    /// Requests one connection may send per second on average; more are
+    /// answered `limit_exceeded` (the connection stays).
+    pub requests_per_second: u32,
+    /// Requests one connection may send at once above that rate.
+    pub request_burst: u32,
+    /// A connection that has not joined a room this many milliseconds
+    /// after it opened is closed (1008).
+    pub join_timeout_ms: u64,
 }
 
 impl Default for LimitsSection {
@@ -59,6 +72,11 @@ impl Default for LimitsSection {
             transports_per_peer: 4,
             producers_per_peer: 16,
             consumers_per_peer: 2000,
+            connections: 20_000,
+            connections_per_ip: 1000,
+            requests_per_second: 100,
+            request_burst: 500,
+            join_timeout_ms: 10_000,
         }
     }
 }
@@ -135,6 +153,10 @@ pub struct HttpSection {
     /// sent to clients that must move here (drain). Unset: derived from
     /// `listen` unless that is a wildcard address.
     pub public_url: Option<String>,
+    /// Browser origins (`https://app.example`) whose pages may open the
+    /// signalling WebSocket, besides this node's own (`*`: any). Clients
+    /// that send no `Origin` (servers, tools) are not concerned.
+    pub allowed_origins: Vec<String>,
     /// Bearer token that operator endpoints (`POST /api/drain`) require.
     /// Unset: they only answer clients on the loopback interface.
     pub admin_token: Option<String>,
@@ -157,6 +179,7 @@ impl Default for HttpSection {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3000),
             static_dir: PathBuf::from("web/dist"),
             public_url: None,
+            allowed_origins: Vec::new(),
             admin_token: None,
         }
     }
@@ -407,6 +430,11 @@ impl Config {
             || l.transports_per_peer == 0
             || l.producers_per_peer == 0
             || l.consumers_per_peer == 0
+            || l.connections == 0
+            || l.connections_per_ip == 0
+            || l.requests_per_second == 0
+            || l.request_burst == 0
+            || l.join_timeout_ms == 0
         {
             return invalid("limits", "every limit at least 1");
         }

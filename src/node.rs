@@ -80,6 +80,7 @@ impl RunningNode {
             cluster: cluster.clone(),
             metrics: Default::default(),
             drain: drain.clone(),
+            connections: Default::default(),
         };
         let http_addr = listener.local_addr()?;
         let app_state = state.clone();

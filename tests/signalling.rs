@@ -530,3 +530,76 @@ async fn an_exhausted_port_range_answers_capacity_and_the_other_transports_keep_
     wait_idle(&node).await;
     node.stop().await;
 }
+
+/// The HTTP status a WebSocket upgrade to `addr` is refused with, if any.
+async fn upgrade_status(addr: std::net::SocketAddr, origin: Option<&str>) -> Option<u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+    if let Some(o) = origin {
+        request.headers_mut().insert("Origin", o.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok(_) => None,
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Some(r.status().as_u16()),
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+}
+
+#[actix_rt::test]
+async fn connections_are_limited_by_origin_count_rate_and_join_time() {
+    let mut config = test_config(1);
+    config.limits.connections_per_ip = 3;
+    config.limits.requests_per_second = 5;
+    config.limits.request_burst = 5;
+    config.limits.join_timeout_ms = 300;
+    config.http.allowed_origins = vec!["https://app.example".into()];
+    let node = start_node(config).await;
+    let addr = node.http_addr;
+    // Origins: a foreign page is refused, this node's own and a listed one
+    // are not, nor a client that sends none.
+    assert_eq!(
+        upgrade_status(addr, Some("http://evil.example")).await,
+        Some(403)
+    );
+    assert_eq!(
+        upgrade_status(addr, Some(&format!("http://{addr}"))).await,
+        None
+    );
+    assert_eq!(
+        upgrade_status(addr, Some("https://app.example")).await,
+        None
+    );
+    // Requests beyond the burst are answered limit_exceeded, the socket
+    // stays, and the bucket refills.
+    let mut a = Client::connect(addr).await;
+    a.join("limits", "a").await;
+    for _ in 0..4 {
+        a.ok("getRouterRtpCapabilities", json!({})).await;
+    }
+    over_limit(
+        &mut a,
+        "getRouterRtpCapabilities",
+        json!({}),
+        "requests_per_second",
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    a.ok("getRouterRtpCapabilities", json!({})).await;
+    // A socket that does not join in time is closed (1008).
+    let mut idle = Client::connect(addr).await;
+    let frame = idle.closed().await.expect("a close frame");
+    assert_eq!(u16::from(frame.code), 1008, "{frame:?}");
+    // Three connections from this address at most (the idle one's place
+    // is freed as its session ends).
+    let _b = eventually("a place for one more connection", TIMEOUT, async || {
+        tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+            .await
+            .ok()
+    })
+    .await;
+    let _c = Client::connect(addr).await;
+    assert_eq!(upgrade_status(addr, None).await, Some(503));
+    drop(a);
+    wait_idle(&node).await;
+    node.stop().await;
+}

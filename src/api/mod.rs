@@ -9,6 +9,7 @@
 //! - `GET /metrics` — Prometheus metrics ([`metrics`]).
 //! - `/` — the bundled browser demo from `http.static_dir`.
 
+pub mod guard;
 pub mod http;
 pub mod metrics;
 pub mod requests;
@@ -32,4 +33,6 @@ pub struct ApiState {
     pub metrics: metrics::Metrics,
     /// The node's graceful drain (`POST /api/drain`).
     pub drain: crate::drain::Drainer,
+    /// Open WebSocket connections (`[limits]`).
+    pub connections: guard::Connections,
 }

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use super::guard::{origin_allowed, Bucket, Refused, Slot};
 use super::requests::on_participant;
 use super::ApiState;
 use crate::registry::RoomPeerNodes;
@@ -38,6 +39,30 @@ pub async fn upgrade(
     body: web::Payload,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, actix_web::Error> {
+    let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let host = header(actix_web::http::header::HOST);
+    let origin = header(actix_web::http::header::ORIGIN);
+    if !origin_allowed(origin, host, &state.config.http.allowed_origins) {
+        let refused = Refused::Origin(origin.unwrap_or_default().chars().take(200).collect());
+        tracing::info!(reason = %refused, "websocket refused");
+        state.metrics.request("connect", "forbidden");
+        return Ok(HttpResponse::Forbidden().body(format!("{refused}\n")));
+    }
+    let limits = &state.config.limits;
+    let ip = req
+        .peer_addr()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+    let slot = match state
+        .connections
+        .admit(ip, limits.connections_per_ip, limits.connections)
+    {
+        Ok(slot) => slot,
+        Err(refused) => {
+            tracing::info!(reason = %refused, "websocket refused");
+            state.metrics.request("connect", "limit_exceeded");
+            return Ok(HttpResponse::ServiceUnavailable().body(format!("{refused}\n")));
+        }
+    };
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     let max = state.config.signalling.max_message_bytes;
     let stream = stream
@@ -52,7 +77,7 @@ pub async fn upgrade(
         remote = ?req.peer_addr(),
     );
     actix_web::rt::spawn(
-        SignallingSession::new(state.get_ref().clone(), span.clone())
+        SignallingSession::new(state.get_ref().clone(), span.clone(), slot)
             .run(session, stream)
             .instrument(span),
     );
@@ -87,6 +112,10 @@ struct SignallingSession {
     state: ApiState,
     span: tracing::Span,
     joined: Option<Joined>,
+    /// Its requests' token bucket (`limits.requests_per_second`).
+    bucket: Bucket,
+    /// Its place among the node's connections, freed when it ends.
+    _slot: Slot,
 }
 
 enum Outcome {
@@ -99,11 +128,19 @@ fn to_value<T: serde::Serialize>(v: &T) -> Value {
 }
 
 impl SignallingSession {
-    fn new(state: ApiState, span: tracing::Span) -> Self {
+    fn new(state: ApiState, span: tracing::Span, slot: Slot) -> Self {
+        let limits = &state.config.limits;
+        let bucket = Bucket::new(
+            limits.requests_per_second,
+            limits.request_burst,
+            Instant::now(),
+        );
         Self {
             state,
             span,
             joined: None,
+            bucket,
+            _slot: slot,
         }
     }
 
@@ -111,7 +148,16 @@ impl SignallingSession {
         let mut last_seen = Instant::now();
         let mut ping = tokio::time::interval(PING_INTERVAL);
         ping.tick().await;
+        let join_by = tokio::time::Instant::now()
+            + Duration::from_millis(self.state.config.limits.join_timeout_ms);
         let close: Option<CloseReason> = loop {
+            let joined = self.joined.is_some();
+            let join_deadline = async move {
+                if joined {
+                    futures::future::pending::<()>().await;
+                }
+                tokio::time::sleep_until(join_by).await;
+            };
             let next_event = async {
                 match self.joined.as_mut() {
                     Some(j) => j.next_event().await,
@@ -171,6 +217,13 @@ impl SignallingSession {
                         }
                     }
                 }
+                _ = join_deadline, if !joined => {
+                    tracing::info!("no join in time: closing");
+                    break Some(CloseReason {
+                        code: CloseCode::Policy,
+                        description: Some("limit `limits.join_timeout_ms` reached without a join".into()),
+                    });
+                }
                 _ = ping.tick() => {
                     if last_seen.elapsed() > CLIENT_TIMEOUT {
                         tracing::info!("client silent for too long: closing");
@@ -187,6 +240,19 @@ impl SignallingSession {
     }
 
     async fn handle_text(&mut self, text: &str) -> Outcome {
+        if !self.bucket.take(Instant::now()) {
+            let limits = &self.state.config.limits;
+            let e = SignalError::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "limit `limits.requests_per_second` ({} per second, bursts of {}) reached",
+                    limits.requests_per_second, limits.request_burst
+                ),
+            );
+            let id = parse_request(text).map(|(id, _)| id).ok();
+            self.count("unknown", e.code);
+            return Outcome::Reply(error_response(id, &e));
+        }
         let (id, request) = match parse_request(text) {
             Ok(v) => v,
             Err(f) => {
