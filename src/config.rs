@@ -217,6 +217,11 @@ pub struct RtcSection {
     /// has arrived: each joining subscriber then costs a keyframe sent to
     /// every subscriber.
     pub key_frame_request_delay_ms: u32,
+    /// Networks `connectPlainTransport` may send media to; anything else is
+    /// refused (`forbidden`), and unspecified, multicast and broadcast
+    /// addresses always are. Plain transports in `comedia` mode learn
+    /// their peer from its packets and are not concerned.
+    pub plain_allowed_networks: Vec<crate::net::Network>,
 }
 
 impl Default for RtcSection {
@@ -230,6 +235,10 @@ impl Default for RtcSection {
             initial_outgoing_bitrate: 1_000_000,
             pipe_socket_buffer_bytes: 1024 * 1024,
             key_frame_request_delay_ms: 0,
+            plain_allowed_networks: vec![
+                "127.0.0.0/8".parse().expect("a network"),
+                "::1/128".parse().expect("a network"),
+            ],
         }
     }
 }

@@ -9,6 +9,7 @@
 //! - [`config`] — the TOML node configuration with embedded defaults.
 //! - [`ids`] — newtype ids for Mafalda's own entities (peers, rooms, worker
 //!   slots, router locations).
+//! - [`net`] — IP networks for allow-lists.
 //! - [`metrics`] — resource counters, decremented by mediasoup close callbacks.
 //! - [`worker`] — `WorkerActor`: one mediasoup worker (one core), router factory,
 //!   CPU sampling of its thread.
@@ -47,6 +48,7 @@ pub mod ids;
 /// measuring subscribers over real UDP sockets.
 pub mod loadgen;
 pub mod metrics;
+pub mod net;
 pub mod node;
 pub mod placement;
 pub mod pool;

@@ -408,6 +408,22 @@ async fn plain_transports_over_signalling_and_their_errors() {
         "unknown_transport",
     )
     .await;
+    // The node sends media only to allowed networks (loopback by default).
+    for ip in [
+        "169.254.169.254",
+        "0.0.0.0",
+        "224.0.0.1",
+        "255.255.255.255",
+        "::",
+        "8.8.8.8",
+    ] {
+        c.fails(
+            "connectPlainTransport",
+            json!({"transportId": plain["id"], "ip": ip, "port": 5004}),
+            "forbidden",
+        )
+        .await;
+    }
     for bad in [
         json!({"transportId": plain["id"], "ip": "not-an-ip", "port": 5004}),
         json!({"transportId": plain["id"], "ip": "127.0.0.1", "port": 70000}),

@@ -35,6 +35,8 @@ static_dir = "$static"
 listen_ip = "$ip"
 port_min = 40000
 port_max = 40999
+# loadgen and test clients run on the namespaces' network
+plain_allowed_networks = ["127.0.0.0/8", "198.18.0.0/15"]
 
 [workers]
 count = 1

@@ -60,6 +60,10 @@ pub enum RoomError {
         /// Its value.
         max: usize,
     },
+    /// The node's policy refuses the request (e.g. a plain transport
+    /// aimed at an address outside `rtc.plain_allowed_networks`).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// The node's RTC port range is exhausted.
     #[error("no RTC port left on this node: {0}")]
     NoPorts(String),

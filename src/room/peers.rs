@@ -283,6 +283,14 @@ impl Handler<ConnectPlainTransport> for RoomActor {
             }
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
+        let ip = msg.remote.ip();
+        let allowed = &self.env.config.rtc.plain_allowed_networks;
+        if crate::net::never_a_destination(ip) || !allowed.iter().any(|n| n.contains(ip)) {
+            let e = RoomError::Forbidden(format!(
+                "{ip} is not in rtc.plain_allowed_networks (or never a destination)"
+            ));
+            return Box::pin(fut::ready(Err(e)));
+        }
         let fut = async move {
             transport
                 .connect(PlainTransportRemoteParameters {

@@ -104,6 +104,7 @@ impl From<&RoomError> for SignalError {
             RoomError::InvalidParameters(_) => ErrorCode::InvalidParameters,
             RoomError::LimitExceeded { .. } => ErrorCode::LimitExceeded,
             RoomError::NoPorts(_) => ErrorCode::Capacity,
+            RoomError::Forbidden(_) => ErrorCode::Forbidden,
             RoomError::NoWorker | RoomError::Router(CreateRouterError::WorkerGone(_)) => {
                 ErrorCode::Capacity
             }

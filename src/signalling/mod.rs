@@ -51,6 +51,9 @@ pub enum ErrorCode {
     Draining,
     /// A configured limit would be passed; the message names it.
     LimitExceeded,
+    /// The node's policy refuses it (e.g. a plain transport aimed outside
+    /// `rtc.plain_allowed_networks`).
+    Forbidden,
     /// Anything else.
     Internal,
 }
