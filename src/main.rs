@@ -73,6 +73,9 @@ enum ClusterCommand {
         /// Output directory.
         #[arg(long, default_value = "certs")]
         out: PathBuf,
+        /// Days the certificate is valid (from now); peers refuse it after.
+        #[arg(long, default_value_t = 90)]
+        days: u64,
     },
 }
 
@@ -435,12 +438,27 @@ fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
                 files.key.display()
             );
         }
-        ClusterCommand::Cert { node, ca_dir, out } => {
+        ClusterCommand::Cert {
+            node,
+            ca_dir,
+            out,
+            days,
+        } => {
             let id = NodeId::new(&node).with_context(|| format!("invalid node name `{node}`"))?;
-            let files =
-                tls::write_node_cert(&out, &ca_dir.join("ca.pem"), &ca_dir.join("ca.key"), &id)?;
+            anyhow::ensure!((1..=3650).contains(&days), "--days must be 1..=3650");
+            let validity = std::time::Duration::from_secs(days * 24 * 3600);
+            let (files, expires) = tls::write_node_cert_for(
+                &out,
+                &ca_dir.join("ca.pem"),
+                &ca_dir.join("ca.key"),
+                &id,
+                validity,
+            )?;
+            let expires = time::OffsetDateTime::from(expires)
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_else(|_| format!("in {days} days"));
             println!(
-                "node `{id}`: {} (key {})",
+                "node `{id}`: {} (key {}), valid until {expires}",
                 files.cert.display(),
                 files.key.display()
             );

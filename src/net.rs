@@ -30,7 +30,9 @@ impl Network {
         };
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
@@ -81,9 +83,7 @@ impl fmt::Display for Network {
 /// Addresses the node never sends media to, whatever the allow-list:
 /// unspecified, multicast and IPv4 broadcast.
 pub fn never_a_destination(ip: IpAddr) -> bool {
-    ip.is_unspecified()
-        || ip.is_multicast()
-        || matches!(ip, IpAddr::V4(v4) if v4.is_broadcast())
+    ip.is_unspecified() || ip.is_multicast() || matches!(ip, IpAddr::V4(v4) if v4.is_broadcast())
 }
 
 #[cfg(test)]
@@ -111,7 +111,14 @@ mod tests {
 
     #[test]
     fn bad_networks_are_errors() {
-        for s in ["127.0.0.1", "127.0.0.1/33", "::1/129", "x/8", "10.0.0.0/-1", ""] {
+        for s in [
+            "127.0.0.1",
+            "127.0.0.1/33",
+            "::1/129",
+            "x/8",
+            "10.0.0.0/-1",
+            "",
+        ] {
             assert!(s.parse::<Network>().is_err(), "{s}");
         }
         assert_eq!(net("10.0.0.0/8").to_string(), "10.0.0.0/8");

@@ -11,6 +11,7 @@ use std::{
     fmt,
     path::{Path, PathBuf},
     sync::Arc,
+    time::{Duration, SystemTime},
 };
 
 use rcgen::{
@@ -71,13 +72,36 @@ pub fn generate_ca(common_name: &str) -> Result<CertifiedKeyPem, CertError> {
     })
 }
 
-/// Generates a certificate for `node`, signed by the CA given in PEM.
-/// The node name goes into the DNS SAN and the CN; the certificate is valid
-/// for both TLS server and client authentication.
+/// How long a node certificate is valid by default: 90 days.
+pub const DEFAULT_NODE_CERT_VALIDITY: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// Generates a certificate for `node`, signed by the CA given in PEM, valid
+/// from now for [`DEFAULT_NODE_CERT_VALIDITY`]. The node name goes into the
+/// DNS SAN and the CN; the certificate is valid for both TLS server and
+/// client authentication.
 pub fn generate_node_cert(
     ca_cert_pem: &str,
     ca_key_pem: &str,
     node: &NodeId,
+) -> Result<CertifiedKeyPem, CertError> {
+    let now = SystemTime::now();
+    generate_node_cert_valid(
+        ca_cert_pem,
+        ca_key_pem,
+        node,
+        now,
+        now + DEFAULT_NODE_CERT_VALIDITY,
+    )
+}
+
+/// [`generate_node_cert`] valid from `not_before` until `not_after`. Peers
+/// refuse a certificate outside its validity (the TLS handshake fails).
+pub fn generate_node_cert_valid(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    node: &NodeId,
+    not_before: SystemTime,
+    not_after: SystemTime,
 ) -> Result<CertifiedKeyPem, CertError> {
     let ca_key = KeyPair::from_pem(ca_key_pem)?;
     let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, ca_key)?;
@@ -93,6 +117,8 @@ pub fn generate_node_cert(
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
     params.use_authority_key_identifier_extension = true;
+    params.not_before = time::OffsetDateTime::from(not_before);
+    params.not_after = time::OffsetDateTime::from(not_after);
     let cert = params.signed_by(&key, &issuer)?;
     Ok(CertifiedKeyPem {
         cert_pem: cert.pem(),
@@ -116,8 +142,8 @@ pub fn write_ca(dir: &Path) -> Result<CertFiles, CertError> {
     write_pair(dir, "ca", &ca)
 }
 
-/// Generates a certificate for `node` signed by the CA files, into `dir` as
-/// `NODE.pem` and `NODE.key` (for `mafalda cluster cert --node NAME`).
+/// Generates a certificate for `node` signed by the CA files, valid for
+/// [`DEFAULT_NODE_CERT_VALIDITY`], into `dir` as `NODE.pem` and `NODE.key`.
 /// Refuses to overwrite existing files.
 pub fn write_node_cert(
     dir: &Path,
@@ -125,10 +151,24 @@ pub fn write_node_cert(
     ca_key: &Path,
     node: &NodeId,
 ) -> Result<CertFiles, CertError> {
+    write_node_cert_for(dir, ca_cert, ca_key, node, DEFAULT_NODE_CERT_VALIDITY).map(|(f, _)| f)
+}
+
+/// [`write_node_cert`] valid for `validity` from now (for `mafalda cluster
+/// cert --node NAME --days N`); answers the files and when it expires.
+pub fn write_node_cert_for(
+    dir: &Path,
+    ca_cert: &Path,
+    ca_key: &Path,
+    node: &NodeId,
+    validity: Duration,
+) -> Result<(CertFiles, SystemTime), CertError> {
     let ca_cert_pem = read_string(ca_cert)?;
     let ca_key_pem = read_string(ca_key)?;
-    let pair = generate_node_cert(&ca_cert_pem, &ca_key_pem, node)?;
-    write_pair(dir, node.as_str(), &pair)
+    let now = SystemTime::now();
+    let expires = now + validity;
+    let pair = generate_node_cert_valid(&ca_cert_pem, &ca_key_pem, node, now, expires)?;
+    Ok((write_pair(dir, node.as_str(), &pair)?, expires))
 }
 
 fn read_string(path: &Path) -> Result<String, CertError> {

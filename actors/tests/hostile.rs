@@ -404,3 +404,41 @@ async fn peers_without_a_valid_certificate_are_refused() {
     b.shutdown().await;
     assert_no_panic();
 }
+
+#[actix_rt::test]
+async fn a_node_with_an_expired_certificate_cannot_join() {
+    init();
+    let pki = Pki::new();
+    let a = start(&pki, "node-valid", vec![]).await;
+    let day = std::time::Duration::from_secs(24 * 3600);
+    let now = std::time::SystemTime::now();
+    let expired = mafalda_actors::tls::generate_node_cert_valid(
+        &pki.ca.cert_pem,
+        &pki.ca.key_pem,
+        &id("node-expired"),
+        now - 2 * day,
+        now - day,
+    )
+    .unwrap();
+    let mut c = config(&pki, "node-expired", vec![]);
+    c.tls =
+        mafalda_actors::TlsConfig::from_pem(&pki.ca.cert_pem, &expired.cert_pem, &expired.key_pem)
+            .unwrap();
+    let b = mafalda_actors::Node::start(c, std::future::pending())
+        .await
+        .unwrap();
+    assert!(
+        b.join(a.addr()).await.is_err(),
+        "an expired certificate was accepted"
+    );
+    assert!(a.members().iter().all(|m| m.id != id("node-expired")));
+    // A valid certificate of the same CA does join.
+    let fresh = start(&pki, "node-fresh", vec![]).await;
+    fresh
+        .join(a.addr())
+        .await
+        .expect("a valid certificate joins");
+    b.shutdown().await;
+    fresh.shutdown().await;
+    a.shutdown().await;
+}
