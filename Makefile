@@ -88,6 +88,8 @@ test-rust:
 	$(ISOLATED) $(CARGO_TARGET_DIR)/debug/examples/embed_router
 	$(ISOLATED) $(CARGO_TARGET_DIR)/debug/examples/custom_actor
 	$(ISOLATED) $(CARGO_TARGET_DIR)/debug/examples/moderator
+	@echo "== fuzz, a short budget (make fuzz runs 10 million inputs per parser)"
+	$(CARGO_TARGET_DIR)/debug/examples/fuzz all 100000
 	@echo "== loadgen: a 2-worker room in process (one subscriber in 4 measured) and plain mediasoup on 2 piped routers, each must deliver with <1% loss"
 	$(ISOLATED) $(BIN) loadgen --workers 2 --placement spread --publishers 2 --subscribers 20 --settle 1 --duration 2 --measure-one-in 4
 	$(ISOLATED) $(BIN) loadgen --target baseline --workers 2 --subscribers 20 --settle 1 --duration 2
@@ -133,8 +135,12 @@ docs/architecture.svg: docs/architecture.dot
 	echo "<!-- rendered from docs/architecture.dot, sha256 $$(sha256sum $< | cut -d' ' -f1) -->" >> $@.tmp
 	mv $@.tmp $@
 
-fuzz:
+# FUZZ_INPUTS mutated inputs for each of the two parsers of untrusted input
+# (signalling JSON, fabric frames and messages); see examples/fuzz.rs.
+FUZZ_INPUTS ?= 10000000
+fuzz: mediasoup
 	PROPTEST_CASES=$${PROPTEST_CASES:-20000} $(CARGO) test -p mafalda-actors --release --test codec_props
+	$(CARGO) run --release --example fuzz -- all $(FUZZ_INPUTS)
 
 lint: mediasoup
 	$(CARGO) fmt --all -- --check
