@@ -290,7 +290,10 @@ fn hex(b: &[u8]) -> String {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let which = args.first().map_or("all", String::as_str);
-    let inputs: u64 = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let inputs: u64 = args
+        .get(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let seed: u64 = args
         .get(2)
         .and_then(|v| v.parse().ok())
@@ -300,7 +303,13 @@ fn main() {
     println!("fuzz: seed {seed}");
     let mut failed = false;
     if matches!(which, "signalling" | "all") {
-        if let Err(e) = fuzz("signalling", &signalling_corpus(), inputs, seed, run_signalling) {
+        if let Err(e) = fuzz(
+            "signalling",
+            &signalling_corpus(),
+            inputs,
+            seed,
+            run_signalling,
+        ) {
             println!("{e}");
             failed = true;
         }

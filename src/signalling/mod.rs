@@ -273,6 +273,30 @@ fn data<T: serde::de::DeserializeOwned>(method: &str, value: Value) -> Result<T,
     })
 }
 
+/// Refuses DTLS fingerprint values that are not ASCII before mediasoup's
+/// parser sees them: it slices them by byte offsets, and a multi-byte
+/// character there would make it panic (found by `examples/fuzz.rs`).
+fn ascii_fingerprints(data: &Value) -> Result<(), SignalError> {
+    let fingerprints = data
+        .get("dtlsParameters")
+        .and_then(|p| p.get("fingerprints"))
+        .and_then(Value::as_array);
+    let bad = fingerprints.is_some_and(|list| {
+        list.iter().any(|f| {
+            f.get("value")
+                .and_then(Value::as_str)
+                .is_some_and(|v| !v.is_ascii())
+        })
+    });
+    if bad {
+        return Err(SignalError::new(
+            ErrorCode::BadRequest,
+            "invalid data for `connectWebRtcTransport`: a fingerprint value must be hex bytes separated by colons",
+        ));
+    }
+    Ok(())
+}
+
 type ParseData = fn(&str, Value) -> Result<Request, SignalError>;
 
 /// Every method of the protocol, with how its `data` is read: the one list
@@ -286,6 +310,7 @@ pub const METHODS: &[(&str, ParseData)] = &[
         Ok(Request::CreateWebRtcTransport(data(m, d)?))
     }),
     ("connectWebRtcTransport", |m, d| {
+        ascii_fingerprints(&d)?;
         Ok(Request::ConnectWebRtcTransport(data(m, d)?))
     }),
     ("createPlainTransport", |m, d| {
@@ -740,5 +765,18 @@ mod tests {
             validate_join(&j, 16, 16).unwrap_err().code,
             ErrorCode::BadRequest
         );
+    }
+}
+#[cfg(test)]
+mod fuzz_found {
+    use super::*;
+
+    /// Found by `examples/fuzz.rs`: a DTLS fingerprint with a multi-byte
+    /// character where a hex digit goes made mediasoup's parser panic.
+    #[test]
+    fn a_fingerprint_with_a_multibyte_character_is_a_bad_request() {
+        let text = r#"{"id":4,"method":"connectWebRtcTransport","data":{"transportId":"3b0c8b7e-6a5e-4b7b-9e57-7c8f6f2b1d10","dtlsParameters":{"role":"client","fingerprints":[{"algorithm":"sha-256","value":"AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:�B:AB:AB:AB:AB:AB:AB:AB:AB:AB:AAB"}]}}}"#;
+        let f = parse_request(text).unwrap_err();
+        assert_eq!(f.error.code, ErrorCode::BadRequest);
     }
 }
