@@ -44,6 +44,7 @@ pub struct RunningNode {
     /// The node's graceful drain.
     pub drain: Drainer,
     config: Arc<Config>,
+    streams: api::stream::StatusStreams,
     http: actix_web::dev::ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -80,7 +81,9 @@ impl RunningNode {
             cluster: cluster.clone(),
             metrics: Default::default(),
             drain: drain.clone(),
+            streams: Default::default(),
         };
+        let streams = state.streams.clone();
         let http_addr = listener.local_addr()?;
         let app_state = state.clone();
         let http = HttpServer::new(move || {
@@ -103,9 +106,15 @@ impl RunningNode {
             cluster,
             drain,
             config,
+            streams,
             http: handle,
             task,
         })
+    }
+
+    /// The `/api/status/stream` responses open now.
+    pub fn status_streams(&self) -> usize {
+        self.streams.open()
     }
 
     /// The node's (validated) configuration.
@@ -116,6 +125,9 @@ impl RunningNode {
     /// Stops accepting connections, closes every session and stops the
     /// node's actors (which closes the mediasoup workers).
     pub async fn stop(self) {
+        // Status streams never end by themselves: end them, or the
+        // graceful stop would wait its whole timeout for them.
+        self.streams.close();
         self.http.stop(true).await;
         let _ = self.task.await;
         // Rooms close first, so that shards still detach from their homes
