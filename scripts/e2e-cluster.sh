@@ -25,6 +25,13 @@
 #               other participant's video (decoded) and audio, and while media
 #               flows the nodes' /api/status must show pipe producers and pipe
 #               consumers on >= $E2E_PIPE_NODES nodes
+#   dashboard   a `mafalda loadgen --soak` room with its publisher on node 1
+#               and its subscriber on node 2; one headless Chromium loads
+#               node 1's /dashboard (tests/e2e/dashboard.mjs): both nodes
+#               drawn live, the room's router on each, the pipe link from
+#               node 1 to node 2, the room's participants and one home, and
+#               every node's status stream going on; a screenshot is saved
+#               as dashboard.png in the work dir
 #   loadgen     `mafalda loadgen` over the nodes: 1 publisher on node 1, 6
 #               subscribers on nodes 2 and 3, under 1% loss; with
 #               pipe_fanout = 1, node 3 takes the streams from node 2
@@ -79,7 +86,7 @@
 # work dir (configs, certificates, logs).
 #
 # env: MAFALDA_BIN, MAFALDA_CACHE, E2E_SKIP_SETUP as for scripts/e2e.sh;
-#   E2E_STEPS ("media loadgen partition spill-load spill failover kill abort rolling")  the steps to run, of
+#   E2E_STEPS ("media dashboard loadgen partition spill-load spill failover kill abort rolling")  the steps to run, of
 #                             those; always in the order above; network, certs,
 #                             cluster-up, cleanup and nodes-exit always run
 #   E2E_MEDIA_TIMEOUT (120)   seconds for media to flow once joined
@@ -91,9 +98,11 @@
 #   E2E_MEDIA_LIMIT, E2E_SPILL_LIMIT, E2E_FAILOVER_LIMIT (360, 300, 300)  hard
 #                             limits of the media, spill and failover drivers
 #   E2E_LOG_LEVEL (info), E2E_LOG_LINES (80), E2E_BROWSER_ARGS (extra browser.mjs options)
+#   E2E_KEEP_WORK (0)         1: keep the work dir after a passing run too (e.g.
+#                             for the dashboard's screenshot)
 set -uo pipefail
 
-ALL_STEPS="media loadgen partition spill-load spill failover kill abort rolling"
+ALL_STEPS="media dashboard loadgen partition spill-load spill failover kill abort rolling"
 STEPS="${E2E_STEPS:-$ALL_STEPS}"
 for step in $STEPS; do
   [[ " $ALL_STEPS " == *" $step "* ]] || { echo "e2e-cluster: unknown step '$step' in E2E_STEPS (steps: $ALL_STEPS)"; exit 2; }
@@ -229,6 +238,8 @@ cleanup() {
   if (( FAILED > 0 || rc != 0 )); then
     show_logs
     say "work dir kept: $WORK"
+  elif [[ "${E2E_KEEP_WORK:-0}" == 1 ]]; then
+    say "work dir kept (E2E_KEEP_WORK=1): $WORK"
   else
     rm -rf "$WORK"
   fi
@@ -457,6 +468,38 @@ membership_summary
 say "node CPU so far: $(for i in $(seq "$NODES"); do printf '%s %ss  ' "$(node_name "$i")" "$(node_cpu "$i")"; done)"
 }
 
+# ---------------------------------------------------------------- dashboard
+# The cluster dashboard in one headless Chromium (tests/e2e/dashboard.mjs):
+# a soak room spans nodes 1 and 2 (its publisher joins through node 1, its
+# subscriber through node 2), and node 1's /dashboard must draw both nodes
+# live, the room's router on each and the pipe link between them, list the
+# room's participants and its one home, and keep receiving every node's
+# status stream. The screenshot stays in the work dir.
+step_dashboard() {
+say "----- dashboard: a room on $(node_name 1) and $(node_name 2); /dashboard of $(node_name 1) in chromium -----"
+local t0 rc=0 room targets lg
+t0=$(date +%s)
+room="dash-$RANDOM"
+targets="ws://$(node_ip 1):$HTTP_PORT/ws,ws://$(node_ip 2):$HTTP_PORT/ws"
+rm -f "$WORK/dashboard.ready"
+"$MAFALDA_BIN" loadgen --soak "${E2E_DASHBOARD_SOAK:-15}" --target "$targets" --room "$room" \
+  --publishers 1 --subscribers 1 --ip "$CLIENT_IP" --ready-file "$WORK/dashboard.ready" \
+  >"$WORK/dashboard-loadgen.log" 2>&1 &
+lg=$!
+wait_until 20 "the dashboard's room to carry media" test -s "$WORK/dashboard.ready" || rc=90
+if (( rc == 0 )); then
+  run_driver 90 node "$ROOT/tests/e2e/dashboard.mjs" --url "$(node_url 1)" --room "$room" \
+    --nodes "$(node_name 1),$(node_name 2)" --participants 2 --screenshot "$WORK/dashboard.png"
+  rc=$?
+fi
+if ! wait "$lg"; then
+  say "dashboard: the loadgen room failed:"; tail -n 5 "$WORK/dashboard-loadgen.log"
+  [[ "$rc" == 0 ]] && rc=89
+fi
+nodes_up || { [[ "$rc" == 0 ]] && rc=98; }
+record dashboard "$rc" "$(( $(date +%s) - t0 ))"
+}
+
 # ---------------------------------------------------------------- loadgen
 # `mafalda loadgen` across the nodes: 1 publisher (audio + video) on node 1,
 # 6 subscribers on nodes 2 and 3 in turn, under 1% loss; while it runs,
@@ -624,6 +667,7 @@ record failover "$rc" "$(( $(date +%s) - t0 ))"
 }
 
 want_step media && step_media
+want_step dashboard && step_dashboard
 want_step loadgen && step_loadgen
 want_step partition && step_partition
 want_step spill-load && step_spill_load

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install what the browser demo page and the browser e2e tests need, and
-# bundle the page into web/dist/. Idempotent; a fast no-op when up to date.
+# Install what the browser demo page, the cluster dashboard and the browser
+# e2e tests need, and bundle both pages into web/dist/. Idempotent; a fast
+# no-op when up to date.
 #
 #   scripts/setup-web.sh            # chromium (apt) + npm ci + bundle
 #   SKIP_CHROMIUM=1 scripts/setup-web.sh   # page only
@@ -41,19 +42,27 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$lock_sum" ]]; then
   echo "$lock_sum" > "$stamp"
 fi
 
-# 3. Bundle when any input is newer than the bundle.
-out="$WEB/dist/app.js"
+# 3. Bundle when any input is newer than the bundle: two pages, the demo
+# (index.html, src/app.js) and the cluster dashboard (dashboard.html,
+# src/dashboard.js), each script bundled on its own into dist/.
+PAGES=(index.html style.css dashboard.html dashboard.css)
+BUNDLES=(app.js dashboard.js)
 need_build=0
-if [[ ! -f "$out" || ! -f "$WEB/dist/index.html" || ! -f "$WEB/dist/style.css" ]]; then
-  need_build=1
-elif [[ -n "$(find "$WEB/src" "$WEB/index.html" "$WEB/style.css" "$WEB/package.json" "$stamp" -newer "$out" -print -quit)" ]]; then
-  need_build=1
+for f in "${PAGES[@]}" "${BUNDLES[@]}"; do
+  [[ -f "$WEB/dist/$f" ]] || need_build=1
+done
+if [[ $need_build == 0 ]]; then
+  inputs=("$WEB/src" "$WEB/package.json" "$stamp")
+  for f in "${PAGES[@]}"; do inputs+=("$WEB/$f"); done
+  for b in "${BUNDLES[@]}"; do
+    if [[ -n "$(find "${inputs[@]}" -newer "$WEB/dist/$b" -print -quit)" ]]; then need_build=1; fi
+  done
 fi
 if [[ $need_build == 1 ]]; then
   log "bundling web/dist"
   mkdir -p "$WEB/dist"
-  cp "$WEB/index.html" "$WEB/style.css" "$WEB/dist/"
-  "$WEB/node_modules/.bin/esbuild" "$WEB/src/app.js" --bundle --format=iife --target=chrome110 \
-    --minify --sourcemap --log-level=warning --outfile="$out"
+  for f in "${PAGES[@]}"; do cp "$WEB/$f" "$WEB/dist/"; done
+  "$WEB/node_modules/.bin/esbuild" "$WEB/src/app.js" "$WEB/src/dashboard.js" --bundle --format=iife \
+    --target=chrome110 --minify --sourcemap --log-level=warning --outdir="$WEB/dist"
 fi
 log "ok"

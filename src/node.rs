@@ -44,6 +44,7 @@ pub struct RunningNode {
     /// The node's graceful drain.
     pub drain: Drainer,
     config: Arc<Config>,
+    streams: api::stream::StatusStreams,
     http: actix_web::dev::ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -81,7 +82,9 @@ impl RunningNode {
             metrics: Default::default(),
             drain: drain.clone(),
             connections: Default::default(),
+            streams: Default::default(),
         };
+        let streams = state.streams.clone();
         let http_addr = listener.local_addr()?;
         let app_state = state.clone();
         let http = HttpServer::new(move || {
@@ -104,9 +107,15 @@ impl RunningNode {
             cluster,
             drain,
             config,
+            streams,
             http: handle,
             task,
         })
+    }
+
+    /// The `/api/status/stream` responses open now.
+    pub fn status_streams(&self) -> usize {
+        self.streams.open()
     }
 
     /// The node's (validated) configuration.
@@ -117,6 +126,9 @@ impl RunningNode {
     /// Stops accepting connections, closes every session and stops the
     /// node's actors (which closes the mediasoup workers).
     pub async fn stop(self) {
+        // Status streams never end by themselves: end them, or the
+        // graceful stop would wait its whole timeout for them.
+        self.streams.close();
         self.http.stop(true).await;
         let _ = self.task.await;
         // Rooms close first, so that shards still detach from their homes

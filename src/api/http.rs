@@ -1,5 +1,5 @@
-//! Plain HTTP routes: health, status, the cluster's signalling URLs, drain
-//! and the static demo.
+//! Plain HTTP routes: health, status, the cluster's signalling URLs, drain,
+//! the dashboard and the static demo.
 
 use std::time::Duration;
 
@@ -7,32 +7,43 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::ApiState;
+use crate::server::NodeGone;
 
 /// `GET /healthz`
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
 }
 
-/// `GET /api/status`
-pub async fn status(state: web::Data<ApiState>) -> HttpResponse {
-    match state.server.status().await {
-        Ok(status) => {
-            let mut body = serde_json::to_value(&status).unwrap_or_default();
-            if let (Some(cluster), Some(obj)) = (&state.cluster, body.as_object_mut()) {
-                obj.insert(
-                    "cluster".into(),
-                    serde_json::json!({
-                        "node": cluster.node().id().to_string(),
-                        "addr": cluster.node().addr(),
-                        "members": cluster.members(),
-                    }),
-                );
-            }
-            if let Some(obj) = body.as_object_mut() {
-                obj.insert("drain".into(), serde_json::json!(state.drain.state()));
-            }
-            HttpResponse::Ok().json(body)
+/// The node's status as `/api/status` serves it (and
+/// `/api/status/stream` pushes it): [`Server::status`](crate::server::Server::status),
+/// with the cluster's members and the drain state.
+pub async fn status_json(state: &ApiState) -> Result<serde_json::Value, NodeGone> {
+    let status = state.server.status().await?;
+    let mut body = serde_json::to_value(&status).unwrap_or_default();
+    if let Some(obj) = body.as_object_mut() {
+        if let Some(cluster) = &state.cluster {
+            obj.insert(
+                "cluster".into(),
+                serde_json::json!({
+                    "node": cluster.node().id().to_string(),
+                    "addr": cluster.node().addr(),
+                    "members": cluster.members(),
+                }),
+            );
         }
+        obj.insert("drain".into(), serde_json::json!(state.drain.state()));
+    }
+    Ok(body)
+}
+
+/// `GET /api/status`. Read-only and public, so any origin may read it
+/// (the dashboard served by one node reads every node's).
+pub async fn status(state: web::Data<ApiState>) -> HttpResponse {
+    match status_json(&state).await {
+        Ok(body) => HttpResponse::Ok()
+            .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(body),
         Err(e) => HttpResponse::ServiceUnavailable().body(format!("node actor unavailable: {e}")),
     }
 }
@@ -110,14 +121,34 @@ pub async fn demo_missing(state: web::Data<ApiState>) -> HttpResponse {
         ))
 }
 
+/// `GET /dashboard`: the cluster dashboard page, `dashboard.html` of the
+/// bundled web pages (its script and style come from `/`).
+pub async fn dashboard(req: HttpRequest, state: web::Data<ApiState>) -> HttpResponse {
+    let path = state.config.http.static_dir.join("dashboard.html");
+    match actix_files::NamedFile::open_async(&path).await {
+        Ok(file) => file.into_response(&req),
+        Err(_) => HttpResponse::NotFound()
+            .content_type("text/plain")
+            .body(format!(
+                "The dashboard is not built: {} does not exist. Run `make web`.\n",
+                path.display()
+            )),
+    }
+}
+
 /// Registers the routes on an actix-web app.
 pub fn configure(cfg: &mut web::ServiceConfig, state: &ApiState) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/api/status", web::get().to(status))
+        .route(
+            "/api/status/stream",
+            web::get().to(super::stream::status_stream),
+        )
         .route("/api/nodes", web::get().to(nodes))
         .route("/api/drain", web::post().to(drain))
         .route("/metrics", web::get().to(super::metrics::metrics))
-        .route("/ws", web::get().to(super::ws::upgrade));
+        .route("/ws", web::get().to(super::ws::upgrade))
+        .route("/dashboard", web::get().to(dashboard));
     let dir = &state.config.http.static_dir;
     if dir.join("index.html").is_file() {
         cfg.service(actix_files::Files::new("/", dir).index_file("index.html"));

@@ -3,16 +3,20 @@
 //! - `GET /ws` — the JSON signalling protocol ([`ws`]).
 //! - `GET /healthz` — liveness.
 //! - `GET /api/status` — node status as JSON.
+//! - `GET /api/status/stream` — the same, pushed every second as
+//!   Server-Sent Events ([`stream`]).
 //! - `GET /api/nodes` — the signalling URLs of the nodes that take
 //!   participants (this one and its cluster peers).
 //! - `POST /api/drain` — starts the node's graceful drain ([`crate::drain`]).
 //! - `GET /metrics` — Prometheus metrics ([`metrics`]).
-//! - `/` — the bundled browser demo from `http.static_dir`.
+//! - `GET /dashboard` — the cluster dashboard page, and `/` — the browser
+//!   demo, both bundled in `http.static_dir`.
 
 pub mod guard;
 pub mod http;
 pub mod metrics;
 pub mod requests;
+pub mod stream;
 pub mod ws;
 
 use std::sync::Arc;
@@ -35,4 +39,6 @@ pub struct ApiState {
     pub drain: crate::drain::Drainer,
     /// Open WebSocket connections (`[limits]`).
     pub connections: guard::Connections,
+    /// The open `/api/status/stream` responses (ended when the node stops).
+    pub streams: stream::StatusStreams,
 }

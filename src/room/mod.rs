@@ -103,7 +103,7 @@ pub use gate::{GateHold, RoomGate};
 pub use messages::*;
 pub use routers::rtc_listen_info;
 pub use span::{HandOffHome, IsHome, NodeLost, NodeUp};
-pub use status::{DescribeRoom, LinkView, PeerNodes, RoomView};
+pub use status::{DescribeRoom, LinkView, PeerNodes, RoomView, RouterView};
 
 use crate::config::Config;
 use crate::metrics::Counters;

@@ -21,6 +21,16 @@ pub struct LinkView {
     pub hops: usize,
 }
 
+/// One of the room's routers on this node, as status shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouterView {
+    /// The router (`node/wN`: the worker it lives on).
+    pub router: String,
+    /// The room's participants placed on it.
+    pub peers: usize,
+}
+
 /// One room on this node, as status shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -41,6 +51,8 @@ pub struct RoomView {
     pub producers: usize,
     /// Producers on other nodes.
     pub remote_producers: usize,
+    /// The room's routers on this node, by worker.
+    pub routers: Vec<RouterView>,
     /// Links between this node's routers, and from other nodes into them.
     pub links_in: Vec<LinkView>,
     /// Links from this node's routers to other nodes'.
@@ -91,6 +103,15 @@ impl Handler<DescribeRoom> for RoomActor {
             })
             .collect();
         links_out.sort_by(|a, b| (&a.from, &a.to).cmp(&(&b.from, &b.to)));
+        let mut locs: Vec<_> = self.routers.keys().collect();
+        locs.sort();
+        let routers = locs
+            .into_iter()
+            .map(|loc| RouterView {
+                router: loc.to_string(),
+                peers: self.peers.values().filter(|p| &p.loc == loc).count(),
+            })
+            .collect();
         MessageResult(RoomView {
             room: self.id.clone(),
             role,
@@ -100,6 +121,7 @@ impl Handler<DescribeRoom> for RoomActor {
             remote_peers: self.remote_peers.len(),
             producers: self.peers.values().map(|p| p.producers.len()).sum(),
             remote_producers: self.remote_producers.len(),
+            routers,
             links_in,
             links_out,
         })
