@@ -69,7 +69,7 @@ impl Default for LimitsSection {
     fn default() -> Self {
         Self {
             peers_per_room: 1000,
-            transports_per_peer: 4,
+            transports_per_peer: 16,
             producers_per_peer: 16,
             consumers_per_peer: 2000,
             connections: 20_000,

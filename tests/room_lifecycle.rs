@@ -12,6 +12,9 @@ use mafalda::sfu::{ConsumerOptions, Direction, Event, Sfu};
 fn config(workers: usize, idle_close_ms: u64) -> Config {
     let mut c = spread_config(workers);
     c.rooms.idle_close_ms = idle_close_ms;
+    // These tests open a send transport per producer, many on one
+    // participant.
+    c.limits.transports_per_peer = 64;
     c
 }
 
