@@ -9,7 +9,10 @@
 //! - [`config`] — the TOML node configuration with embedded defaults.
 //! - [`ids`] — newtype ids for Mafalda's own entities (peers, rooms, worker
 //!   slots, router locations).
-//! - [`metrics`] — resource counters, decremented by mediasoup close callbacks.
+//! - [`metrics`] — resource counters, decremented by mediasoup close callbacks;
+//!   the node's running totals.
+//! - [`media_stats`] — RTP packets and bytes per worker, sampled from
+//!   mediasoup's stats.
 //! - [`worker`] — `WorkerActor`: one mediasoup worker (one core), router factory,
 //!   CPU sampling of its thread.
 //! - [`placement`] — the load model and the worker board rooms place peers with.
@@ -46,6 +49,7 @@ pub mod ids;
 /// The packet engine of `mafalda loadgen`: synthetic RTP publishers and
 /// measuring subscribers over real UDP sockets.
 pub mod loadgen;
+pub mod media_stats;
 pub mod metrics;
 pub mod node;
 pub mod placement;
