@@ -251,6 +251,9 @@ pub struct WorkersSection {
     pub count: usize,
     /// mediasoup worker log level: `debug`, `warn`, `error` or `none`.
     pub log_level: String,
+    /// How often each worker asks mediasoup for its producers' and
+    /// consumers' stats, for the RTP counters of `/metrics`.
+    pub stats_interval_ms: u64,
 }
 
 impl Default for WorkersSection {
@@ -258,7 +261,15 @@ impl Default for WorkersSection {
         Self {
             count: 0,
             log_level: "warn".to_owned(),
+            stats_interval_ms: 5000,
         }
+    }
+}
+
+impl WorkersSection {
+    /// `stats_interval_ms` as a duration.
+    pub fn stats_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.stats_interval_ms)
     }
 }
 
@@ -415,6 +426,9 @@ impl Config {
         }
         if !["debug", "warn", "error", "none"].contains(&self.workers.log_level.as_str()) {
             return invalid("workers.log_level", "one of debug, warn, error, none");
+        }
+        if self.workers.stats_interval_ms < 100 {
+            return invalid("workers.stats_interval_ms", "at least 100");
         }
         if self.signalling.max_message_bytes < 1024 {
             return invalid("signalling.max_message_bytes", "at least 1024");

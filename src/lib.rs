@@ -10,7 +10,10 @@
 //! - [`ids`] — newtype ids for Mafalda's own entities (peers, rooms, worker
 //!   slots, router locations).
 //! - [`net`] — IP networks for allow-lists.
-//! - [`metrics`] — resource counters, decremented by mediasoup close callbacks.
+//! - [`metrics`] — resource counters, decremented by mediasoup close callbacks;
+//!   the node's running totals.
+//! - [`media_stats`] — RTP packets and bytes per worker, sampled from
+//!   mediasoup's stats.
 //! - [`worker`] — `WorkerActor`: one mediasoup worker (one core), router factory,
 //!   CPU sampling of its thread.
 //! - [`placement`] — the load model and the worker board rooms place peers with.
@@ -47,6 +50,7 @@ pub mod ids;
 /// The packet engine of `mafalda loadgen`: synthetic RTP publishers and
 /// measuring subscribers over real UDP sockets.
 pub mod loadgen;
+pub mod media_stats;
 pub mod metrics;
 pub mod net;
 pub mod node;

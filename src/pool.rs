@@ -15,11 +15,12 @@ use tracing::Span;
 
 use crate::config::Config;
 use crate::ids::WorkerSlot;
-use crate::metrics::{Counters, CountsSnapshot};
+use crate::metrics::{Counters, CountsSnapshot, Tallies};
 use crate::placement::{CpuGauge, Seat, WorkerBoard};
 use crate::room::WorkerLost;
 use crate::worker::{
-    spawn_worker, KillWorker, SpawnWorkerError, SpawnedWorker, StopWorker, WorkerActor, WorkerDied,
+    spawn_worker, KillWorker, MediaTotals, SpawnWorkerError, SpawnedWorker, StopWorker,
+    WorkerActor, WorkerDied,
 };
 
 #[derive(Debug)]
@@ -37,6 +38,7 @@ pub struct WorkerPool {
     node: NodeId,
     config: Arc<Config>,
     node_counters: Arc<Counters>,
+    tallies: Arc<Tallies>,
     board: Arc<WorkerBoard>,
     manager: WorkerManager,
     workers: Vec<WorkerEntry>,
@@ -57,11 +59,13 @@ impl std::fmt::Debug for WorkerPool {
 impl WorkerPool {
     /// Spawns `config.worker_count()` workers and starts the pool actor,
     /// which publishes them on `board`. `on_lost` hears of every worker
-    /// that dies.
+    /// that dies. Each worker adds the RTP it carries to its slot's totals
+    /// in `tallies`.
     pub async fn start(
         node: NodeId,
         config: Arc<Config>,
         node_counters: Arc<Counters>,
+        tallies: Arc<Tallies>,
         board: Arc<WorkerBoard>,
         on_lost: Recipient<WorkerLost>,
     ) -> Result<Addr<WorkerPool>, SpawnWorkerError> {
@@ -76,6 +80,7 @@ impl WorkerPool {
                 node,
                 config,
                 node_counters,
+                tallies,
                 board,
                 manager,
                 workers: Vec::new(),
@@ -99,11 +104,18 @@ impl WorkerPool {
         restarts: u32,
         ctx: &mut Context<Self>,
     ) -> WorkerEntry {
+        let media = MediaTotals {
+            // The pool has one slot per configured worker, and so do the
+            // tallies; a slot past them (never) gets totals of its own.
+            totals: self.tallies.rtp(slot.0).cloned().unwrap_or_default(),
+            period: self.config.workers.stats_interval(),
+        };
         let actor = WorkerActor::new(
             self.node.as_str(),
             slot,
             spawned,
             Arc::clone(&self.node_counters),
+            media,
             ctx.address().recipient(),
         );
         let (counters, cpu, worker_id, tid) = (

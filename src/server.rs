@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::ids::{RoomId, WorkerSlot};
-use crate::metrics::Counters;
+use crate::metrics::{Counters, Tallies};
 use crate::placement::WorkerBoard;
 use crate::pool::{GetWorkers, KillWorkerInSlot, StopPool, WorkerPool, WorkerStatus};
 use crate::registry::{
@@ -63,6 +63,7 @@ impl Server {
             workers: Arc::new(WorkerBoard::new(config.worker_count())),
             config: Arc::clone(&config),
             counters: Arc::clone(&counters),
+            tallies: Arc::new(Tallies::new(config.worker_count())),
             fabric: Default::default(),
             draining: Default::default(),
         });
@@ -71,6 +72,7 @@ impl Server {
             node.clone(),
             config,
             Arc::clone(&counters),
+            Arc::clone(&env.tallies),
             Arc::clone(&env.workers),
             rooms.clone().recipient(),
         )

@@ -1,6 +1,8 @@
 //! [`WorkerActor`]: owns one mediasoup [`Worker`] (one thread, one core).
 //!
-//! The actor hands out routers for rooms and counts what lives on its worker.
+//! The actor hands out routers for rooms, counts what lives on its worker,
+//! and samples the RTP its producers and consumers carry
+//! ([`crate::media_stats`]).
 //! When the worker dies, the actor tells the [`WorkerPool`](crate::pool::WorkerPool)
 //! and stops; the pool spawns a replacement into the same slot. Stopping the
 //! actor drops the `Worker` handle, which closes the worker and everything on it.
@@ -20,6 +22,7 @@ use tracing::Span;
 
 use crate::config::Config;
 use crate::ids::WorkerSlot;
+use crate::media_stats::{MediaSampler, RtpTotals};
 use crate::metrics::{Counters, Resource, Tracked};
 use crate::placement::CpuGauge;
 
@@ -207,8 +210,22 @@ pub struct WorkerActor {
     last_sample: Option<(Instant, u64)>,
     counters: Arc<Counters>,
     node_counters: Arc<Counters>,
+    media: MediaSampler,
+    stats_period: Duration,
+    /// A media sample is running (samples never overlap).
+    sampling: bool,
     on_death: Recipient<WorkerDied>,
     span: Span,
+}
+
+/// Where a worker's RTP figures go: its slot's totals, sampled every
+/// `period`.
+#[derive(Debug, Clone)]
+pub struct MediaTotals {
+    /// The slot's totals.
+    pub totals: Arc<RtpTotals>,
+    /// How often the worker's producers and consumers are sampled.
+    pub period: Duration,
 }
 
 impl WorkerActor {
@@ -218,6 +235,7 @@ impl WorkerActor {
         slot: WorkerSlot,
         spawned: SpawnedWorker,
         node_counters: Arc<Counters>,
+        media: MediaTotals,
         on_death: Recipient<WorkerDied>,
     ) -> Self {
         Self {
@@ -229,6 +247,9 @@ impl WorkerActor {
             last_sample: None,
             counters: Arc::new(Counters::default()),
             node_counters,
+            media: MediaSampler::new(media.totals),
+            stats_period: media.period,
+            sampling: false,
             on_death,
         }
     }
@@ -251,6 +272,20 @@ impl WorkerActor {
     /// The mediasoup worker's id.
     pub fn worker_id(&self) -> WorkerId {
         self.worker.id()
+    }
+
+    /// Starts a media sample unless one is still running.
+    fn sample_media(&mut self, ctx: &mut Context<Self>) {
+        if self.sampling || self.worker.closed() {
+            return;
+        }
+        self.sampling = true;
+        let media = self.media.clone();
+        ctx.spawn(
+            async move { media.sample().await }
+                .into_actor(self)
+                .map(|(), act, _| act.sampling = false),
+        );
     }
 
     fn sample_cpu(&mut self) {
@@ -299,6 +334,7 @@ impl Actor for WorkerActor {
             .detach();
         self.sample_cpu();
         ctx.run_interval(CPU_SAMPLE_PERIOD, |act, _| act.sample_cpu());
+        ctx.run_interval(self.stats_period, |act, ctx| act.sample_media(ctx));
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
@@ -367,6 +403,7 @@ impl Handler<CreateRouter> for WorkerActor {
         let slot = self.slot;
         let worker_counters = Arc::clone(&self.counters);
         let node_counters = Arc::clone(&self.node_counters);
+        let media = self.media.clone();
         Box::pin(async move {
             if worker.closed() {
                 return Err(CreateRouterError::WorkerGone(slot));
@@ -375,6 +412,7 @@ impl Handler<CreateRouter> for WorkerActor {
                 .create_router(RouterOptions::new(media_codecs()))
                 .await
                 .map_err(|e| CreateRouterError::Mediasoup(e.to_string()))?;
+            media.watch_router(&router);
             let tracked = Tracked::new(Resource::Router, &[&node_counters, &worker_counters]);
             router.on_close(move || drop(tracked)).detach();
             // Pipe transports are created by the rooms' pipe links; count

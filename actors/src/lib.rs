@@ -55,6 +55,7 @@
 //! * `registry`: named actors per node, type-erased handlers.
 //! * [`actor_ref`]: [`ActorRef`], local or remote.
 //! * `link`: I/O of peer links: dial, accept, stream servers, tell writer.
+//! * `traffic`: messages and bytes per peer ([`LinkStats`]).
 //! * [`membership`]: SWIM task, metadata gossip, membership events.
 //! * [`node`]: [`NodeConfig`], the [`Node`] handle, start-up and shutdown.
 //! * [`testing`]: [`testing::eventually`], the one way tests (this crate's
@@ -74,6 +75,7 @@ pub mod node;
 mod registry;
 pub mod testing;
 pub mod tls;
+mod traffic;
 pub mod wire;
 
 pub use actor_ref::ActorRef;
@@ -86,4 +88,5 @@ pub use membership::{MemberInfo, MemberState, MembershipEvent, NodeMetadata};
 pub use message::RemoteMessage;
 pub use node::{EndpointSource, FabricStats, LinkInfo, Node, NodeConfig, SwimConfig};
 pub use tls::TlsConfig;
+pub use traffic::LinkStats;
 pub use wire::PROTOCOL_VERSION;

@@ -32,6 +32,7 @@ use crate::{
     node::NodeInner,
     registry::Lookup,
     tls,
+    traffic::PeerTraffic,
     wire::{
         close_code, datagram_kind, decode_handshake, decode_with_body, encode_handshake,
         encode_with_body, stream_code, stream_kind, Hello, HelloReply, RejectReason, Reply,
@@ -65,6 +66,8 @@ pub(crate) struct Link {
     pub(crate) conn: quinn::Connection,
     pub(crate) peer: Incarnation,
     pub(crate) dialed_by_us: bool,
+    /// The peer's traffic counts, shared by every link to it.
+    pub(crate) traffic: Arc<PeerTraffic>,
 }
 
 impl Link {
@@ -364,6 +367,7 @@ impl NodeInner {
         decided: Option<(Decision, Option<Link>)>,
     ) -> Result<Link, Link> {
         let link = Link {
+            traffic: self.traffic_of(&peer.node),
             conn,
             peer,
             dialed_by_us,
@@ -396,6 +400,7 @@ impl NodeInner {
             dialed_by_us,
             "link up"
         );
+        link.traffic.link_up(&link.conn);
         self.spawn(drive_link(self.clone(), link.clone()));
         if let Some(old) = old.filter(|o| o.id() != link.id()) {
             let graceful = matches!(
@@ -625,6 +630,7 @@ impl NodeInner {
                 .await
                 .map_err(|e| write_error(target, e))?;
             let _ = send.finish();
+            link.traffic.asks_sent.fetch_add(1, Ordering::Relaxed);
             let mut reader = FrameReader::new(recv, max);
             let frame = match reader.next().await {
                 Ok(Some(frame)) => frame,
@@ -887,6 +893,7 @@ impl NodeInner {
             conn: conn.clone(),
             peer: peer.clone(),
             dialed_by_us: false,
+            traffic: self.traffic_of(&peer.node),
         };
         let (decision, old) = {
             let mut peers = self.peers.lock();
@@ -946,15 +953,14 @@ impl NodeInner {
 /// Drives one link: accepts its streams and datagrams until it dies.
 async fn drive_link(inner: Arc<NodeInner>, link: Link) {
     let conn = link.conn.clone();
-    let peer = link.peer.node.clone();
     let reason = loop {
         tokio::select! {
             r = conn.accept_bi() => match r {
-                Ok((send, recv)) => inner.spawn(serve_bi(inner.clone(), peer.clone(), send, recv)),
+                Ok((send, recv)) => inner.spawn(serve_bi(inner.clone(), link.clone(), send, recv)),
                 Err(e) => break e,
             },
             r = conn.accept_uni() => match r {
-                Ok(recv) => inner.spawn(serve_tells(inner.clone(), peer.clone(), recv)),
+                Ok(recv) => inner.spawn(serve_tells(inner.clone(), link.clone(), recv)),
                 Err(e) => break e,
             },
             r = conn.read_datagram() => match r {
@@ -963,10 +969,12 @@ async fn drive_link(inner: Arc<NodeInner>, link: Link) {
             },
         }
     };
+    link.traffic.link_closed(&conn);
     inner.on_link_closed(&link, &reason);
 }
 
-async fn serve_bi(inner: Arc<NodeInner>, peer: NodeId, mut send: SendStream, mut recv: RecvStream) {
+async fn serve_bi(inner: Arc<NodeInner>, link: Link, mut send: SendStream, mut recv: RecvStream) {
+    let peer = &link.peer.node;
     let mut kind = [0u8; 1];
     if recv.read_exact(&mut kind).await.is_err() {
         return;
@@ -1013,6 +1021,7 @@ async fn serve_bi(inner: Arc<NodeInner>, peer: NodeId, mut send: SendStream, mut
             return;
         }
     };
+    link.traffic.asks_received.fetch_add(1, Ordering::Relaxed);
     let (actor, tag, lookup_only) = match &request {
         Request::Ask { actor, tag } => (actor, tag, false),
         Request::Lookup { actor, tag } => (actor, tag, true),
@@ -1087,7 +1096,8 @@ struct Route {
     warned: bool,
 }
 
-async fn serve_tells(inner: Arc<NodeInner>, peer: NodeId, mut recv: RecvStream) {
+async fn serve_tells(inner: Arc<NodeInner>, link: Link, mut recv: RecvStream) {
+    let peer = &link.peer.node;
     let mut kind = [0u8; 1];
     if recv.read_exact(&mut kind).await.is_err() {
         return;
@@ -1150,7 +1160,8 @@ async fn serve_tells(inner: Arc<NodeInner>, peer: NodeId, mut recv: RecvStream) 
             reader.stop(stream_code::DECODE);
             return;
         };
-        deliver_tell(&inner, &peer, route, body);
+        link.traffic.tells_received.fetch_add(1, Ordering::Relaxed);
+        deliver_tell(&inner, peer, route, body);
     }
 }
 
@@ -1258,6 +1269,7 @@ async fn tell_writer(inner: Arc<NodeInner>, peer: NodeId, mut rx: mpsc::Receiver
                     .counters
                     .tells_sent
                     .fetch_add(count, Ordering::Relaxed);
+                link.traffic.tells_sent.fetch_add(count, Ordering::Relaxed);
             }
             Err(e) => {
                 inner

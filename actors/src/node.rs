@@ -26,6 +26,7 @@ use crate::{
     message::RemoteMessage,
     registry::Registry,
     tls::TlsConfig,
+    traffic::{LinkStats, PeerTraffic},
     wire::close_code,
 };
 
@@ -243,6 +244,9 @@ pub(crate) struct NodeInner {
     pub(crate) client_config: quinn::ClientConfig,
     pub(crate) registry: Registry,
     pub(crate) peers: Mutex<HashMap<NodeId, Peer>>,
+    /// Traffic per peer ever linked (kept for the node's life: bounded by
+    /// the cluster's size).
+    pub(crate) traffic: Mutex<HashMap<NodeId, Arc<PeerTraffic>>>,
     pub(crate) view: RwLock<HashMap<NodeId, MemberInfo>>,
     pub(crate) meta: MetaStore,
     pub(crate) events: broadcast::Sender<MembershipEvent>,
@@ -266,6 +270,11 @@ impl fmt::Debug for NodeInner {
 impl NodeInner {
     pub(crate) fn id(&self) -> &NodeId {
         &self.me.node
+    }
+
+    /// The traffic counts of `peer`, created on first use.
+    pub(crate) fn traffic_of(&self, peer: &NodeId) -> Arc<PeerTraffic> {
+        Arc::clone(self.traffic.lock().entry(peer.clone()).or_default())
     }
 
     pub(crate) fn is_stopping(&self) -> bool {
@@ -423,6 +432,7 @@ impl Node {
             client_config,
             registry: Registry::default(),
             peers: Mutex::new(HashMap::new()),
+            traffic: Mutex::new(HashMap::new()),
             view: RwLock::new(HashMap::new()),
             meta: MetaStore::default(),
             events: broadcast::channel(1024).0,
@@ -657,6 +667,28 @@ impl Node {
             unknown_messages: get(&c.unknown_messages),
             refused_links: get(&c.refused_links),
         }
+    }
+
+    /// Traffic with every peer this node ever had a link to, sorted by
+    /// peer: messages and UDP bytes in each direction since the node
+    /// started (every count only grows, across lost and replaced links),
+    /// and the round-trip time of the live link, if any.
+    pub fn link_stats(&self) -> Vec<LinkStats> {
+        let mut peers: Vec<(NodeId, Arc<PeerTraffic>)> = self
+            .inner
+            .traffic
+            .lock()
+            .iter()
+            .map(|(id, t)| (id.clone(), Arc::clone(t)))
+            .collect();
+        peers.sort_by(|a, b| a.0.cmp(&b.0));
+        peers
+            .into_iter()
+            .map(|(id, t)| {
+                let rtt = self.inner.current_link(&id).map(|l| l.conn.rtt());
+                t.stats(id, rtt)
+            })
+            .collect()
     }
 
     /// Leaves the cluster (gossiping our departure), closes every link

@@ -127,6 +127,28 @@ async fn tell_order_holds_for_10k_messages() {
         .unwrap();
     assert_eq!(log, (0..N).collect::<Vec<_>>());
     assert_eq!(b.stats().tells_received, N);
+    // Per peer: the same tells and the ask, counted at both ends; bytes
+    // and the round-trip time from QUIC.
+    let on_a = a.link_stats();
+    let on_b = b.link_stats();
+    assert_eq!(on_a.len(), 1, "{on_a:?}");
+    assert_eq!(on_b.len(), 1, "{on_b:?}");
+    let (to_b, from_a) = (&on_a[0], &on_b[0]);
+    assert_eq!(
+        (to_b.peer.as_str(), from_a.peer.as_str()),
+        ("node-b", "node-a")
+    );
+    assert_eq!((to_b.tells_sent, from_a.tells_received), (N, N));
+    assert!(
+        to_b.asks_sent >= 1 && from_a.asks_received >= 1,
+        "{to_b:?} {from_a:?}"
+    );
+    assert!(
+        to_b.bytes_sent > N * 8 && from_a.bytes_received > N * 8,
+        "{to_b:?} {from_a:?}"
+    );
+    assert!(to_b.bytes_received > 0 && from_a.bytes_sent > 0);
+    assert!(to_b.rtt.is_some_and(|r| !r.is_zero()), "{to_b:?}");
     a.shutdown().await;
     b.shutdown().await;
     assert_no_panic();

@@ -108,6 +108,14 @@ impl Joined {
     }
 }
 
+/// An error code as the wire spells it (`bad_request`, …).
+fn code_name(code: ErrorCode) -> String {
+    serde_json::to_value(code)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 struct SignallingSession {
     state: ApiState,
     span: tracing::Span,
@@ -256,16 +264,29 @@ impl SignallingSession {
         let (id, request) = match parse_request(text) {
             Ok(v) => v,
             Err(f) => {
-                self.count("unknown", f.error.code);
+                self.count(f.method.unwrap_or("unknown"), f.error.code);
+                if f.method == Some("join") {
+                    self.tallies().join_refused(&code_name(f.error.code));
+                }
                 return Outcome::Reply(error_response(f.id, &f.error));
             }
         };
         let method = request.method();
         let leave = matches!(request, Request::Leave);
+        let join = matches!(request, Request::Join(_));
         let result = self.dispatch(request, text).await;
         match &result {
             Ok(_) => self.state.metrics.request(method, "ok"),
             Err(e) => self.count(method, e.code),
+        }
+        if join {
+            match &result {
+                Ok(_) if matches!(self.joined, Some(Joined::Remote(_))) => {
+                    self.tallies().join_spilled();
+                }
+                Ok(_) => {}
+                Err(e) => self.tallies().join_refused(&code_name(e.code)),
+            }
         }
         match result {
             Ok(data) => {
@@ -285,11 +306,12 @@ impl SignallingSession {
 
     /// Counts a failed request by its error code.
     fn count(&self, method: &str, code: ErrorCode) {
-        let code = serde_json::to_value(code)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        self.state.metrics.request(method, &code);
+        self.state.metrics.request(method, &code_name(code));
+    }
+
+    /// The node's running totals (joins refused and spilled).
+    fn tallies(&self) -> &crate::metrics::Tallies {
+        &self.state.server.env().tallies
     }
 
     async fn join(&mut self, join: JoinRequest) -> Result<Value, SignalError> {
@@ -335,6 +357,7 @@ impl SignallingSession {
                     }
                     SpillOutcome::Failed(e) => return Err(e),
                     SpillOutcome::Stay => {
+                        self.tallies().join_spill_missed();
                         tracing::info!(room = %join.room, "node full and no peer admits: serving the participant here");
                     }
                 }

@@ -118,6 +118,9 @@ pub struct RoomEnv {
     pub config: Arc<Config>,
     /// Node-wide counters.
     pub counters: Arc<Counters>,
+    /// The node's running totals (joins refused and spilled, admissions,
+    /// RTP per worker slot), for `/metrics`.
+    pub tallies: Arc<crate::metrics::Tallies>,
     /// The node's live workers, for placement.
     pub workers: Arc<WorkerBoard>,
     /// The cluster fabric, once the node has joined it (rooms then reach

@@ -255,6 +255,9 @@ struct Envelope {
 pub struct ParseFailure {
     /// The request id, when the envelope had a valid one.
     pub id: Option<u64>,
+    /// The method, when the envelope named one of the protocol's (its
+    /// `data` was what failed).
+    pub method: Option<&'static str>,
     /// Why parsing failed.
     pub error: SignalError,
 }
@@ -355,6 +358,7 @@ pub const EVENTS: &[&str] = &[
 pub fn parse_request(text: &str) -> Result<(u64, Request), ParseFailure> {
     let envelope: Envelope = serde_json::from_str(text).map_err(|e| ParseFailure {
         id: None,
+        method: None,
         error: SignalError::new(ErrorCode::BadRequest, format!("malformed JSON: {e}")),
     })?;
     let id = match envelope.id.as_ref().and_then(Value::as_u64) {
@@ -362,12 +366,14 @@ pub fn parse_request(text: &str) -> Result<(u64, Request), ParseFailure> {
         None => {
             return Err(ParseFailure {
                 id: None,
+                method: None,
                 error: SignalError::new(ErrorCode::BadRequest, "`id` must be an unsigned integer"),
             })
         }
     };
     let fail = |error| ParseFailure {
         id: Some(id),
+        method: None,
         error,
     };
     let method = match envelope.method.as_ref().and_then(Value::as_str) {
@@ -379,14 +385,17 @@ pub fn parse_request(text: &str) -> Result<(u64, Request), ParseFailure> {
             )))
         }
     };
-    let Some((_, parse)) = METHODS.iter().find(|(name, _)| *name == method) else {
+    let Some((name, parse)) = METHODS.iter().find(|(name, _)| *name == method) else {
         let shown: String = method.chars().take(64).collect();
         return Err(fail(SignalError::new(
             ErrorCode::UnknownMethod,
             format!("unknown method `{shown}`"),
         )));
     };
-    let request = parse(&method, envelope.data).map_err(fail)?;
+    let request = parse(&method, envelope.data).map_err(|error| ParseFailure {
+        method: Some(*name),
+        ..fail(error)
+    })?;
     Ok((id, request))
 }
 
@@ -699,7 +708,13 @@ mod tests {
             .unwrap_err();
         assert_eq!(f.error.code, ErrorCode::BadRequest);
         let f = parse_request(r#"{"id":6,"method":"join","data":{"room":1}}"#).unwrap_err();
-        assert_eq!(f.error.code, ErrorCode::BadRequest);
+        assert_eq!(
+            (f.error.code, f.method),
+            (ErrorCode::BadRequest, Some("join"))
+        );
+        // The method is named only when it is one of the protocol's.
+        let f = parse_request(r#"{"id":7,"method":"fly","data":1}"#).unwrap_err();
+        assert_eq!(f.method, None);
     }
 
     #[test]

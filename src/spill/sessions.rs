@@ -195,6 +195,7 @@ impl Handler<SpillJoin> for SessionsActor {
     fn handle(&mut self, msg: SpillJoin, _ctx: &mut Self::Context) -> Self::Result {
         if let Err(e) = self.admit() {
             tracing::info!(parent: &self.span, origin = %msg.origin, reason = %e, "spill refused");
+            self.env.tallies.spill_admission(e.outcome());
             return Box::pin(fut::ready(Err(e)));
         }
         self.pending += 1;
@@ -221,45 +222,65 @@ impl Handler<SpillJoin> for SessionsActor {
         .instrument(span.clone());
         Box::pin(fut.into_actor(self).map(move |joined, act, ctx| {
             act.pending -= 1;
-            let participant = joined.map_err(|e| SpillError::Join(AsJson::new(&e)))?;
-            if act.closed_early.remove(&key) {
-                // The session closed while it was being admitted.
-                participant.leave();
-                return Err(SpillError::Join(AsJson::new(&SignalError::new(
-                    ErrorCode::Internal,
-                    "the session closed during admission",
-                ))));
-            }
-            let Some(events) = participant.take_events() else {
-                participant.leave();
-                return Err(SpillError::Join(AsJson::new(&SignalError::new(
-                    ErrorCode::Internal,
-                    "the participant's events are taken",
-                ))));
-            };
-            let reply = serde_json::to_string(&JoinReply::from(participant.join_info()))
-                .unwrap_or_default();
-            let forwarding = forward_events(act.fabric.clone(), key.clone(), events)
-                .instrument(span.clone())
-                .into_actor(act)
-                .map(|key, act, _ctx| {
-                    // The room dropped the participant: the session ends.
-                    if let Some(h) = act.hosted.remove(&key) {
-                        h.participant.leave();
-                    }
-                });
-            let forwarder = ctx.spawn(forwarding);
-            let _e = span.enter();
-            tracing::info!(peer = %participant.id(), "admitted a participant spilled from another node");
-            act.hosted.insert(
-                key,
-                Hosted {
-                    participant,
-                    forwarder,
-                },
-            );
-            Ok(SpillAccepted { join: reply })
+            let admitted = act.admitted(joined, key, span, ctx);
+            act.env.tallies.spill_admission(match &admitted {
+                Ok(_) => "admitted",
+                Err(e) => e.outcome(),
+            });
+            admitted
         }))
+    }
+}
+
+impl SessionsActor {
+    /// An admitted participant's join is done: it is hosted, its events
+    /// forwarded to the signalling node, unless the join failed or the
+    /// session closed meanwhile.
+    fn admitted(
+        &mut self,
+        joined: Result<Participant, SignalError>,
+        key: (NodeId, SessionId),
+        span: tracing::Span,
+        ctx: &mut Context<Self>,
+    ) -> Result<SpillAccepted, SpillError> {
+        let participant = joined.map_err(|e| SpillError::Join(AsJson::new(&e)))?;
+        if self.closed_early.remove(&key) {
+            // The session closed while it was being admitted.
+            participant.leave();
+            return Err(SpillError::Join(AsJson::new(&SignalError::new(
+                ErrorCode::Internal,
+                "the session closed during admission",
+            ))));
+        }
+        let Some(events) = participant.take_events() else {
+            participant.leave();
+            return Err(SpillError::Join(AsJson::new(&SignalError::new(
+                ErrorCode::Internal,
+                "the participant's events are taken",
+            ))));
+        };
+        let reply =
+            serde_json::to_string(&JoinReply::from(participant.join_info())).unwrap_or_default();
+        let forwarding = forward_events(self.fabric.clone(), key.clone(), events)
+            .instrument(span.clone())
+            .into_actor(self)
+            .map(|key, act, _ctx| {
+                // The room dropped the participant: the session ends.
+                if let Some(h) = act.hosted.remove(&key) {
+                    h.participant.leave();
+                }
+            });
+        let forwarder = ctx.spawn(forwarding);
+        let _e = span.enter();
+        tracing::info!(peer = %participant.id(), "admitted a participant spilled from another node");
+        self.hosted.insert(
+            key,
+            Hosted {
+                participant,
+                forwarder,
+            },
+        );
+        Ok(SpillAccepted { join: reply })
     }
 }
 

@@ -62,6 +62,19 @@ pub enum SpillError {
     Join(AsJson<SignalError>),
 }
 
+impl SpillError {
+    /// The outcome it stands for, as `/metrics` labels admissions: `full`,
+    /// `draining`, `busy` or `join_failed`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            SpillError::Full { .. } => "full",
+            SpillError::Draining => "draining",
+            SpillError::Busy => "busy",
+            SpillError::Join(_) => "join_failed",
+        }
+    }
+}
+
 /// One signalling request of a spilled session, as the client sent it
 /// (the whole JSON text frame); answered with the reply's `data` as JSON
 /// text, or the protocol's error object.
