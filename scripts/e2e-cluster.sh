@@ -41,15 +41,15 @@
 #   spill-load  the nodes restart with 40 producers + consumers per worker;
 #               `mafalda loadgen` grows one broadcast room (1 publisher,
 #               audio + video, $E2E_SPILL_SUBSCRIBERS = 45 subscribers) all
-#               through node 1: node 2 serves subscribers once node 1 is
-#               full, node 3 after it, every subscriber under 1% loss, and
+#               through node 1: another node serves subscribers once node 1
+#               is full, the third once that one is, under 1% loss, and
 #               the room holds more consumers than one node's capacity
 #               (scripts/lib/e2e-resilience.sh)
 #   spill       the nodes restart with room for 2 participants each
 #               (placement.worker_max_peers = 2, the steps after keep it);
 #               4 Chromium join one room all through node 1: node 1 serves
-#               two, the others spill over to nodes 2 and 3 (their pages got
-#               those nodes' ICE candidates, hook `servedBy`); >= 1 must be
+#               two, the others spill over to another node (their pages
+#               got its ICE candidates, hook `servedBy`); >= 1 must be
 #               served by another node, every browser must decode every
 #               other's video and receive its audio, and >= 2 nodes must
 #               show pipes
@@ -611,7 +611,7 @@ record partition "$part_ok" "$(( $(date +%s) - t0 ))"
 # worker each, placement.worker_max_peers = 2; a node is full at the
 # watermark, 0.6, so once it holds 2), and 4 Chromium joining one room one
 # after another, all through node 1. Node 1 serves the first two; the next
-# ones must be placed on nodes 2 and 3 (their signalling stays on node 1,
+# ones must be placed on another node (their signalling stays on node 1,
 # their ICE candidates are the other node's). The nodes keep this
 # configuration for the steps after this one.
 step_spill() {

@@ -179,14 +179,16 @@ async function main() {
     }
     const crosses = piped.length >= opts.expectPipeNodes;
     console.log(`pipes: ${piped.length} node(s) with pipe producers and consumers (want >= ${opts.expectPipeNodes}) -> ${crosses ? 'media crosses nodes' : 'media does NOT cross nodes as expected'}`);
-    // The room's map: one home, every other node a shard of it.
+    // The room's map: one home, every other node that has the room a shard
+    // of it (a node none of whose participants is in the room, as a peer
+    // a spilled room never reached, has no part in it).
     for (const n of nodes.filter((x) => x.room)) {
       const r = n.room;
       const links = (l) => l.map((x) => `${x.from}->${x.to}${x.hops ? ` (${x.hops})` : ''}`).join(' ') || '-';
       console.log(`  room on ${n.node}: ${r.role}${r.role === 'shard' ? ` of ${r.home}` : ''}${r.shards?.length ? ` [shards ${r.shards.join(', ')}]` : ''}, peers ${r.peers} + ${r.remotePeers} remote, producers ${r.producers} + ${r.remoteProducers} remote; links in ${links(r.linksIn)}; out ${links(r.linksOut)}`);
     }
     const homes = nodes.filter((n) => n.room?.role === 'home').map((n) => n.node);
-    const strays = nodes.filter((n) => !n.error && n.room?.role !== 'home' && !(n.room?.role === 'shard' && n.room.home === homes[0]));
+    const strays = nodes.filter((n) => !n.error && n.room && n.room.role !== 'home' && !(n.room.role === 'shard' && n.room.home === homes[0]));
     const oneMap = homes.length === 1 && strays.length === 0;
     console.log(`room map: ${homes.length} home(s) [${homes.join(', ')}]${strays.length ? `; not a shard of it: ${strays.map((n) => `${n.node} (${n.room ? `${n.room.role}${n.room.home ? ` of ${n.room.home}` : ''}` : 'no room'})`).join(', ')}` : ''} -> ${oneMap ? 'one room' : 'SPLIT or incomplete'}`);
     ok = ok && crosses && oneMap;
