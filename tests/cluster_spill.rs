@@ -15,7 +15,8 @@ use mafalda::loadgen::target::SignallingTarget;
 use mafalda::node::RunningNode;
 use mafalda::room::wire::AsJson;
 use mafalda::signalling::SignalError;
-use mafalda::spill::wire::{SessionRequest, SpillError, SpillJoin, SESSIONS_ACTOR};
+use mafalda::spill::wire::{SessionEvent, SessionRequest, SpillError, SpillJoin, SESSIONS_ACTOR};
+use mafalda::spill::OpenOrigin;
 use serde_json::json;
 
 const LOCALHOST: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
@@ -269,6 +270,60 @@ async fn a_spilled_session_reconnects_when_its_media_node_goes_and_is_dropped_wh
     )
     .await;
     drop((first, again));
+    for n in all {
+        n.stop().await;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[actix_rt::test]
+async fn a_spilled_session_too_slow_for_its_events_ends_on_both_nodes() {
+    let (all, dir) = nodes(&["slow-a", "slow-b"], 0).await;
+    let (a, b) = (&all[0], &all[1]);
+    let fabric = cluster(a).node();
+    let b_id = cluster(b).node().id().clone();
+    // A session of A whose media is on B, with room for one event frame,
+    // that nobody reads.
+    let (session, _frames) = cluster(a)
+        .sessions()
+        .send(OpenOrigin {
+            host: b_id.clone(),
+            capacity: 1,
+        })
+        .await
+        .expect("sessions actor");
+    fabric
+        .actor_ref::<SpillJoin>(&b_id, SESSIONS_ACTOR)
+        .expect("name")
+        .ask(SpillJoin {
+            origin: fabric.id().clone(),
+            session,
+            room: "slow".into(),
+            display_name: "slow".into(),
+        })
+        .await
+        .expect("answer")
+        .expect("admitted");
+    assert_eq!(status(b).await.peers, 1);
+    // Two events for it: the second overflows its queue.
+    let events = fabric
+        .actor_ref::<SessionEvent>(fabric.id(), SESSIONS_ACTOR)
+        .expect("name");
+    for _ in 0..2 {
+        events
+            .tell(SessionEvent {
+                session,
+                event: r#"{"event":"peerLeft","data":{}}"#.into(),
+            })
+            .expect("tell");
+    }
+    // The session ends on A, and its participant leaves B.
+    eventually(
+        "the participant to leave the media node",
+        TIMEOUT,
+        async || (status(b).await.peers == 0).then_some(()),
+    )
+    .await;
     for n in all {
         n.stop().await;
     }

@@ -106,6 +106,23 @@ impl SessionsActor {
         Ok(())
     }
 
+    /// Ends a session of this node whose media is elsewhere: forgets it
+    /// (its event channel ends, which closes the client's socket) and tells
+    /// the media node, which removes the participant.
+    fn close_origin(&mut self, id: SessionId) {
+        if let Some(origin) = self.origins.remove(&id) {
+            if let Ok(r) = self
+                .fabric
+                .actor_ref::<SessionClosed>(&origin.host, SESSIONS_ACTOR)
+            {
+                let _ = r.tell(SessionClosed {
+                    origin: self.env.node.clone(),
+                    session: id,
+                });
+            }
+        }
+    }
+
     /// Ends a hosted participant (it leaves its room).
     fn drop_hosted(&mut self, key: &(NodeId, SessionId), ctx: &mut Context<Self>) {
         if let Some(h) = self.hosted.remove(key) {
@@ -175,17 +192,7 @@ pub struct CloseOrigin(pub SessionId);
 impl Handler<CloseOrigin> for SessionsActor {
     type Result = ();
     fn handle(&mut self, msg: CloseOrigin, _ctx: &mut Self::Context) {
-        if let Some(origin) = self.origins.remove(&msg.0) {
-            if let Ok(r) = self
-                .fabric
-                .actor_ref::<SessionClosed>(&origin.host, SESSIONS_ACTOR)
-            {
-                let _ = r.tell(SessionClosed {
-                    origin: self.env.node.clone(),
-                    session: msg.0,
-                });
-            }
-        }
+        self.close_origin(msg.0);
     }
 }
 
@@ -345,9 +352,10 @@ impl Handler<SessionEvent> for SessionsActor {
             return;
         };
         if origin.events.try_send(msg.event).is_err() {
-            // Too slow (or gone): the session ends, which closes the socket.
+            // Too slow (or gone): the session ends, which closes the socket,
+            // and its participant on the media node goes too.
             tracing::warn!(parent: &self.span, session = msg.session, "spilled session's event queue full: ending it");
-            self.origins.remove(&msg.session);
+            self.close_origin(msg.session);
         }
     }
 }
