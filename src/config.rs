@@ -305,14 +305,34 @@ pub struct LogSection {
     /// A `tracing` filter, e.g. `info` or `mafalda=debug,info`. `RUST_LOG`
     /// overrides it.
     pub level: String,
-    /// Emit JSON lines instead of human-readable text.
+    /// `text` (human-readable) or `json` (one JSON object per line).
+    pub format: LogFormat,
+    /// Emit JSON lines (the older spelling of `format = "json"`).
     pub json: bool,
+}
+
+impl LogSection {
+    /// Whether log lines are JSON.
+    pub fn is_json(&self) -> bool {
+        self.json || self.format == LogFormat::Json
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON object per line, with the span fields (node, room, peer).
+    Json,
 }
 
 impl Default for LogSection {
     fn default() -> Self {
         Self {
             level: "info".to_owned(),
+            format: LogFormat::Text,
             json: false,
         }
     }
@@ -494,6 +514,16 @@ mod tests {
     #[test]
     fn empty_document_is_the_default() {
         assert_eq!(Config::from_toml("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn log_format_json_and_its_older_spelling() {
+        assert!(!Config::default().log.is_json());
+        let c = Config::from_toml("[log]\nformat = \"json\"").unwrap();
+        assert!(c.log.is_json());
+        let c = Config::from_toml("[log]\njson = true").unwrap();
+        assert!(c.log.is_json());
+        assert!(Config::from_toml("[log]\nformat = \"xml\"").is_err());
     }
 
     #[test]

@@ -471,7 +471,7 @@ fn init_logging(config: &Config) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if config.log.json {
+    if config.log.is_json() {
         builder.json().init();
     } else {
         builder.init();
