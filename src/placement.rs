@@ -131,10 +131,20 @@ pub fn headroom(loads: &[Load], config: &PlacementSection) -> Headroom {
     }
 }
 
+/// The band of a score, in steps of 5 %: placement compares bands, so that
+/// noise does not decide (an infinite or NaN score is the last band).
+pub fn band(score: f64) -> i64 {
+    if score.is_finite() {
+        (score * 20.0).floor() as i64
+    } else {
+        i64::MAX
+    }
+}
+
 /// Picks an index into `loads` (live workers in slot order), or `None` when
 /// there are none.
 pub fn choose(loads: &[Load], config: &PlacementSection) -> Option<usize> {
-    let band = |l: &Load| (l.score(config) * 20.0).floor() as i64;
+    let band = |l: &Load| band(l.score(config));
     let least = || {
         loads
             .iter()

@@ -95,6 +95,31 @@ impl RoomRegistry {
         addr
     }
 
+    /// Room `room`, if it is open (not closing).
+    fn open_room(&self, room: &RoomId) -> Option<Addr<RoomActor>> {
+        self.rooms
+            .get(room)
+            .filter(|e| !e.gate.is_closed())
+            .map(|e| e.addr.clone())
+    }
+
+    /// Asks the open room `room` `msg`; `absent` when there is none (or it
+    /// stops before answering).
+    fn ask_room<M>(&self, room: &RoomId, msg: M, absent: M::Result) -> ResponseFuture<M::Result>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        RoomActor: Handler<M>,
+    {
+        let room = self.open_room(room);
+        Box::pin(async move {
+            match room {
+                Some(addr) => addr.send(msg).await.unwrap_or(absent),
+                None => absent,
+            }
+        })
+    }
+
     /// The rooms that are open (not closing).
     fn open_rooms(&self) -> impl Iterator<Item = &Addr<RoomActor>> {
         self.rooms
@@ -177,17 +202,7 @@ impl RemoteMessage for HostsRoom {
 impl Handler<HostsRoom> for RoomRegistry {
     type Result = ResponseFuture<bool>;
     fn handle(&mut self, msg: HostsRoom, _ctx: &mut Self::Context) -> Self::Result {
-        let room = self
-            .rooms
-            .get(&msg.room)
-            .filter(|e| !e.gate.is_closed())
-            .map(|e| e.addr.clone());
-        Box::pin(async move {
-            match room {
-                Some(addr) => addr.send(IsHome).await.unwrap_or(false),
-                None => false,
-            }
-        })
+        self.ask_room(&msg.room, IsHome, false)
     }
 }
 
@@ -195,11 +210,7 @@ impl Handler<RoomCall> for RoomRegistry {
     type Result = ResponseFuture<Result<ShardReply, ShardError>>;
     fn handle(&mut self, msg: RoomCall, ctx: &mut Self::Context) -> Self::Result {
         let RoomCall { room, from, call } = msg;
-        let open = self
-            .rooms
-            .get(&room)
-            .filter(|e| !e.gate.is_closed())
-            .map(|e| e.addr.clone());
+        let open = self.open_room(&room);
         let addr = match (open, &call) {
             (Some(addr), _) => addr,
             (None, ShardCall::Attach | ShardCall::AttachWith { .. }) => {
@@ -290,12 +301,7 @@ pub struct EvacuatePeers {
 impl Handler<EvacuatePeers> for RoomRegistry {
     type Result = ResponseFuture<usize>;
     fn handle(&mut self, msg: EvacuatePeers, _ctx: &mut Self::Context) -> Self::Result {
-        let rooms: Vec<_> = self
-            .rooms
-            .values()
-            .filter(|e| !e.gate.is_closed())
-            .map(|e| e.addr.clone())
-            .collect();
+        let rooms: Vec<_> = self.open_rooms().cloned().collect();
         Box::pin(async move {
             let mut told = 0;
             for room in rooms {
@@ -328,17 +334,7 @@ pub struct RoomPeerNodes {
 impl Handler<RoomPeerNodes> for RoomRegistry {
     type Result = ResponseFuture<Vec<mafalda_actors::NodeId>>;
     fn handle(&mut self, msg: RoomPeerNodes, _ctx: &mut Self::Context) -> Self::Result {
-        let room = self
-            .rooms
-            .get(&msg.room)
-            .filter(|e| !e.gate.is_closed())
-            .map(|e| e.addr.clone());
-        Box::pin(async move {
-            match room {
-                Some(addr) => addr.send(PeerNodes).await.unwrap_or_default(),
-                None => Vec::new(),
-            }
-        })
+        self.ask_room(&msg.room, PeerNodes, Vec::new())
     }
 }
 

@@ -262,18 +262,26 @@ pub struct ParseFailure {
     pub error: SignalError,
 }
 
+/// A request's `data` as `T`. mediasoup's parameter types deserialize
+/// with their own code; one that panics on some input (see
+/// [`ascii_fingerprints`]) gives `bad_request` instead of taking the
+/// session (or, for a spilled session, the sessions actor) down.
 fn data<T: serde::de::DeserializeOwned>(method: &str, value: Value) -> Result<T, SignalError> {
     let value = if value.is_null() {
         Value::Object(Default::default())
     } else {
         value
     };
-    serde_json::from_value(value).map_err(|e| {
+    let bad = |reason: String| {
         SignalError::new(
             ErrorCode::BadRequest,
-            format!("invalid data for `{method}`: {e}"),
+            format!("invalid data for `{method}`: {reason}"),
         )
-    })
+    };
+    match std::panic::catch_unwind(move || serde_json::from_value::<T>(value)) {
+        Ok(parsed) => parsed.map_err(|e| bad(e.to_string())),
+        Err(_) => Err(bad("refused by the parameter parser".into())),
+    }
 }
 
 /// Refuses DTLS fingerprint values that are not ASCII before mediasoup's
@@ -793,5 +801,21 @@ mod fuzz_found {
         let text = r#"{"id":4,"method":"connectWebRtcTransport","data":{"transportId":"3b0c8b7e-6a5e-4b7b-9e57-7c8f6f2b1d10","dtlsParameters":{"role":"client","fingerprints":[{"algorithm":"sha-256","value":"AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:�B:AB:AB:AB:AB:AB:AB:AB:AB:AB:AAB"}]}}}"#;
         let f = parse_request(text).unwrap_err();
         assert_eq!(f.error.code, ErrorCode::BadRequest);
+    }
+
+    /// A value whose parser panics.
+    #[derive(Debug)]
+    struct Boom;
+
+    impl<'de> Deserialize<'de> for Boom {
+        fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+            panic!("a third-party parser panicked")
+        }
+    }
+
+    #[test]
+    fn a_parser_that_panics_gives_a_bad_request() {
+        let e = data::<Boom>("produce", serde_json::json!({})).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
     }
 }

@@ -166,34 +166,29 @@ pub async fn join_elsewhere(
 /// of any peer that is not draining.
 pub async fn redirect_url(fabric: &Node) -> Option<String> {
     let mut offers = offers(fabric);
-    // A member whose load did not arrive yet is asked too, last.
-    for o in offers.iter_mut().filter(|o| o.load.is_none()) {
-        o.load = Some(crate::cluster::GossipedLoad {
-            score: f32::MAX,
-            ..Default::default()
-        });
-    }
-    let ranked = rank(&offers, &mut rand::thread_rng());
-    let asked = exact_loads(fabric, &ranked).await;
-    if let Some(url) = asked
-        .iter()
-        .filter(|(_, l)| !l.full && !l.draining)
-        .find_map(|(_, l)| l.signalling_url.clone())
-    {
-        return Some(url);
-    }
-    // Everyone is full: any node that is not draining.
     for o in offers.iter_mut() {
-        if let Some(load) = o.load.as_mut() {
-            load.full = false;
+        match o.load.as_mut() {
+            // Full nodes stay candidates (ranked after the others by
+            // their score), for when every node is full.
+            Some(load) => load.full = false,
+            // A member whose load did not arrive yet is asked too, last.
+            None => {
+                o.load = Some(crate::cluster::GossipedLoad {
+                    score: f32::MAX,
+                    ..Default::default()
+                })
+            }
         }
     }
     let ranked = rank(&offers, &mut rand::thread_rng());
-    exact_loads(fabric, &ranked)
-        .await
-        .into_iter()
-        .filter(|(_, l)| !l.draining)
-        .find_map(|(_, l)| l.signalling_url)
+    let asked = exact_loads(fabric, &ranked).await;
+    let url_where = |ok: &dyn Fn(&NodeLoad) -> bool| {
+        asked
+            .iter()
+            .filter(|(_, l)| ok(l))
+            .find_map(|(_, l)| l.signalling_url.clone())
+    };
+    url_where(&|l| !l.full && !l.draining).or_else(|| url_where(&|l| !l.draining))
 }
 
 /// A WebSocket session's participant whose media another node carries.

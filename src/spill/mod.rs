@@ -53,9 +53,10 @@ use rand::Rng;
 use mafalda_actors::NodeId;
 
 use crate::cluster::GossipedLoad;
+use crate::placement::band;
 
 pub use client::{join_elsewhere, redirect_url, RemoteSession, SpillOutcome};
-pub use sessions::{CloseOrigin, EventFrames, HostedCount, OpenOrigin, OriginCount, SessionsActor};
+pub use sessions::{CloseOrigin, EventFrames, OpenOrigin, OriginCount, SessionsActor};
 
 /// Peers asked their exact load before choosing.
 pub const EXACT_ASKS: usize = 3;
@@ -74,15 +75,6 @@ pub struct Offer {
     pub draining: bool,
     /// Its gossiped load, if it decoded.
     pub load: Option<GossipedLoad>,
-}
-
-/// The band of a score (5 % steps), so that noise does not decide.
-fn band(score: f64) -> i64 {
-    if score.is_finite() {
-        (score * 20.0).floor() as i64
-    } else {
-        i64::MAX
-    }
 }
 
 /// The members that may take a spilled participant, best first: alive, not

@@ -456,15 +456,3 @@ impl Handler<OriginCount> for SessionsActor {
         self.origins.len()
     }
 }
-
-/// How many participants this node hosts for other nodes' sessions.
-#[derive(Debug, Message)]
-#[rtype(result = "usize")]
-pub struct HostedCount;
-
-impl Handler<HostedCount> for SessionsActor {
-    type Result = usize;
-    fn handle(&mut self, _msg: HostedCount, _ctx: &mut Self::Context) -> usize {
-        self.hosted.len()
-    }
-}
