@@ -549,37 +549,16 @@ local t0 part_ok SPLIT1 SPLIT3
 t0=$(date +%s)
 part_ok=0
 ROOM_P="split-$RANDOM"
-roles() { # json room -> "role:home" of the room on that node, or "none"
-  node -e '
-    const [json, room] = process.argv.slice(1);
-    const r = (JSON.parse(json).roomDetails || []).find((r) => r.room === room);
-    console.log(r ? `${r.role}:${r.home ?? ""}` : "none");
-  ' "$1" "$2"
-}
 apart() {
   s1="$(status_json 1 2>/dev/null)" && s3="$(status_in 3 2>/dev/null)" \
     && sees "$s1" "$(node_name 3)" down && sees "$s3" "$(node_name 1)" down
 }
 two_homes() { # node 3 hosts the room, and the other side has its own home
   local r1 r3
-  r1="$(roles "$(status_json 1 2>/dev/null || echo '{}')" "$ROOM_P")"
-  r3="$(roles "$(status_in 3 2>/dev/null || echo '{}')" "$ROOM_P")"
+  r1="$(room_role "$(status_json 1 2>/dev/null || echo '{}')" "$ROOM_P")"
+  r3="$(room_role "$(status_in 3 2>/dev/null || echo '{}')" "$ROOM_P")"
   [[ "$r3" == "home:$(node_name 3)" ]] && [[ "$r1" == home:* || "$r1" == shard:* ]] \
     && [[ "$r1" != *":$(node_name 3)" ]]
-}
-one_home() {
-  local i r homes=0 home="" all=()
-  for i in $(seq "$NODES"); do
-    r="$(roles "$(status_json "$i" 2>/dev/null || echo '{}')" "$ROOM_P")"
-    all+=("$(node_name "$i")=$r")
-    [[ "$r" == home:* ]] && homes=$((homes + 1)) && home="$(node_name "$i")"
-  done
-  LAST_ROLES="${all[*]}"
-  (( homes == 1 )) || return 1
-  for i in $(seq "$NODES"); do
-    r="$(roles "$(status_json "$i" 2>/dev/null || echo '{}')" "$ROOM_P")"
-    [[ "$r" == "home:$home" || "$r" == "shard:$home" || "$r" == none ]] || return 1
-  done
 }
 netns_cut n3
 wait_until 20 "nodes 1 and 3 to see each other down" apart || part_ok=1
@@ -592,9 +571,9 @@ if (( part_ok == 0 )); then
     >"$WORK/split-3.log" 2>&1 &
   SPLIT3=$!
   wait_until 15 "the room to have a home on each side" two_homes || part_ok=1
-  say "during the partition: $(node_name 1) $(roles "$(status_json 1)" "$ROOM_P"), $(node_name 3) $(roles "$(status_in 3)" "$ROOM_P")"
+  say "during the partition: $(node_name 1) $(room_role "$(status_json 1)" "$ROOM_P"), $(node_name 3) $(room_role "$(status_in 3)" "$ROOM_P")"
   netns_heal n3
-  wait_until 25 "the room to converge to one home" one_home || part_ok=1
+  wait_until 25 "the room to converge to one home" one_home_among "$ROOM_P" $(seq "$NODES") || part_ok=1
   say "after healing: ${LAST_ROLES:-?}"
   wait "$SPLIT1" || { say "loadgen through $(node_name 1) failed:"; tail -n 5 "$WORK/split-1.log"; part_ok=1; }
   wait "$SPLIT3" || { say "loadgen through $(node_name 3) failed:"; tail -n 5 "$WORK/split-3.log"; part_ok=1; }

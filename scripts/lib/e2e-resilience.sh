@@ -9,17 +9,13 @@
 #               once it is full, on the third; under 1% loss; the room
 #               holds more consumers than any node's capacity
 
-# Client consumers (pipe consumers not counted) on node i, or 0.
-client_consumers() {
+# "PEERS CLIENT_CONSUMERS" of node i (pipe consumers not counted), from
+# one status; "0 0" when it does not answer.
+node_counts() {
   status_json "$1" 2>/dev/null | node -e '
     const s = JSON.parse(require("fs").readFileSync(0, "utf8"));
     const pipes = (s.workerDetails || []).reduce((n, w) => n + (w.pipeConsumers || 0), 0);
-    console.log(s.consumers - pipes);' 2>/dev/null || echo 0
-}
-
-node_peers() {
-  status_json "$1" 2>/dev/null | node -e '
-    console.log(JSON.parse(require("fs").readFileSync(0, "utf8")).peers);' 2>/dev/null || echo 0
+    console.log(`${s.peers} ${s.consumers - pipes}`);' 2>/dev/null || echo "0 0"
 }
 
 step_spill_load() {
@@ -39,9 +35,9 @@ if (( rc == 0 )); then
   while kill -0 "$lg" 2>/dev/null; do
     total=0
     for i in $(seq "$NODES"); do
-      c="$(client_consumers "$i")"
+      read -r p c <<<"$(node_counts "$i")"
       total=$((total + c))
-      peers[$i]="$(node_peers "$i")"
+      peers[$i]=$p
     done
     (( total > max_total )) && max_total=$total
     for i in 2 3; do
@@ -120,18 +116,21 @@ home_of() {
   done
   return 1
 }
-# Exactly one surviving node is the room's home and every other node with
-# the room is its shard.
-one_home_among() { # room alive-indices...
-  local room="$1" i r homes=0 home=""; shift
+# Exactly one of the given nodes is the room's home and every other one
+# that has the room is its shard; each node's status is asked once, and
+# LAST_ROLES says what each node answered.
+one_home_among() { # room node-indices...
+  local room="$1" i homes=0 home="" all=(); shift
+  local -A role=()
   for i in "$@"; do
-    r="$(room_role "$(status_json "$i" 2>/dev/null || echo '{}')" "$room")"
-    [[ "$r" == home:* ]] && homes=$((homes + 1)) && home="$(node_name "$i")"
+    role[$i]="$(room_role "$(status_json "$i" 2>/dev/null || echo '{}')" "$room")"
+    all+=("$(node_name "$i")=${role[$i]}")
+    [[ "${role[$i]}" == home:* ]] && homes=$((homes + 1)) && home="$(node_name "$i")"
   done
+  LAST_ROLES="${all[*]}"
   (( homes == 1 )) || return 1
   for i in "$@"; do
-    r="$(room_role "$(status_json "$i" 2>/dev/null || echo '{}')" "$room")"
-    [[ "$r" == "home:$home" || "$r" == "shard:$home" || "$r" == none ]] || return 1
+    [[ "${role[$i]}" == "home:$home" || "${role[$i]}" == "shard:$home" || "${role[$i]}" == none ]] || return 1
   done
 }
 # On node i: no pipe link to or from node `dead` in any room, and as many
@@ -239,7 +238,7 @@ node_loss_step() { # step-name signal which(home|other)
     seen_ms=$(( $(date +%s%3N) - t_lost ))
     say "$step: declared down by every survivor ${seen_ms} ms after the signal"
     wait_until 20 "one home among the survivors" one_home_among "$room" "${survivors[@]}" || rc=87
-    say "$step: roles now $(for i in "${survivors[@]}"; do printf '%s=%s ' "$(node_name "$i")" "$(room_role "$(status_json "$i")" "$room")"; done)"
+    say "$step: roles now ${LAST_ROLES:-?}"
     wait_until 20 "the survivors' pipes and consumers to settle" settled_without "$victim" "${survivors[@]}" || rc=86
   fi
   if [[ -n "$SOAK_PID" ]]; then
