@@ -51,6 +51,7 @@ pub mod ids;
 /// measuring subscribers over real UDP sockets.
 pub mod loadgen;
 pub mod media_stats;
+pub mod mediasoup;
 pub mod metrics;
 pub mod net;
 pub mod node;

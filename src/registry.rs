@@ -76,14 +76,23 @@ impl Actor for RoomRegistry {
 impl RoomRegistry {
     /// Starts room `room` (its home from the start when `home`), in place
     /// of any closing one of the same name.
-    fn start_room(&mut self, room: RoomId, home: bool, ctx: &mut Context<Self>) -> Addr<RoomActor> {
+    fn start_room(
+        &mut self,
+        room: RoomId,
+        home: bool,
+        codecs: Option<Arc<Vec<mediasoup::prelude::RtpCodecCapability>>>,
+        ctx: &mut Context<Self>,
+    ) -> Addr<RoomActor> {
         let gate = RoomGate::default();
-        let actor = RoomActor::new(
+        let mut actor = RoomActor::new(
             room.clone(),
             Arc::clone(&self.env),
             gate.clone(),
             ctx.address().recipient(),
         );
+        if let Some(codecs) = codecs {
+            actor = actor.with_codecs(codecs);
+        }
         let addr = if home { actor.as_home() } else { actor }.start();
         self.rooms.insert(
             room,
@@ -136,6 +145,9 @@ impl RoomRegistry {
 pub struct GetOrCreateRoom {
     /// The room.
     pub room: RoomId,
+    /// The media codecs of the room's routers, if it is created by this
+    /// request (the node's list when `None`; an open room keeps its own).
+    pub codecs: Option<Arc<Vec<mediasoup::prelude::RtpCodecCapability>>>,
 }
 
 impl Handler<GetOrCreateRoom> for RoomRegistry {
@@ -154,7 +166,7 @@ impl Handler<GetOrCreateRoom> for RoomRegistry {
         if self.env.workers.live().is_empty() {
             return Err(GetRoomError::NoWorker);
         }
-        let addr = self.start_room(msg.room.clone(), false, ctx);
+        let addr = self.start_room(msg.room.clone(), false, msg.codecs, ctx);
         let hold = self.rooms[&msg.room]
             .gate
             .hold()
@@ -228,7 +240,7 @@ impl Handler<RoomCall> for RoomRegistry {
                     return Box::pin(async move { Err(ShardError::NotHome(Some(next))) });
                 }
                 // The home rule chose this node: the room's home starts here.
-                self.start_room(room.clone(), true, ctx)
+                self.start_room(room.clone(), true, None, ctx)
             }
             (None, _) => return Box::pin(async move { Err(ShardError::UnknownRoom(room)) }),
         };

@@ -124,7 +124,23 @@ impl Server {
     /// The room `room`, created when needed, held open for a join.
     pub async fn room(&self, room: RoomId) -> Result<Result<RoomTicket, GetRoomError>, NodeGone> {
         self.rooms
-            .send(GetOrCreateRoom { room })
+            .send(GetOrCreateRoom { room, codecs: None })
+            .await
+            .map_err(|_| NodeGone)
+    }
+
+    /// Finds or creates a room as [`Self::room`]; a room created by this
+    /// call offers `codecs`.
+    pub async fn room_with_codecs(
+        &self,
+        room: RoomId,
+        codecs: Arc<Vec<mediasoup::prelude::RtpCodecCapability>>,
+    ) -> Result<Result<RoomTicket, GetRoomError>, NodeGone> {
+        self.rooms
+            .send(GetOrCreateRoom {
+                room,
+                codecs: Some(codecs),
+            })
             .await
             .map_err(|_| NodeGone)
     }

@@ -380,7 +380,10 @@ impl Handler<KillWorker> for WorkerActor {
 /// Asks for a new router on this worker.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<RouterLease, CreateRouterError>")]
-pub struct CreateRouter;
+pub struct CreateRouter {
+    /// The media codecs the router offers (the room's).
+    pub media_codecs: Arc<Vec<RtpCodecCapability>>,
+}
 
 /// A router together with the counters of the worker it lives on.
 #[derive(Debug, Clone)]
@@ -398,7 +401,7 @@ pub struct RouterLease {
 impl Handler<CreateRouter> for WorkerActor {
     type Result = ResponseFuture<Result<RouterLease, CreateRouterError>>;
 
-    fn handle(&mut self, _msg: CreateRouter, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: CreateRouter, _ctx: &mut Self::Context) -> Self::Result {
         let worker = self.worker.clone();
         let slot = self.slot;
         let worker_counters = Arc::clone(&self.counters);
@@ -409,7 +412,7 @@ impl Handler<CreateRouter> for WorkerActor {
                 return Err(CreateRouterError::WorkerGone(slot));
             }
             let router = worker
-                .create_router(RouterOptions::new(media_codecs()))
+                .create_router(RouterOptions::new(msg.media_codecs.to_vec()))
                 .await
                 .map_err(|e| CreateRouterError::Mediasoup(e.to_string()))?;
             media.watch_router(&router);

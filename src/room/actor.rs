@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use mediasoup::prelude::ProducerId;
+use mediasoup::prelude::{ProducerId, RtpCodecCapability};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tracing::Span;
@@ -31,6 +31,10 @@ pub struct RoomActor {
     pub(super) id: RoomId,
     pub(super) env: Arc<RoomEnv>,
     pub(super) span: Span,
+    /// The media codecs of the room's routers.
+    pub(super) codecs: Arc<Vec<RtpCodecCapability>>,
+    /// The embedding API's seats and what it registered (see `app`).
+    pub(super) app: super::app::AppState,
     /// One router per worker the room uses.
     pub(super) routers: HashMap<RouterLoc, RouterEntry>,
     /// Pipe trees, by producer.
@@ -99,6 +103,8 @@ impl RoomActor {
             id,
             env,
             span,
+            codecs: Arc::new(crate::worker::media_codecs()),
+            app: Default::default(),
             routers: HashMap::new(),
             pipes: HashMap::new(),
             pipe_pairs: HashMap::new(),
@@ -121,6 +127,12 @@ impl RoomActor {
         }
     }
 
+    /// A room whose routers offer `codecs` instead of the node's list.
+    pub fn with_codecs(mut self, codecs: Arc<Vec<RtpCodecCapability>>) -> Self {
+        self.codecs = codecs;
+        self
+    }
+
     /// The room's home from the start: made by a shard attaching (the
     /// home rule chose this node).
     pub fn as_home(mut self) -> Self {
@@ -139,7 +151,12 @@ impl RoomActor {
     /// Closes the room if it is empty and no join is pending or about to
     /// arrive.
     pub(super) fn maybe_close(&mut self, ctx: &mut Context<Self>) {
-        if self.closing || !self.peers.is_empty() || self.pending_joins > 0 || self.held_open() {
+        if self.closing
+            || !self.peers.is_empty()
+            || !self.app.is_empty()
+            || self.pending_joins > 0
+            || self.held_open()
+        {
             return;
         }
         if self.gate.try_close() {
@@ -160,6 +177,7 @@ impl RoomActor {
         self.remote_hops.clear();
         self.remote_producers.clear();
         self.peers.clear();
+        self.app = Default::default();
         self.routers.clear();
     }
 
@@ -214,7 +232,11 @@ impl RoomActor {
     /// The idle check: a room found empty twice in a row (no peer, no
     /// pending join, nobody holding its gate) closes.
     fn idle_check(&mut self, ctx: &mut Context<Self>) {
-        if self.peers.is_empty() && self.pending_joins == 0 && !self.held_open() {
+        if self.peers.is_empty()
+            && self.app.is_empty()
+            && self.pending_joins == 0
+            && !self.held_open()
+        {
             self.idle_ticks += 1;
             if self.idle_ticks >= 2 {
                 self.maybe_close(ctx);

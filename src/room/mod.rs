@@ -52,6 +52,7 @@
 //!
 //! # Files
 //!
+//! - [`app`] — the embedding API's seats, producers and pipes;
 //! - `messages` — the public messages, domain replies and events;
 //! - `error` — [`RoomError`];
 //! - `evacuate` — drain: telling local participants to move, in batches;
@@ -73,6 +74,7 @@
 //! - `media` — producers and consumers.
 
 mod actor;
+pub mod app;
 mod error;
 mod evacuate;
 pub mod fabric;

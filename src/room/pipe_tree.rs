@@ -179,6 +179,11 @@ impl<H> PipeTree<H> {
     pub fn links(&self) -> impl Iterator<Item = (&RouterLoc, &RouterLoc)> {
         self.hops.iter().map(|(to, e)| (&e.from, to))
     }
+
+    /// Every hop's payload.
+    pub fn handles(&self) -> impl Iterator<Item = &H> {
+        self.hops.values().map(|e| &e.handle)
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! racing for one share its creation) and dropped when nothing needs it.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use actix::prelude::*;
 use futures::future::{FutureExt, LocalBoxFuture, Shared};
@@ -84,10 +85,11 @@ impl RoomActor {
             .ok_or(RoomError::Router(CreateRouterError::WorkerGone(slot)))?;
         let me = ctx.address();
         let worker_id = seat.worker_id;
+        let media_codecs = Arc::clone(&self.codecs);
         let fut = async move {
             let lease = seat
                 .addr
-                .send(CreateRouter)
+                .send(CreateRouter { media_codecs })
                 .await
                 .map_err(|_| CreateRouterError::WorkerGone(slot))??;
             let worker_id = lease.worker_id;
@@ -150,7 +152,9 @@ impl RoomActor {
     /// failed creations, so that the next use retries), and pipe transport
     /// pairs no hop uses.
     pub(super) fn gc_routers(&mut self) {
+        self.gc_data_pipes();
         let mut used: HashSet<RouterLoc> = self.peers.values().map(|p| p.loc.clone()).collect();
+        used.extend(self.app.used_routers());
         used.extend(self.router_users.keys().cloned());
         let mut links: HashSet<(RouterLoc, RouterLoc)> = HashSet::new();
         for tree in self.pipes.values() {
