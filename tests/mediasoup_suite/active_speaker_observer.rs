@@ -1,0 +1,7 @@
+//! mediasoup's `active_speaker_observer` tests, against `mafalda::mediasoup`, in both
+//! modes (one worker; two workers).
+
+#[path = "common.rs"]
+mod common;
+#[path = "fixtures.rs"]
+mod fixtures;
