@@ -1,42 +1,29 @@
-//! Embedding Mafalda in an application written against mediasoup's `Router`.
+//! Embedding Mafalda in an application written against the mediasoup crate.
 //!
-//! The same steps, mediasoup on the left, Mafalda on the right:
+//! It reads like mediasoup's own examples; what changes is the imports
+//! (`mediasoup::` becomes `mafalda::mediasoup::`) and the worker:
 //!
 //! ```text
 //! // mediasoup                                   // Mafalda
-//! let worker = manager.create_worker(s).await?;  let sfu = Sfu::from_node(&node);
-//! let router = worker                            let room = sfu.room("demo").await?;
-//!     .create_router(opts).await?;               let alice = room.join("alice").await?;
-//! let caps = router.rtp_capabilities();          let caps = alice.rtp_capabilities().await?;
-//! let t = router                                 let t = alice
-//!     .create_webrtc_transport(opts).await?;         .create_webrtc_transport(Direction::Send).await?;
-//! t.connect(WebRtcTransportRemoteParameters {    t.connect(dtls_parameters).await?;
-//!     dtls_parameters }).await?;
-//! let p = t.produce(ProducerOptions::new(        let p = t.produce(ProducerOptions::new(
-//!     MediaKind::Video, rtp)).await?;                MediaKind::Video, rtp)).await?;
-//! router.can_consume(&p.id(), &caps)             room.can_consume(&p.id(), &caps).await?
-//! let c = t2.consume(ConsumerOptions::new(       let c = t2.consume(ConsumerOptions::new(
-//!     p.id(), caps)).await?;                         p.id(), caps)).await?;
-//! c.resume().await?;                             c.resume().await?;
-//! drop(p); // closes                             p.close().await?;
-//! drop(t); drop(router); // close                drop(alice); // leaves, closes all hers
+//! let worker = WorkerManager::new()              let worker = Worker::start(config).await?;
+//!     .create_worker(settings).await?;
+//! let router = worker.create_router(             let router = worker.create_router(
+//!     RouterOptions::new(codecs)).await?;            RouterOptions::new(codecs)).await?;
 //! ```
 //!
-//! What changes: there is no router to create (a room spans the node's
-//! workers and pipes producers between them), transports, producers and
-//! consumers hang off a participant, and the methods that ask the room are
-//! `async`. Parameter types are mediasoup's own.
+//! From there on the code is the same: the router is a room spread over
+//! the node's workers (here two, `spread` placement, so the two
+//! transports below land on different workers), and the consumer of a
+//! producer on the other worker is fed through a pipe the room makes.
+//! Its `producer_paused()` follows the producer live through that pipe.
 //!
 //! Run: `cargo run --example embed_router`.
 
-use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
 
 use mafalda::config::{Config, PlacementMode};
-use mafalda::node::RunningNode;
-use mafalda::sfu::{ConsumerOptions, Direction, Event, ProducerOptions, Sfu};
-use mediasoup::prelude::MediaKind;
-use mediasoup::types::data_structures::DtlsParameters;
-use mediasoup::types::rtp_parameters::{RtpCapabilities, RtpParameters};
+use mafalda::mediasoup::prelude::*;
 use serde_json::json;
 
 /// What a browser would send as its DTLS parameters.
@@ -88,91 +75,126 @@ fn receiver_capabilities() -> anyhow::Result<RtpCapabilities> {
     }))?)
 }
 
-async fn run(node: &RunningNode) -> anyhow::Result<()> {
-    let sfu = Sfu::from_node(node);
-    let room = sfu.room("demo").await?;
+/// The router's codecs: Opus and VP8.
+fn media_codecs() -> anyhow::Result<Vec<RtpCodecCapability>> {
+    Ok(serde_json::from_value(json!([
+        {"kind": "audio", "mimeType": "audio/opus", "clockRate": 48000, "channels": 2,
+         "parameters": {"useinbandfec": 1}, "rtcpFeedback": []},
+        {"kind": "video", "mimeType": "video/VP8", "clockRate": 90000, "parameters": {},
+         "rtcpFeedback": [{"type": "nack", "parameter": ""}, {"type": "nack", "parameter": "pli"},
+                          {"type": "ccm", "parameter": "fir"}, {"type": "goog-remb", "parameter": ""},
+                          {"type": "transport-cc", "parameter": ""}]}
+    ]))?)
+}
 
-    let alice = room.join("alice").await?;
-    let bob = room.join("bob").await?;
-    let mut bob_events = bob.take_events().expect("first take");
+fn transport_options() -> WebRtcTransportOptions {
+    WebRtcTransportOptions::new(WebRtcTransportListenInfos::new(ListenInfo {
+        protocol: Protocol::Udp,
+        ip: "127.0.0.1".parse().expect("an address"),
+        announced_address: None,
+        expose_internal_ip: false,
+        port: None,
+        port_range: None,
+        flags: None,
+        send_buffer_size: None,
+        recv_buffer_size: None,
+    }))
+}
+
+async fn run() -> anyhow::Result<()> {
+    let mut config = Config::default();
+    config.node.name = "embedded".into();
+    config.http.listen = "127.0.0.1:0".parse()?;
+    config.workers.count = 2;
+    config.placement.mode = PlacementMode::Spread;
+    let worker = Worker::start(config).await?;
+
+    let router = worker
+        .create_router(RouterOptions::new(media_codecs()?))
+        .await?;
     println!(
-        "alice ({}) and bob ({}) joined room `demo`",
-        alice.id(),
-        bob.id()
+        "router {} (room {}): {} codecs",
+        router.id(),
+        router.room_id(),
+        router.rtp_capabilities().codecs.len()
     );
-    let caps = alice.rtp_capabilities().await?;
-    println!("router capabilities: {} codecs", caps.codecs.len());
 
-    // Alice sends VP8.
-    let send = alice.create_webrtc_transport(Direction::Send).await?;
+    // Alice sends VP8 on one transport...
+    let send = router.create_webrtc_transport(transport_options()).await?;
     println!(
-        "alice's send transport {}: {} ICE candidate(s), {} DTLS fingerprint(s)",
+        "send transport {}: {} ICE candidate(s), {} DTLS fingerprint(s)",
         send.id(),
         send.ice_candidates().len(),
         send.dtls_parameters().fingerprints.len()
     );
-    send.connect(remote_dtls()?).await?;
+    send.connect(WebRtcTransportRemoteParameters {
+        dtls_parameters: remote_dtls()?,
+    })
+    .await?;
     let producer = send
         .produce(ProducerOptions::new(
             MediaKind::Video,
             vp8_send_parameters()?,
         ))
         .await?;
-    println!("alice produces {:?} as {}", producer.kind(), producer.id());
+    println!("produces {:?} as {}", producer.kind(), producer.id());
 
-    // Bob hears about it and receives it.
-    loop {
-        match bob_events.recv().await {
-            Some(Event::NewProducer(info)) => {
-                println!(
-                    "bob's event: new producer {} from {}",
-                    info.producer_id, info.peer_id
-                );
-                break;
-            }
-            Some(_) => continue,
-            None => anyhow::bail!("bob was removed from the room"),
-        }
-    }
-    let bob_caps = receiver_capabilities()?;
-    anyhow::ensure!(room.can_consume(&producer.id(), &bob_caps).await?);
-    let recv = bob.create_webrtc_transport(Direction::Recv).await?;
-    recv.connect(remote_dtls()?).await?;
-    let consumer = recv
-        .consume(ConsumerOptions::new(producer.id(), bob_caps))
-        .await?;
+    // ...and Bob receives it on another, placed on the other worker.
+    let caps = receiver_capabilities()?;
+    anyhow::ensure!(router.can_consume(&producer.id(), &caps));
+    let recv = router.create_webrtc_transport(transport_options()).await?;
+    recv.connect(WebRtcTransportRemoteParameters {
+        dtls_parameters: remote_dtls()?,
+    })
+    .await?;
+    let mut options = ConsumerOptions::new(producer.id(), caps);
+    options.paused = true;
+    let consumer = recv.consume(options).await?;
     consumer.resume().await?;
     println!(
-        "bob consumes {} as {} (payload type {}), resumed",
+        "consumes {} as {} (payload type {}), resumed",
         consumer.producer_id(),
         consumer.id(),
         consumer.rtp_parameters().codecs[0].payload_type()
     );
-
-    let status = sfu.status().await?;
+    let status = worker.status().await?;
+    let room = status
+        .room_details
+        .iter()
+        .find(|r| &r.room == router.room_id())
+        .ok_or_else(|| anyhow::anyhow!("the room is not in the node's status"))?;
     println!(
-        "node: {} workers, {} peers, {} producers, {} consumers (pipes included), {} routers",
-        status.workers, status.peers, status.producers, status.consumers, status.routers
+        "the room uses {} routers; pipe links: {:?}",
+        room.routers.len(),
+        room.links_out
+            .iter()
+            .chain(&room.links_in)
+            .map(|l| format!("{} -> {}", l.from, l.to))
+            .collect::<Vec<_>>()
     );
 
-    producer.close().await?;
-    println!("alice closed her producer");
-    drop((alice, send, producer));
-    drop((bob, recv, consumer, bob_events));
-    println!("both left the room");
+    // Pause travels through the pipe: the consumer hears of it.
+    let (tx, rx) = futures::channel::oneshot::channel();
+    let tx = Arc::new(parking_lot::Mutex::new(Some(tx)));
+    consumer
+        .on_producer_pause(move || {
+            if let Some(tx) = tx.lock().take() {
+                let _ = tx.send(());
+            }
+        })
+        .detach();
+    producer.pause().await?;
+    tokio::time::timeout(Duration::from_secs(5), rx).await??;
+    anyhow::ensure!(consumer.producer_paused());
+    println!("producer paused: the consumer's producer_paused() is true");
+
+    // Dropping closes, as with mediasoup.
+    drop((consumer, recv, producer, send, router));
+    println!("closed");
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
-    let mut config = Config::default();
-    config.node.name = "embedded".into();
-    config.workers.count = 2;
-    config.placement.mode = PlacementMode::Spread;
-    actix_web::rt::System::new().block_on(async move {
-        // The HTTP API is not used here, but a node always serves it.
-        let node = RunningNode::start(config, TcpListener::bind("127.0.0.1:0")?).await?;
-        let result = run(&node).await;
-        node.stop().await;
-        result
-    })
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    run().await
 }
