@@ -113,12 +113,17 @@ pub struct RoomsSection {
     /// failed) closes after one to one and a half times this many
     /// milliseconds; a room whose last peer leaves closes at once.
     pub idle_close_ms: u64,
+    /// Each room runs an active speaker observer on this node hearing every
+    /// audio producer of the room (piped into its router), and tells its
+    /// participants `activeSpeaker`.
+    pub active_speaker: bool,
 }
 
 impl Default for RoomsSection {
     fn default() -> Self {
         Self {
             idle_close_ms: 30_000,
+            active_speaker: false,
         }
     }
 }

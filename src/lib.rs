@@ -32,8 +32,13 @@
 //! - [`drain`] — graceful drain: no new participants or homes, everyone
 //!   told to move in batches, stop when empty or at a deadline.
 //! - [`node`] — start and stop a node on an injected listener.
-//! - [`sfu`] — the mediasoup-like facade for embedding apps: `Sfu`, `Room`,
-//!   `Participant`, `WebRtcTransport`, `Producer`, `Consumer`.
+//! - [`mediasoup`] — the embedding API, shaped like the mediasoup crate:
+//!   `Worker` (a node), `Router` (a room spread over workers), mediasoup's
+//!   own transports, producers and consumers, consumes piped across workers
+//!   (`docs/compat.md`).
+//! - [`sfu`] — the earlier participant-shaped facade (`Sfu`, `Room`,
+//!   `Participant`), which the signalling session still uses; to be folded
+//!   into [`mediasoup`].
 //!
 //! The supervision tree and message flow are in `docs/architecture.md`, the
 //! protocol in `docs/protocol.md`.

@@ -278,6 +278,18 @@ impl Participant {
         self.inner.room.do_send(Leave { peer_id: self.id() });
     }
 
+    /// Sends the room any request made for this participant (`make` gets
+    /// its id): the controls and DataChannel requests of
+    /// [`crate::room`] without a method of their own here.
+    pub async fn request<M, T>(&self, make: impl FnOnce(PeerId) -> M) -> Result<T, SfuError>
+    where
+        M: actix::Message<Result = Result<T, RoomError>> + Send + 'static,
+        T: Send + 'static,
+        RoomActor: actix::Handler<M>,
+    {
+        self.ask(make(self.id())).await
+    }
+
     async fn ask<M, T>(&self, msg: M) -> Result<T, SfuError>
     where
         M: actix::Message<Result = Result<T, RoomError>> + Send + 'static,
@@ -294,10 +306,20 @@ impl Participant {
         &self,
         direction: Direction,
     ) -> Result<WebRtcTransport, SfuError> {
+        self.create_webrtc_transport_with(direction, false).await
+    }
+
+    /// A WebRTC transport, with SCTP (for DataChannels) when `enable_sctp`.
+    pub async fn create_webrtc_transport_with(
+        &self,
+        direction: Direction,
+        enable_sctp: bool,
+    ) -> Result<WebRtcTransport, SfuError> {
         let reply = self
             .ask(CreateTransport {
                 peer_id: self.id(),
                 direction,
+                enable_sctp,
             })
             .await?;
         Ok(WebRtcTransport {
@@ -530,6 +552,11 @@ impl WebRtcTransport {
     /// Where the remote end sends media.
     pub fn ice_candidates(&self) -> &Vec<IceCandidate> {
         &self.reply.ice_candidates
+    }
+
+    /// The node's SCTP parameters, when made with SCTP.
+    pub fn sctp_parameters(&self) -> Option<mediasoup::types::sctp_parameters::SctpParameters> {
+        self.reply.sctp_parameters
     }
 
     /// The node's DTLS role and fingerprints.

@@ -254,6 +254,7 @@ async fn publishing(room_name: &str) -> Publishing {
         .send(CreateTransport {
             peer_id: publisher,
             direction: Direction::Send,
+            enable_sctp: false,
         })
         .await
         .unwrap()
@@ -309,6 +310,7 @@ async fn concurrent_consumes_from_another_worker_share_one_pipe() {
                 .send(CreateTransport {
                     peer_id: peer,
                     direction: Direction::Recv,
+                    enable_sctp: false,
                 })
                 .await
                 .unwrap()
@@ -448,6 +450,7 @@ async fn consumes_racing_closes_and_leaves_keep_pipes_exact() {
                 .send(CreateTransport {
                     peer_id: peer,
                     direction: Direction::Recv,
+                    enable_sctp: false,
                 })
                 .await
                 .unwrap()

@@ -5,11 +5,16 @@
 
 use serde_json::{json, Value};
 
-use crate::room::{ProducerAction, Toggle};
+use mediasoup::prelude::ConsumerLayers;
+
+use crate::room::{
+    CloseConsumer, CloseTransport, ConsumeData, ProduceData, ProducerAction, RestartIce,
+    SetPreferredLayers, Toggle, TransportStats,
+};
 use crate::sfu::{ConsumerOptions, Participant, ProducerOptions, SfuError};
 use crate::signalling::{
-    ConsumeReply, ErrorCode, PlainTransportReply, ProduceReply, Request, SignalError,
-    TransportReply,
+    ConsumeDataReply, ConsumeReply, ErrorCode, PlainTransportReply, ProduceDataReply, ProduceReply,
+    Request, SignalError, TransportReply,
 };
 
 fn to_value<T: serde::Serialize>(v: &T) -> Value {
@@ -33,8 +38,9 @@ pub async fn on_participant(p: &Participant, request: Request) -> Result<Value, 
             Ok(json!({ "routerRtpCapabilities": caps }))
         }
         Request::CreateWebRtcTransport(r) => {
+            let sctp = r.enable_sctp || r.sctp_capabilities.is_some();
             let t = p
-                .create_webrtc_transport(r.direction)
+                .create_webrtc_transport_with(r.direction, sctp)
                 .await
                 .map_err(signal)?;
             Ok(to_value(&TransportReply {
@@ -42,6 +48,7 @@ pub async fn on_participant(p: &Participant, request: Request) -> Result<Value, 
                 ice_parameters: t.ice_parameters().clone(),
                 ice_candidates: t.ice_candidates().clone(),
                 dtls_parameters: t.dtls_parameters(),
+                sctp_parameters: t.sctp_parameters(),
             }))
         }
         Request::ConnectWebRtcTransport(r) => {
@@ -93,6 +100,81 @@ pub async fn on_participant(p: &Participant, request: Request) -> Result<Value, 
             p.act_on_producer(r.producer_id, ProducerAction::Close)
                 .await,
         ),
+        Request::CloseConsumer(r) => done(
+            p.request(|peer_id| CloseConsumer {
+                peer_id,
+                consumer_id: r.consumer_id,
+            })
+            .await,
+        ),
+        Request::CloseTransport(r) => done(
+            p.request(|peer_id| CloseTransport {
+                peer_id,
+                transport_id: r.transport_id,
+            })
+            .await,
+        ),
+        Request::RestartIce(r) => {
+            let ice = p
+                .request(|peer_id| RestartIce {
+                    peer_id,
+                    transport_id: r.transport_id,
+                })
+                .await
+                .map_err(signal)?;
+            Ok(json!({ "iceParameters": ice }))
+        }
+        Request::GetTransportStats(r) => {
+            let stats = p
+                .request(|peer_id| TransportStats {
+                    peer_id,
+                    transport_id: r.transport_id,
+                })
+                .await
+                .map_err(signal)?;
+            Ok(json!({ "stats": stats }))
+        }
+        Request::SetConsumerPreferredLayers(r) => done(
+            p.request(|peer_id| SetPreferredLayers {
+                peer_id,
+                consumer_id: r.consumer_id,
+                layers: ConsumerLayers {
+                    spatial_layer: r.spatial_layer,
+                    temporal_layer: r.temporal_layer,
+                },
+            })
+            .await,
+        ),
+        Request::ProduceData(r) => {
+            let id = p
+                .request(|peer_id| ProduceData {
+                    peer_id,
+                    transport_id: r.transport_id,
+                    sctp_stream_parameters: r.sctp_stream_parameters,
+                    label: r.label,
+                    protocol: r.protocol,
+                })
+                .await
+                .map_err(signal)?;
+            Ok(to_value(&ProduceDataReply { id }))
+        }
+        Request::ConsumeData(r) => {
+            let c = p
+                .request(|peer_id| ConsumeData {
+                    peer_id,
+                    transport_id: r.transport_id,
+                    data_producer_id: r.data_producer_id,
+                })
+                .await
+                .map_err(signal)?;
+            Ok(to_value(&ConsumeDataReply {
+                id: c.id,
+                data_producer_id: c.data_producer_id,
+                sctp_stream_parameters: c.sctp_stream_parameters,
+                label: c.label,
+                protocol: c.protocol,
+            }))
+        }
     }
 }
 

@@ -76,26 +76,23 @@ fn release_all(room: &Addr<RoomActor>, holds: &Mutex<Holds>) {
     }
 }
 
+impl<T> Observed<T> {
+    /// Where the observer lives: the node and worker of its router.
+    pub fn location(&self) -> &RouterLoc {
+        &self.ctx.seat.loc
+    }
+}
+
 impl<T: MsRtpObserver> Observed<T> {
     /// Seats `real`; its pipes and seat are given back when it closes.
+    /// (A producer that closes takes its pipes with it: the room drops them;
+    /// its entry here is then released again at close, which does nothing.)
     pub(super) fn new(real: T, router: Router, seat: AppSeat, guard: SeatGuard) -> Self {
         let holds: Arc<Mutex<Holds>> = Arc::default();
         let (room, h) = (router.room().clone(), Arc::clone(&holds));
         real.on_close(Box::new(move || {
             release_all(&room, &h);
             drop(guard);
-        }))
-        .detach();
-        // A producer leaving the observer (it closed) releases its pipe.
-        let (room, h) = (router.room().clone(), Arc::clone(&holds));
-        real.on_remove_producer(Box::new(move |p: &Producer| {
-            if let Some((target, holder)) = h.lock().remove(&p.id()) {
-                room.do_send(ReleasePipe {
-                    producer_id: p.id(),
-                    target,
-                    holder,
-                });
-            }
         }))
         .detach();
         Self {

@@ -18,14 +18,14 @@ use ::mediasoup::prelude::{
     Consumer, ConsumerOptions, DataConsumer, DataConsumerOptions, DataProducer,
     DataProducerOptions, Producer, ProducerOptions, TransportId,
 };
-use ::mediasoup::transport::{
-    Transport as MsTransport, TransportGeneric as MsTransportGeneric, TransportTraceEventData,
-    TransportTraceEventType,
-};
+use ::mediasoup::transport::{Transport as MsTransport, TransportGeneric as MsTransportGeneric};
 use ::mediasoup::types::data_structures::AppData;
 use ::mediasoup::worker::RequestError;
 
-pub use ::mediasoup::transport::{ConsumeDataError, ConsumeError, ProduceDataError, ProduceError};
+pub use ::mediasoup::transport::{
+    ConsumeDataError, ConsumeError, ProduceDataError, ProduceError, TransportTraceEventData,
+    TransportTraceEventType,
+};
 
 /// What a seated transport knows of its place in the room.
 struct SeatCtx {
@@ -64,6 +64,13 @@ impl<T> Deref for Seated<T> {
     type Target = T;
     fn deref(&self) -> &T {
         &self.real
+    }
+}
+
+impl<T> Seated<T> {
+    /// Where the transport lives: the node and worker of its router.
+    pub fn location(&self) -> &crate::ids::RouterLoc {
+        &self.ctx.seat.loc
     }
 }
 

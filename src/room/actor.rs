@@ -35,6 +35,8 @@ pub struct RoomActor {
     pub(super) codecs: Arc<Vec<RtpCodecCapability>>,
     /// The embedding API's seats and what it registered (see `app`).
     pub(super) app: super::app::AppState,
+    /// The active speaker observer (see `speaker`).
+    pub(super) speaker: super::speaker::SpeakerState,
     /// One router per worker the room uses.
     pub(super) routers: HashMap<RouterLoc, RouterEntry>,
     /// Pipe trees, by producer.
@@ -105,6 +107,7 @@ impl RoomActor {
             span,
             codecs: Arc::new(crate::worker::media_codecs()),
             app: Default::default(),
+            speaker: Default::default(),
             routers: HashMap::new(),
             pipes: HashMap::new(),
             pipe_pairs: HashMap::new(),
@@ -178,6 +181,7 @@ impl RoomActor {
         self.remote_producers.clear();
         self.peers.clear();
         self.app = Default::default();
+        self.speaker = Default::default();
         self.routers.clear();
     }
 
@@ -216,11 +220,14 @@ impl RoomActor {
         tracing::info!(peer = %peer_id, router = %peer.loc, "peer left");
         drop(_e);
         let producers = self.release_peer_media(&peer);
+        let data_producers: Vec<_> = peer.data_producers.keys().copied().collect();
         // Dropping the peer closes its transports, and with them its
         // producers and consumers.
         drop(peer);
+        self.data_producers_gone(peer_id, data_producers, ctx);
         self.publish_peer_left(peer_id, &producers);
         for producer_id in producers {
+            self.unhear(producer_id);
             self.drop_pipes_of(producer_id);
             self.broadcast(peer_id, Event::ProducerClosed { producer_id }, ctx);
         }
@@ -321,6 +328,7 @@ impl Handler<WorkerLost> for RoomActor {
         for p in victims {
             self.remove_peer(p, ctx);
         }
+        self.speaker_worker_lost(msg.slot, ctx);
         self.gc_routers();
         self.maybe_close(ctx);
     }
@@ -385,6 +393,7 @@ impl Handler<Join> for RoomActor {
                 .chain(act.remote_peer_infos())
                 .collect();
             let producers = act.producer_infos();
+            let data_producers = act.data_producer_infos();
             act.peers.insert(
                 peer_id,
                 Peer::new(info.clone(), loc.clone(), events, tracked),
@@ -400,6 +409,7 @@ impl Handler<Join> for RoomActor {
                 rtp_capabilities: lease.router.rtp_capabilities(),
                 peers,
                 producers,
+                data_producers,
             })
         }))
     }

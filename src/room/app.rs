@@ -17,12 +17,12 @@ use futures::future::{FutureExt, LocalBoxFuture, Shared};
 use mediasoup::prelude::*;
 use tracing::Instrument;
 
-use super::pipes::pipe_options;
+use super::pipes::{connected_pair, pipe_options};
 use super::{RoomActor, RoomError};
 use crate::ids::RouterLoc;
 use crate::metrics::{Counters, Resource, Tracked};
 
-type DataPipeFuture = Shared<LocalBoxFuture<'static, Result<DataPipe, RoomError>>>;
+pub(super) type DataPipeFuture = Shared<LocalBoxFuture<'static, Result<DataPipe, RoomError>>>;
 type DataLinkFuture =
     Shared<LocalBoxFuture<'static, Result<(PipeTransport, PipeTransport), RoomError>>>;
 
@@ -47,6 +47,11 @@ impl AppState {
         self.seats.is_empty()
     }
 
+    /// Forgets the pipes of a data producer that closed.
+    pub fn forget_data_pipes_of(&mut self, id: DataProducerId) {
+        self.data_pipes.retain(|(d, _), _| *d != id);
+    }
+
     /// The routers seats and data pipes use.
     pub fn used_routers(&self) -> impl Iterator<Item = RouterLoc> + '_ {
         self.seats.values().map(|(l, _)| l.clone()).chain(
@@ -61,7 +66,7 @@ impl AppState {
 /// sending pipe transport, a data producer with the same id on the
 /// receiving one.
 #[derive(Debug, Clone)]
-struct DataPipe {
+pub(super) struct DataPipe {
     _consumer: DataConsumer,
     _producer: DataProducer,
 }
@@ -276,6 +281,59 @@ impl RoomActor {
             .map(|(_, l)| l.clone())
     }
 
+    /// Where a data producer lives: the application's, or a peer's.
+    fn data_source(&self, id: DataProducerId) -> Option<RouterLoc> {
+        if let Some(l) = self.app.data_producers.get(&id) {
+            return Some(l.clone());
+        }
+        self.peers
+            .values()
+            .find(|p| p.data_producers.contains_key(&id))
+            .map(|p| p.loc.clone())
+    }
+
+    /// The data pipe of `id` from `source` into `target`, started if
+    /// needed, with one claim on it (end it with `end_data_claim`).
+    pub(super) fn data_pipe_into(
+        &mut self,
+        id: DataProducerId,
+        source: &RouterLoc,
+        target: &RouterLoc,
+    ) -> Result<(DataClaim, DataPipeFuture), RoomError> {
+        let key = (id, target.clone());
+        if let Some(h) = self.app.data_pipes.get_mut(&key) {
+            h.in_flight += 1;
+            let claim = DataClaim {
+                data_producer_id: id,
+                target: target.clone(),
+                hop: h.id,
+            };
+            return Ok((claim, h.fut.clone()));
+        }
+        let link = self.data_link(source, target)?;
+        let fut = data_hop(id, link)
+            .instrument(self.span.clone())
+            .boxed_local()
+            .shared();
+        let hop = self.fresh_id();
+        self.app.data_pipes.insert(
+            key,
+            DataHop {
+                id: hop,
+                from: source.clone(),
+                fut: fut.clone(),
+                holders: HashSet::new(),
+                in_flight: 1,
+            },
+        );
+        let claim = DataClaim {
+            data_producer_id: id,
+            target: target.clone(),
+            hop,
+        };
+        Ok((claim, fut))
+    }
+
     /// Drops data pipes and links nobody uses any more.
     pub(super) fn gc_data_pipes(&mut self) {
         self.app
@@ -299,28 +357,12 @@ impl RoomActor {
         }
         let (a, b) = (self.lease(from)?.router, self.lease(to)?.router);
         let buffer = self.env.config.rtc.pipe_socket_buffer_bytes;
-        let fut = async move {
-            let mut options = pipe_options(IpAddr::V4(Ipv4Addr::LOCALHOST), buffer);
-            options.enable_sctp = true;
-            let (sending, receiving) = futures::try_join!(
-                a.create_pipe_transport(options.clone()),
-                b.create_pipe_transport(options),
-            )
-            .map_err(RoomError::mediasoup)?;
-            for (x, y) in [(&sending, &receiving), (&receiving, &sending)] {
-                x.connect(PipeTransportRemoteParameters {
-                    ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-                    port: y.tuple().local_port(),
-                    srtp_parameters: None,
-                })
-                .await
-                .map_err(RoomError::mediasoup)?;
-            }
-            Ok((sending, receiving))
-        }
-        .instrument(self.span.clone())
-        .boxed_local()
-        .shared();
+        let mut options = pipe_options(IpAddr::V4(Ipv4Addr::LOCALHOST), buffer);
+        options.enable_sctp = true;
+        let fut = connected_pair(a, b, options)
+            .instrument(self.span.clone())
+            .boxed_local()
+            .shared();
         self.app.data_links.insert(key, fut.clone());
         Ok(fut)
     }
@@ -472,8 +514,8 @@ impl Handler<OpenDataPipe> for RoomActor {
         let id = msg.data_producer_id;
         let checked = (|| {
             let target = self.seat_loc(msg.seat)?;
-            let source = match self.app.data_producers.get(&id) {
-                Some(s) if *s != target => s.clone(),
+            let source = match self.data_source(id) {
+                Some(s) if s != target => s,
                 _ => return Ok(None),
             };
             Ok(Some((source, target)))
@@ -483,39 +525,9 @@ impl Handler<OpenDataPipe> for RoomActor {
             Ok(None) => return Box::pin(fut::ready(Ok(None))),
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
-        let key = (id, target.clone());
-        let (hop, fut) = match self.app.data_pipes.get_mut(&key) {
-            Some(h) => {
-                h.in_flight += 1;
-                (h.id, h.fut.clone())
-            }
-            None => {
-                let link = match self.data_link(&source, &target) {
-                    Ok(l) => l,
-                    Err(e) => return Box::pin(fut::ready(Err(e))),
-                };
-                let fut = data_hop(id, link)
-                    .instrument(self.span.clone())
-                    .boxed_local()
-                    .shared();
-                let hop = self.fresh_id();
-                self.app.data_pipes.insert(
-                    key.clone(),
-                    DataHop {
-                        id: hop,
-                        from: source,
-                        fut: fut.clone(),
-                        holders: HashSet::new(),
-                        in_flight: 1,
-                    },
-                );
-                (hop, fut)
-            }
-        };
-        let claim = DataClaim {
-            data_producer_id: id,
-            target,
-            hop,
+        let (claim, fut) = match self.data_pipe_into(id, &source, &target) {
+            Ok(v) => v,
+            Err(e) => return Box::pin(fut::ready(Err(e))),
         };
         Box::pin(fut.into_actor(self).map(move |res, act, _ctx| match res {
             Ok(_) => Ok(Some(claim)),
@@ -551,7 +563,7 @@ async fn data_hop(id: DataProducerId, link: DataLinkFuture) -> Result<DataPipe, 
 }
 
 impl RoomActor {
-    fn end_data_claim(&mut self, claim: &DataClaim, holder: Option<DataConsumerId>) {
+    pub(super) fn end_data_claim(&mut self, claim: &DataClaim, holder: Option<DataConsumerId>) {
         let key = (claim.data_producer_id, claim.target.clone());
         if let Some(h) = self
             .app

@@ -91,14 +91,19 @@ impl Handler<Produce> for RoomActor {
                 return Err(RoomError::UnknownTransport(transport_id));
             }
             let info = producer_info(peer_id, &producer);
+            peer.origin.insert(producer.id().into(), transport_id);
             peer.producers.insert(producer.id(), producer);
             let _e = act.span.clone().entered();
             tracing::info!(peer = %peer_id, producer = %info.producer_id, kind = ?info.kind, "producer created");
             drop(_e);
             let id = info.producer_id;
             let loc = peer.loc.clone();
+            let audio = info.kind == MediaKind::Audio;
             act.publish_producer(&info, &loc);
             act.broadcast(peer_id, Event::NewProducer(info), ctx);
+            if audio {
+                act.hear(id, ctx);
+            }
             Ok(id)
         }))
     }
@@ -116,10 +121,10 @@ struct ConsumerGone {
 impl Handler<ConsumerGone> for RoomActor {
     type Result = ();
     fn handle(&mut self, msg: ConsumerGone, ctx: &mut Self::Context) {
-        let removed = self
-            .peers
-            .get_mut(&msg.peer_id)
-            .and_then(|p| p.consumers.remove(&msg.consumer_id).map(|_| p.loc.clone()));
+        let removed = self.peers.get_mut(&msg.peer_id).and_then(|p| {
+            p.origin.remove(&msg.consumer_id.into());
+            p.consumers.remove(&msg.consumer_id).map(|_| p.loc.clone())
+        });
         let Some(loc) = removed else {
             return;
         };
@@ -306,6 +311,7 @@ impl RoomActor {
                 producer_paused: consumer.producer_paused(),
             };
             if let Some(peer) = act.peers.get_mut(&peer_id) {
+                peer.origin.insert(consumer.id().into(), transport_id);
                 peer.consumers.insert(consumer.id(), consumer);
             }
             Ok(info)
@@ -354,17 +360,7 @@ impl Handler<ActOnProducer> for RoomActor {
         let pause = match msg.action {
             ProducerAction::Close => {
                 drop(producer);
-                if let Some(peer) = self.peers.get_mut(&peer_id) {
-                    peer.producers.remove(&producer_id);
-                }
-                // Its pipes close with it (and their consumers with them).
-                self.drop_pipes_of(producer_id);
-                self.gc_routers();
-                let _e = self.span.clone().entered();
-                tracing::info!(peer = %peer_id, producer = %producer_id, "producer closed");
-                drop(_e);
-                self.publish(ShardCall::ProducerGone { producer_id });
-                self.broadcast(peer_id, Event::ProducerClosed { producer_id }, ctx);
+                self.close_producer(peer_id, producer_id, ctx);
                 return Box::pin(fut::ready(Ok(())));
             }
             ProducerAction::Pause => true,
@@ -398,6 +394,47 @@ impl Handler<ActOnProducer> for RoomActor {
             act.broadcast(peer_id, event, ctx);
             Ok(())
         }))
+    }
+}
+
+impl RoomActor {
+    /// Closes one of a peer's producers: its pipes close with it (and
+    /// their consumers with them); the others are told.
+    pub(super) fn close_producer(
+        &mut self,
+        peer_id: PeerId,
+        producer_id: ProducerId,
+        ctx: &mut Context<Self>,
+    ) {
+        if let Some(peer) = self.peers.get_mut(&peer_id) {
+            peer.producers.remove(&producer_id);
+            peer.origin.remove(&producer_id.into());
+        }
+        self.unhear(producer_id);
+        self.drop_pipes_of(producer_id);
+        self.gc_routers();
+        let _e = self.span.clone().entered();
+        tracing::info!(peer = %peer_id, producer = %producer_id, "producer closed");
+        drop(_e);
+        self.publish(ShardCall::ProducerGone { producer_id });
+        self.broadcast(peer_id, Event::ProducerClosed { producer_id }, ctx);
+    }
+
+    /// Closes one of a peer's consumers and releases the pipe it used.
+    pub(super) fn close_consumer(&mut self, peer_id: PeerId, consumer_id: ConsumerId) -> bool {
+        let Some(peer) = self.peers.get_mut(&peer_id) else {
+            return false;
+        };
+        let Some(consumer) = peer.consumers.remove(&consumer_id) else {
+            return false;
+        };
+        peer.origin.remove(&consumer_id.into());
+        let loc = peer.loc.clone();
+        let producer_id = consumer.producer_id();
+        drop(consumer);
+        self.release_consumer(producer_id, &loc, consumer_id);
+        self.gc_routers();
+        true
     }
 }
 

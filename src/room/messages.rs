@@ -7,7 +7,7 @@
 //! `untagged` or `flatten`), so that they can also cross the fabric.
 
 use actix::prelude::*;
-use mediasoup::prelude::{ConsumerId, ProducerId, TransportId};
+use mediasoup::prelude::{ConsumerId, DataProducerId, ProducerId, TransportId};
 use mediasoup::types::data_structures::{DtlsParameters, IceCandidate, IceParameters};
 use mediasoup::types::rtp_parameters::{
     MediaKind, RtpCapabilities, RtpCapabilitiesFinalized, RtpParameters,
@@ -55,6 +55,20 @@ pub struct ProducerInfo {
     pub paused: bool,
 }
 
+/// A data producer as other peers see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataProducerInfo {
+    /// Its id.
+    pub data_producer_id: DataProducerId,
+    /// Who sends it.
+    pub peer_id: PeerId,
+    /// The DataChannel's label.
+    pub label: String,
+    /// The DataChannel's sub-protocol.
+    pub protocol: String,
+}
+
 /// An event the room pushes to one peer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Event {
@@ -100,6 +114,21 @@ pub enum Event {
         /// knows a better one (a draining node names a peer).
         url: Option<String>,
     },
+    /// Another peer started sending data (a DataChannel).
+    NewDataProducer(DataProducerInfo),
+    /// A data producer went away.
+    DataProducerClosed {
+        /// Which.
+        data_producer_id: DataProducerId,
+    },
+    /// The room's active speaker changed (the loudest audio producer, by
+    /// the room's `ActiveSpeakerObserver`, when `rooms.active_speaker`).
+    ActiveSpeaker {
+        /// Whose producer.
+        peer_id: PeerId,
+        /// The audio producer.
+        producer_id: ProducerId,
+    },
 }
 
 /// What a peer learns on joining.
@@ -115,6 +144,8 @@ pub struct Joined {
     pub peers: Vec<PeerInfo>,
     /// Their producers.
     pub producers: Vec<ProducerInfo>,
+    /// Their data producers (on this node).
+    pub data_producers: Vec<DataProducerInfo>,
 }
 
 /// A WebRTC transport the room created for a peer.
@@ -128,6 +159,8 @@ pub struct WebRtcTransportInfo {
     pub ice_candidates: Vec<IceCandidate>,
     /// The node's DTLS role and fingerprints.
     pub dtls_parameters: DtlsParameters,
+    /// The node's SCTP parameters, when SCTP is enabled.
+    pub sctp_parameters: Option<mediasoup::types::sctp_parameters::SctpParameters>,
 }
 
 /// A plain RTP transport the room created for a peer.
@@ -221,6 +254,8 @@ pub struct CreateTransport {
     pub peer_id: PeerId,
     /// Send or receive.
     pub direction: Direction,
+    /// With SCTP, for DataChannels.
+    pub enable_sctp: bool,
 }
 
 /// Connects a peer's transport (DTLS parameters from the client).

@@ -53,6 +53,9 @@
 //! # Files
 //!
 //! - [`app`] — the embedding API's seats, producers and pipes;
+//! - `controls` — closing a consumer or transport, ICE restart, transport
+//!   stats, preferred layers;
+//! - `data` — peers' DataChannels (SCTP data producers and consumers);
 //! - `messages` — the public messages, domain replies and events;
 //! - `error` — [`RoomError`];
 //! - `evacuate` — drain: telling local participants to move, in batches;
@@ -67,6 +70,7 @@
 //!   losing a node, handing the home over;
 //! - `map` — the room's map of peers and producers across nodes, and
 //!   what an attach exchanges;
+//! - `speaker` — the room's active speaker observer (`rooms.active_speaker`);
 //! - `status` — what a room shows in `/api/status`;
 //! - [`fabric`] — the room's messages between nodes;
 //! - [`wire`] — mediasoup values on the fabric (as JSON);
@@ -75,6 +79,8 @@
 
 mod actor;
 pub mod app;
+mod controls;
+mod data;
 mod error;
 mod evacuate;
 pub mod fabric;
@@ -89,6 +95,7 @@ mod pipes;
 mod remote;
 mod routers;
 mod span;
+mod speaker;
 mod status;
 pub mod wire;
 
@@ -99,6 +106,8 @@ use std::sync::{Arc, OnceLock};
 use mafalda_actors::{Node, NodeId};
 
 pub use actor::RoomActor;
+pub use controls::{CloseConsumer, CloseTransport, RestartIce, SetPreferredLayers, TransportStats};
+pub use data::{ConsumeData, DataConsumerInfo, ProduceData};
 pub use error::RoomError;
 pub use evacuate::Evacuate;
 pub use gate::{GateHold, RoomGate};

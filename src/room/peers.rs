@@ -60,6 +60,13 @@ pub(super) struct Peer {
     pub transports: HashMap<TransportId, (Direction, PeerTransport)>,
     pub producers: HashMap<ProducerId, Producer>,
     pub consumers: HashMap<ConsumerId, Consumer>,
+    /// DataChannels it sends.
+    pub data_producers: HashMap<DataProducerId, DataProducer>,
+    /// DataChannels it receives.
+    pub data_consumers: HashMap<DataConsumerId, DataConsumer>,
+    /// The transport each producer, consumer, data producer and data
+    /// consumer was made on (by the entity's id), for `closeTransport`.
+    pub origin: HashMap<uuid::Uuid, TransportId>,
     /// Told to move elsewhere (drain); it stays until it leaves.
     pub moving: bool,
     _tracked: Tracked,
@@ -79,6 +86,9 @@ impl Peer {
             transports: HashMap::new(),
             producers: HashMap::new(),
             consumers: HashMap::new(),
+            data_producers: HashMap::new(),
+            data_consumers: HashMap::new(),
+            origin: HashMap::new(),
             moving: false,
             _tracked: tracked,
         }
@@ -202,6 +212,7 @@ impl Handler<CreateTransport> for RoomActor {
         let mut options = WebRtcTransportOptions::new(webrtc_listen_infos(&self.env.config));
         options.initial_available_outgoing_bitrate =
             u64::from(self.env.config.rtc.initial_outgoing_bitrate);
+        options.enable_sctp = msg.enable_sctp;
         self.create_peer_transport(
             msg.peer_id,
             msg.direction,
@@ -214,6 +225,7 @@ impl Handler<CreateTransport> for RoomActor {
                     ice_parameters: transport.ice_parameters().clone(),
                     ice_candidates: transport.ice_candidates().clone(),
                     dtls_parameters: transport.dtls_parameters(),
+                    sctp_parameters: transport.sctp_parameters(),
                 };
                 (info, PeerTransport::WebRtc(transport))
             },

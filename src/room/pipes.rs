@@ -87,22 +87,28 @@ pub(super) struct RemoteHopState {
 
 impl PipeHandles {
     /// Makes the pipe producer's paused state follow its source's, whatever
-    /// order events came in.
+    /// order events came in. `Producer::paused()` only changes once the
+    /// worker has answered, so a sync running while another's request is
+    /// in flight may see a stale state and do nothing: each sync checks
+    /// again after its own request, until the two agree.
     pub(super) async fn sync_paused(&self) {
-        let want = match &self.source {
-            HopSource::Local(consumer) => consumer.producer_paused(),
-            HopSource::Remote { state, .. } => state.lock().paused,
-        };
-        if self.producer.paused() == want {
-            return;
-        }
-        let r = if want {
-            self.producer.pause().await
-        } else {
-            self.producer.resume().await
-        };
-        if let Err(e) = r {
-            tracing::debug!(error = %e, "pipe producer pause/resume failed");
+        loop {
+            let want = match &self.source {
+                HopSource::Local(consumer) => consumer.producer_paused(),
+                HopSource::Remote { state, .. } => state.lock().paused,
+            };
+            if self.producer.paused() == want {
+                return;
+            }
+            let r = if want {
+                self.producer.pause().await
+            } else {
+                self.producer.resume().await
+            };
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "pipe producer pause/resume failed");
+                return;
+            }
         }
     }
 }
@@ -292,6 +298,17 @@ pub(super) fn pipe_options(ip: IpAddr, buffer_bytes: u32) -> PipeTransportOption
 /// socket buffers, connected to each other over 127.0.0.1.
 async fn local_link(from: Router, to: Router, buffer_bytes: u32) -> Result<PipeLink, RoomError> {
     let options = pipe_options(IpAddr::V4(Ipv4Addr::LOCALHOST), buffer_bytes);
+    let (sending, receiving) = connected_pair(from, to, options).await?;
+    Ok(PipeLink::Local { sending, receiving })
+}
+
+/// Two pipe transports made with `options` on `from` and `to`, connected
+/// to each other over 127.0.0.1.
+pub(super) async fn connected_pair(
+    from: Router,
+    to: Router,
+    options: PipeTransportOptions,
+) -> Result<(PipeTransport, PipeTransport), RoomError> {
     let (sending, receiving) = futures::try_join!(
         from.create_pipe_transport(options.clone()),
         to.create_pipe_transport(options),
@@ -306,7 +323,7 @@ async fn local_link(from: Router, to: Router, buffer_bytes: u32) -> Result<PipeL
         .await
         .map_err(RoomError::mediasoup)?;
     }
-    Ok(PipeLink::Local { sending, receiving })
+    Ok((sending, receiving))
 }
 
 /// Pipes one producer over `link`, once the hop it is fed from (if any) is

@@ -290,7 +290,11 @@ impl RoomActor {
             return false;
         }
         self.remote_producers.insert(id, (info.clone(), loc));
+        let audio = info.kind == mediasoup::prelude::MediaKind::Audio;
         self.broadcast(info.peer_id, Event::NewProducer(info), ctx);
+        if audio {
+            self.hear(id, ctx);
+        }
         true
     }
 
@@ -300,6 +304,7 @@ impl RoomActor {
         let Some((info, _)) = self.remote_producers.remove(&producer_id) else {
             return;
         };
+        self.unhear(producer_id);
         self.drop_pipes_of(producer_id);
         self.gc_routers();
         self.broadcast(info.peer_id, Event::ProducerClosed { producer_id }, ctx);

@@ -155,6 +155,7 @@ impl RoomActor {
         self.gc_data_pipes();
         let mut used: HashSet<RouterLoc> = self.peers.values().map(|p| p.loc.clone()).collect();
         used.extend(self.app.used_routers());
+        used.extend(self.speaker.loc().cloned());
         used.extend(self.router_users.keys().cloned());
         let mut links: HashSet<(RouterLoc, RouterLoc)> = HashSet::new();
         for tree in self.pipes.values() {

@@ -20,6 +20,9 @@ impl Event {
             Event::ProducerResumed { .. } => "producerResumed",
             Event::ConsumerClosed { .. } => "consumerClosed",
             Event::Reconnect { .. } => "reconnect",
+            Event::NewDataProducer(_) => "newDataProducer",
+            Event::DataProducerClosed { .. } => "dataProducerClosed",
+            Event::ActiveSpeaker { .. } => "activeSpeaker",
         }
     }
 }
@@ -41,6 +44,17 @@ impl From<room::Event> for Event {
                 producer_id,
             },
             room::Event::Reconnect { reason, url } => Event::Reconnect { reason, url },
+            room::Event::NewDataProducer(info) => Event::NewDataProducer(info),
+            room::Event::DataProducerClosed { data_producer_id } => {
+                Event::DataProducerClosed { data_producer_id }
+            }
+            room::Event::ActiveSpeaker {
+                peer_id,
+                producer_id,
+            } => Event::ActiveSpeaker {
+                peer_id,
+                producer_id,
+            },
         }
     }
 }
@@ -53,6 +67,7 @@ impl From<&Joined> for JoinReply {
             router_rtp_capabilities: j.rtp_capabilities.clone(),
             peers: j.peers.clone(),
             producers: j.producers.clone(),
+            data_producers: j.data_producers.clone(),
         }
     }
 }
@@ -64,6 +79,7 @@ impl From<&WebRtcTransportInfo> for TransportReply {
             ice_parameters: t.ice_parameters.clone(),
             ice_candidates: t.ice_candidates.clone(),
             dtls_parameters: t.dtls_parameters.clone(),
+            sctp_parameters: t.sctp_parameters,
         }
     }
 }

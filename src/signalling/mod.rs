@@ -13,7 +13,13 @@ use serde_json::Value;
 
 use crate::ids::{PeerId, RoomId};
 
-pub use crate::room::{Direction, PeerInfo, ProducerInfo};
+pub use crate::room::{DataProducerInfo, Direction, PeerInfo, ProducerInfo};
+
+mod controls;
+pub use controls::{
+    ConsumeDataReply, ConsumeDataRequest, PreferredLayersRequest, ProduceDataReply,
+    ProduceDataRequest, TransportRequest,
+};
 
 /// The signalling protocol version this node speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -107,6 +113,13 @@ pub struct JoinRequest {
 pub struct CreateTransportRequest {
     /// What the transport is for.
     pub direction: Direction,
+    /// With SCTP, for DataChannels.
+    #[serde(default)]
+    pub enable_sctp: bool,
+    /// mediasoup-client's `device.sctpCapabilities`: its presence enables
+    /// SCTP as `enableSctp` does.
+    #[serde(default)]
+    pub sctp_capabilities: Option<Value>,
 }
 
 /// `connectWebRtcTransport` arguments.
@@ -218,6 +231,20 @@ pub enum Request {
     CloseProducer(ProducerRequest),
     /// `leave`
     Leave,
+    /// `closeConsumer`
+    CloseConsumer(ConsumerRequest),
+    /// `closeTransport`
+    CloseTransport(TransportRequest),
+    /// `restartIce`
+    RestartIce(TransportRequest),
+    /// `getTransportStats`
+    GetTransportStats(TransportRequest),
+    /// `setConsumerPreferredLayers`
+    SetConsumerPreferredLayers(PreferredLayersRequest),
+    /// `produceData`
+    ProduceData(ProduceDataRequest),
+    /// `consumeData`
+    ConsumeData(ConsumeDataRequest),
 }
 
 impl Request {
@@ -238,6 +265,13 @@ impl Request {
             Request::ResumeProducer(_) => "resumeProducer",
             Request::CloseProducer(_) => "closeProducer",
             Request::Leave => "leave",
+            Request::CloseConsumer(_) => "closeConsumer",
+            Request::CloseTransport(_) => "closeTransport",
+            Request::RestartIce(_) => "restartIce",
+            Request::GetTransportStats(_) => "getTransportStats",
+            Request::SetConsumerPreferredLayers(_) => "setConsumerPreferredLayers",
+            Request::ProduceData(_) => "produceData",
+            Request::ConsumeData(_) => "consumeData",
         }
     }
 }
@@ -348,6 +382,21 @@ pub const METHODS: &[(&str, ParseData)] = &[
         Ok(Request::CloseProducer(data(m, d)?))
     }),
     ("leave", |_, _| Ok(Request::Leave)),
+    ("closeConsumer", |m, d| {
+        Ok(Request::CloseConsumer(data(m, d)?))
+    }),
+    ("closeTransport", |m, d| {
+        Ok(Request::CloseTransport(data(m, d)?))
+    }),
+    ("restartIce", |m, d| Ok(Request::RestartIce(data(m, d)?))),
+    ("getTransportStats", |m, d| {
+        Ok(Request::GetTransportStats(data(m, d)?))
+    }),
+    ("setConsumerPreferredLayers", |m, d| {
+        Ok(Request::SetConsumerPreferredLayers(data(m, d)?))
+    }),
+    ("produceData", |m, d| Ok(Request::ProduceData(data(m, d)?))),
+    ("consumeData", |m, d| Ok(Request::ConsumeData(data(m, d)?))),
 ];
 
 /// The name of every event of the protocol (`Event`'s `event` field).
@@ -360,6 +409,9 @@ pub const EVENTS: &[&str] = &[
     "producerResumed",
     "consumerClosed",
     "reconnect",
+    "newDataProducer",
+    "dataProducerClosed",
+    "activeSpeaker",
 ];
 
 /// Parses one text frame into a request id and a typed request.
@@ -421,6 +473,8 @@ pub struct JoinReply {
     pub peers: Vec<PeerInfo>,
     /// Their producers.
     pub producers: Vec<ProducerInfo>,
+    /// Their DataChannels (data producers on this node).
+    pub data_producers: Vec<DataProducerInfo>,
 }
 
 /// `createWebRtcTransport` reply.
@@ -435,6 +489,9 @@ pub struct TransportReply {
     pub ice_candidates: Vec<IceCandidate>,
     /// The node's DTLS fingerprints.
     pub dtls_parameters: DtlsParameters,
+    /// The node's SCTP parameters, when SCTP was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sctp_parameters: Option<mediasoup::types::sctp_parameters::SctpParameters>,
 }
 
 /// `createPlainTransport` reply: where the client sends RTP (and RTCP).
@@ -523,6 +580,22 @@ pub enum Event {
         /// The signalling URL to join through, when the server names one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         url: Option<String>,
+    },
+    /// Another peer opened a DataChannel.
+    NewDataProducer(DataProducerInfo),
+    /// A DataChannel went away.
+    #[serde(rename_all = "camelCase")]
+    DataProducerClosed {
+        /// Which.
+        data_producer_id: mediasoup::prelude::DataProducerId,
+    },
+    /// The room's loudest speaker changed.
+    #[serde(rename_all = "camelCase")]
+    ActiveSpeaker {
+        /// Whose producer.
+        peer_id: PeerId,
+        /// The audio producer.
+        producer_id: ProducerId,
     },
 }
 
@@ -620,6 +693,8 @@ mod tests {
         let p = PeerId::new();
         let pr: ProducerId = "5f2c1a10-0c1e-4a39-9d0a-3f7e8c1b2a44".parse().unwrap();
         let c: ConsumerId = "6f2c1a10-0c1e-4a39-9d0a-3f7e8c1b2a44".parse().unwrap();
+        let d: mediasoup::prelude::DataProducerId =
+            "7f2c1a10-0c1e-4a39-9d0a-3f7e8c1b2a44".parse().unwrap();
         let info = ProducerInfo {
             producer_id: pr,
             peer_id: p,
@@ -643,6 +718,19 @@ mod tests {
             Event::Reconnect {
                 reason: "r".into(),
                 url: Some("ws://198.18.0.2:3000/ws".into()),
+            },
+            Event::NewDataProducer(DataProducerInfo {
+                data_producer_id: d,
+                peer_id: p,
+                label: "chat".into(),
+                protocol: String::new(),
+            }),
+            Event::DataProducerClosed {
+                data_producer_id: d,
+            },
+            Event::ActiveSpeaker {
+                peer_id: p,
+                producer_id: pr,
             },
         ];
         assert_eq!(all.len(), EVENTS.len());
