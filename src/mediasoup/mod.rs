@@ -47,6 +47,7 @@
 //! # Layout
 //!
 //! - `worker` — [`Worker`]: a node, started in-process, as a worker;
+//! - `worker_manager` — [`WorkerManager`]: mediasoup's entry point, starting nodes;
 //! - `router` — [`Router`]: a room;
 //! - `transport` — [`Seated`] transports and the [`Transport`] trait;
 //! - `rtp_observer` — [`Observed`] observers and the [`RtpObserver`] trait.
@@ -55,11 +56,13 @@ pub mod router;
 pub mod rtp_observer;
 pub mod transport;
 pub mod worker;
+pub mod worker_manager;
 
 pub use router::{CreateRouterError, CreateTransportError, Router, RouterDump};
 pub use rtp_observer::{Observed, RtpObserver};
 pub use transport::{Seated, Transport, TransportGeneric};
 pub use worker::{StartError, Worker, WorkerDump};
+pub use worker_manager::WorkerManager;
 
 pub use ::mediasoup::types;
 pub use ::mediasoup::types::{data_structures, rtp_parameters, sctp_parameters, srtp_parameters};
@@ -81,6 +84,16 @@ pub use ::mediasoup::consumer::Consumer;
 pub use ::mediasoup::data_consumer::DataConsumer;
 pub use ::mediasoup::data_producer::DataProducer;
 pub use ::mediasoup::producer::Producer;
+
+/// mediasoup's supported RTP capabilities.
+pub mod supported_rtp_capabilities {
+    pub use ::mediasoup::supported_rtp_capabilities::*;
+}
+
+/// Pipe transport types (pipes are the room's own; see `docs/compat.md`).
+pub mod pipe_transport {
+    pub use ::mediasoup::pipe_transport::{PipeTransportOptions, PipeTransportRemoteParameters};
+}
 
 /// Producers: mediasoup's.
 pub mod producer {
@@ -150,7 +163,7 @@ pub mod prelude {
     pub use super::transport::{Transport, TransportGeneric};
     pub use super::{
         ActiveSpeakerObserver, AudioLevelObserver, DirectTransport, PlainTransport, Router,
-        WebRtcTransport, Worker,
+        WebRtcTransport, Worker, WorkerManager,
     };
     pub use ::mediasoup::prelude::{
         ActiveSpeakerObserverDominantSpeaker, ActiveSpeakerObserverOptions, AppData,
@@ -167,4 +180,5 @@ pub mod prelude {
         SctpStreamParameters, TransportId, WebRtcMessage, WebRtcTransportListenInfos,
         WebRtcTransportOptions, WebRtcTransportRemoteParameters,
     };
+    pub use ::mediasoup::worker::WorkerSettings;
 }

@@ -14,7 +14,9 @@ use std::sync::{Arc, Weak};
 use event_listener_primitives::{Bag, BagOnce, HandlerId};
 use parking_lot::Mutex;
 
-pub use ::mediasoup::worker::RequestError;
+pub use ::mediasoup::worker::{
+    RequestError, WorkerDtlsFiles, WorkerLogLevel, WorkerLogTag, WorkerSettings,
+};
 
 use super::router::{CreateRouterError, Router, RouterInner};
 use crate::config::Config;
@@ -56,6 +58,7 @@ struct Handlers {
 
 struct Inner {
     server: Server,
+    app_data: ::mediasoup::types::data_structures::AppData,
     config: Arc<Config>,
     routers: Mutex<Vec<(RouterId, Weak<RouterInner>)>>,
     handlers: Handlers,
@@ -100,6 +103,7 @@ impl Worker {
         Self {
             inner: Arc::new(Inner {
                 server,
+                app_data: Default::default(),
                 config,
                 routers: Mutex::new(Vec::new()),
                 handlers: Handlers::default(),
@@ -142,6 +146,22 @@ impl Worker {
     /// when the handle goes).
     pub fn from_node(node: &RunningNode) -> Self {
         Self::new(node.server.clone(), Arc::clone(node.config()), None)
+    }
+
+    /// With `app_data` (a fresh handle only; clones share the first's).
+    pub(super) fn with_app_data(
+        mut self,
+        app_data: ::mediasoup::types::data_structures::AppData,
+    ) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.app_data = app_data;
+        }
+        self
+    }
+
+    /// The application data given at creation.
+    pub fn app_data(&self) -> &::mediasoup::types::data_structures::AppData {
+        &self.inner.app_data
     }
 
     /// The node's configuration.
