@@ -84,6 +84,8 @@ test: deps build
 # resolve features for one package alone and rebuild the C++ worker).
 test-rust:
 	$(ISOLATED) $(CARGO) test --workspace --offline
+	@echo "== mediasoup's own tests, rewritten against mafalda::mediasoup, in two modes"
+	$(ISOLATED) scripts/mediasoup-suite.sh
 	@echo "== examples run to completion"
 	$(ISOLATED) $(CARGO_TARGET_DIR)/debug/examples/embed_router
 	$(ISOLATED) $(CARGO_TARGET_DIR)/debug/examples/custom_actor
