@@ -36,9 +36,8 @@
 //!   `Worker` (a node), `Router` (a room spread over workers), mediasoup's
 //!   own transports, producers and consumers, consumes piped across workers
 //!   (`docs/compat.md`).
-//! - [`sfu`] — the earlier participant-shaped facade (`Sfu`, `Room`,
-//!   `Participant`), which the signalling session still uses; to be folded
-//!   into [`mediasoup`].
+//! - [`sfu`] — the participant layer the signalling session is built on
+//!   (`Sfu`, `Room`, `Participant`).
 //!
 //! The supervision tree and message flow are in `docs/architecture.md`, the
 //! protocol in `docs/protocol.md`.

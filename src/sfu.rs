@@ -1,13 +1,15 @@
-//! A mediasoup-like facade for applications that embed Mafalda.
+//! The participant layer: a room's peers in typed, in-process form. The
+//! WebSocket signalling session is built on it (a client is one
+//! [`Participant`]), and so are tools that act as participants (tests,
+//! `examples/moderator.rs`). Applications embed Mafalda through
+//! [`crate::mediasoup`] instead (see `docs/architecture.md`, "Embedding,
+//! and the participant layer").
 //!
-//! An application written against the mediasoup crate's `Router`,
-//! `WebRtcTransport`, `Producer` and `Consumer` switches to Mafalda with
-//! small, mechanical changes: instead of one router it asks an [`Sfu`] for a
-//! [`Room`], joins it as a [`Participant`], and creates transports, producers
-//! and consumers on the participant with the same mediasoup parameter types
-//! (`DtlsParameters`, `RtpParameters`, `RtpCapabilities`, ...). Placement of
-//! participants over workers and piping producers between them happen behind
-//! the facade, in the [`RoomActor`].
+//! An [`Sfu`] hands out [`Room`]s; joining one makes a [`Participant`],
+//! on which transports, producers and consumers are created with
+//! mediasoup's parameter types (`DtlsParameters`, `RtpParameters`,
+//! `RtpCapabilities`, ...). Placement of participants over workers and
+//! piping producers between them happen in the [`RoomActor`].
 //!
 //! Every handle is a cheap clone: the room's address, the participant's id
 //! and the entity's id (plus what mediasoup reported when it was created).
