@@ -227,6 +227,23 @@ pub struct RtcSection {
     /// addresses always are. Plain transports in `comedia` mode learn
     /// their peer from its packets and are not concerned.
     pub plain_allowed_networks: Vec<crate::net::Network>,
+    /// The media codecs of the node's rooms, in preference order, as
+    /// mediasoup's `RtpCodecCapability` (`kind`, `mimeType`, `clockRate`,
+    /// `channels`, `parameters`, `rtcpFeedback`, `preferredPayloadType`).
+    /// Empty: the built-in list (Opus, VP8, VP9, H264), whose payload
+    /// types stay as they are. Every node of a cluster must have the same.
+    pub media_codecs: Vec<mediasoup::prelude::RtpCodecCapability>,
+}
+
+impl RtcSection {
+    /// The codecs rooms offer: `media_codecs`, or the built-in list.
+    pub fn room_codecs(&self) -> Vec<mediasoup::prelude::RtpCodecCapability> {
+        if self.media_codecs.is_empty() {
+            crate::worker::media_codecs()
+        } else {
+            self.media_codecs.clone()
+        }
+    }
 }
 
 impl Default for RtcSection {
@@ -244,6 +261,7 @@ impl Default for RtcSection {
                 "127.0.0.0/8".parse().expect("a network"),
                 "::1/128".parse().expect("a network"),
             ],
+            media_codecs: Vec::new(),
         }
     }
 }
@@ -446,6 +464,19 @@ impl Config {
                 "must be non-zero and not above rtc.port_max",
             );
         }
+        let supported = mediasoup::supported_rtp_capabilities::get_supported_rtp_capabilities();
+        for codec in &self.rtc.media_codecs {
+            if !supported
+                .codecs
+                .iter()
+                .any(|s| s.mime_type() == codec.mime_type())
+            {
+                return invalid(
+                    "rtc.media_codecs",
+                    &format!("{:?} is not a codec mediasoup supports", codec.mime_type()),
+                );
+            }
+        }
         if self.worker_count() > 256 {
             return invalid("workers.count", "at most 256 workers per node");
         }
@@ -609,5 +640,60 @@ mod tests {
     fn missing_file_is_a_read_error() {
         let err = Config::load(Path::new("/nonexistent/mafalda.toml")).unwrap_err();
         assert!(matches!(err, ConfigError::Read { .. }));
+    }
+}
+
+#[cfg(test)]
+mod codec_tests {
+    use super::*;
+
+    #[test]
+    fn rooms_take_the_configured_codecs_or_the_built_in_list() {
+        let c = Config::from_toml(
+            r#"
+[[rtc.media_codecs]]
+kind = "audio"
+mimeType = "audio/opus"
+clockRate = 48000
+channels = 2
+parameters = { useinbandfec = 1 }
+rtcpFeedback = [{ type = "transport-cc", parameter = "" }]
+"#,
+        )
+        .expect("parses");
+        assert!(c.validate().is_ok());
+        let codecs = c.rtc.room_codecs();
+        assert_eq!(codecs.len(), 1);
+        assert!(matches!(
+            codecs[0],
+            mediasoup::prelude::RtpCodecCapability::Audio {
+                mime_type: mediasoup::prelude::MimeTypeAudio::Opus,
+                ..
+            }
+        ));
+        assert_eq!(
+            Config::default().rtc.room_codecs(),
+            crate::worker::media_codecs()
+        );
+    }
+
+    #[test]
+    fn an_unsupported_codec_is_a_configuration_error() {
+        let c = Config::from_toml(
+            r#"
+[[rtc.media_codecs]]
+kind = "video"
+mimeType = "video/H265"
+clockRate = 90000
+"#,
+        );
+        let err = match c {
+            Ok(c) => c.validate().expect_err("H265 is refused").to_string(),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.contains("media_codecs") || err.contains("H265"),
+            "{err}"
+        );
     }
 }

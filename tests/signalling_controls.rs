@@ -155,3 +155,36 @@ async fn controls_and_data_channels_through_pipes() {
     wait_idle(&node).await;
     node.stop().await;
 }
+
+#[actix_rt::test]
+async fn rooms_offer_the_configured_codecs() {
+    let mut config = test_config(1);
+    config.rtc.media_codecs = serde_json::from_value(json!([
+        {"kind": "audio", "mimeType": "audio/opus", "clockRate": 48000, "channels": 2,
+         "parameters": {}, "rtcpFeedback": []}
+    ]))
+    .expect("codecs");
+    let node = start_node(config).await;
+    let mut a = Client::connect(node.http_addr).await;
+    let joined = a.join("codecs", "Alice").await;
+    let mimes: Vec<&str> = joined["routerRtpCapabilities"]["codecs"]
+        .as_array()
+        .expect("codecs")
+        .iter()
+        .filter_map(|c| c["mimeType"].as_str())
+        .collect();
+    assert_eq!(mimes, vec!["audio/opus"], "{joined}");
+    // Video has no codec in this room: producing it is refused.
+    let t = a
+        .ok("createWebRtcTransport", json!({"direction": "send"}))
+        .await;
+    a.fails(
+        "produce",
+        json!({"transportId": t["id"], "kind": "video", "rtpParameters": vp8_rtp_parameters(7)}),
+        "invalid_parameters",
+    )
+    .await;
+    a.ok("leave", json!({})).await;
+    wait_idle(&node).await;
+    node.stop().await;
+}

@@ -96,6 +96,7 @@ impl RoomActor {
     ) -> Self {
         let span = tracing::info_span!("room", node = %env.node, room = %id);
         let tracked = Tracked::new(Resource::Room, &[&env.counters]);
+        let codecs = Arc::new(env.config.rtc.room_codecs());
         let role = if env.fabric.get().is_some() {
             Role::Finding(Vec::new())
         } else {
@@ -105,7 +106,7 @@ impl RoomActor {
             id,
             env,
             span,
-            codecs: Arc::new(crate::worker::media_codecs()),
+            codecs,
             app: Default::default(),
             speaker: Default::default(),
             routers: HashMap::new(),
