@@ -64,9 +64,13 @@ build: mediasoup
 
 ## ---- run ----------------------------------------------------------------
 
+# The demo's node configuration: the defaults plus `[rooms] active_speaker`
+# (CONFIG=file runs with that file instead).
+RUN_CONFIG := web/demo-node.toml
+
 run: mediasoup web-page
 	$(CARGO) build --bin mafalda
-	$(BIN) node $(if $(CONFIG),--config $(CONFIG),)
+	$(BIN) node --config $(or $(CONFIG),$(RUN_CONFIG))
 
 # N nodes in network namespaces on a private bridge of this host (198.18.0.i),
 # a fresh CA and certificates, one demo URL per node; Ctrl-C tears it down.
@@ -101,9 +105,9 @@ test-srtp:
 
 test-e2e:
 	MAFALDA_BIN=$(BIN) scripts/e2e.sh
-	@echo "== e2e again: participants spread over 2 workers (media piped between them)"
+	@echo "== e2e again: participants spread over 2 workers (media piped between them); the demo's features (simulcast layers, chat, active speaker)"
 	MAFALDA_BIN=$(BIN) E2E_SKIP_SETUP=1 E2E_WORKERS=2 E2E_PLACEMENT=spread \
-	  E2E_TESTS="browser cleanup" E2E_BROWSER_ARGS="--expectWorkers 2" scripts/e2e.sh
+	  E2E_TESTS="browser features cleanup" E2E_BROWSER_ARGS="--expectWorkers 2" scripts/e2e.sh
 
 # Three nodes in network namespaces on a private bridge, one room across
 # them, 3 Chromium + 1 aiortc participants, then loadgen, a partition,

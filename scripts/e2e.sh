@@ -3,15 +3,20 @@
 #
 #   scripts/e2e.sh                 # setup (apt/npm/pip, needs the registries), then the tests
 #   E2E_SKIP_SETUP=1 scripts/e2e.sh
-#   E2E_TESTS="browser" scripts/e2e.sh   # subset: browser aiortc cleanup
+#   E2E_TESTS="browser" scripts/e2e.sh   # subset: browser aiortc cleanup, or features
 #   E2E_WORKERS=2 E2E_PLACEMENT=spread scripts/e2e.sh   # peers spread over 2 workers
+#   E2E_WORKERS=2 E2E_PLACEMENT=spread E2E_TESTS="features cleanup" scripts/e2e.sh
 #
 # Everything runs inside a private network namespace with only loopback
 # (re-exec under `unshare -n` unless already isolated): a node from
 # $MAFALDA_BIN (default ${CARGO_TARGET_DIR:-/var/cache/mafalda/target}/debug/mafalda),
 # 3 headless Chromium instances (tests/e2e/browser.mjs), a Chromium + aiortc
 # pair (tests/e2e/aiortc_pair.mjs), then a check that the node released every
-# peer/transport/producer/consumer. Prints `e2e: N passed, M failed`.
+# peer/transport/producer/consumer. `features` (tests/e2e/features.mjs, not
+# in the default list; `make test` runs it on 2 workers with spread
+# placement): simulcast layers, chat over DataChannels and the active
+# speaker with 3 Chromium. The node runs with `[rooms] active_speaker = true`.
+# Prints `e2e: N passed, M failed`.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -82,6 +87,9 @@ port_max = 40999
 
 [workers]
 count = ${E2E_WORKERS:-1}
+
+[rooms]
+active_speaker = true
 
 [log]
 level = "${E2E_LOG_LEVEL:-info}"
@@ -231,6 +239,12 @@ for t in $TESTS; do
     browser)
       run_test browser "${E2E_BROWSER_LIMIT:-360}" node "$ROOT/tests/e2e/browser.mjs" --url "http://127.0.0.1:$PORT" \
         --timeout "${E2E_MEDIA_TIMEOUT:-120}" ${E2E_BROWSER_ARGS:-} ;;
+    features)
+      # Simulcast layers, chat over DataChannels, active speaker (3 Chromium).
+      features_args=()
+      [[ "${E2E_PLACEMENT:-}" == spread ]] && features_args+=(--expect-workers "${E2E_WORKERS:-1}")
+      run_test features "${E2E_FEATURES_LIMIT:-360}" node "$ROOT/tests/e2e/features.mjs" --url "http://127.0.0.1:$PORT" \
+        "${features_args[@]}" ${E2E_FEATURES_ARGS:-} ;;
     aiortc)
       run_test aiortc "${E2E_AIORTC_LIMIT:-360}" node "$ROOT/tests/e2e/aiortc_pair.mjs" --url "http://127.0.0.1:$PORT" \
         --timeout "${E2E_MEDIA_TIMEOUT:-120}" ;;

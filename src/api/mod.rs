@@ -15,6 +15,7 @@
 pub mod guard;
 pub mod http;
 pub mod metrics;
+pub mod frame_guard;
 pub mod requests;
 pub mod stream;
 pub mod ws;

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use super::frame_guard::FrameGuard;
 use super::guard::{origin_allowed, Bucket, Refused, Slot};
 use super::requests::on_participant;
 use super::ApiState;
@@ -63,8 +64,13 @@ pub async fn upgrade(
             return Ok(HttpResponse::ServiceUnavailable().body(format!("{refused}\n")));
         }
     };
-    let (response, session, stream) = actix_ws::handle(&req, body)?;
     let max = state.config.signalling.max_message_bytes;
+    // Frames are refused at their header when they declare more than
+    // `max` (see `frame_guard`): nothing of them is buffered.
+    let (guard, oversized) = FrameGuard::new(body.into_inner(), max);
+    let mut guarded = guard.into_payload();
+    let body = <web::Payload as actix_web::FromRequest>::from_request(&req, &mut guarded).await?;
+    let (response, session, stream) = actix_ws::handle(&req, body)?;
     let stream = stream
         .max_frame_size(max)
         .aggregate_continuations()
@@ -78,7 +84,7 @@ pub async fn upgrade(
     );
     actix_web::rt::spawn(
         SignallingSession::new(state.get_ref().clone(), span.clone(), slot)
-            .run(session, stream)
+            .run(session, stream, oversized)
             .instrument(span),
     );
     Ok(response)
@@ -152,7 +158,12 @@ impl SignallingSession {
         }
     }
 
-    async fn run(mut self, mut session: Session, mut stream: AggregatedMessageStream) {
+    async fn run(
+        mut self,
+        mut session: Session,
+        mut stream: AggregatedMessageStream,
+        oversized: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) {
         let mut last_seen = Instant::now();
         let mut ping = tokio::time::interval(PING_INTERVAL);
         ping.tick().await;
@@ -183,6 +194,15 @@ impl SignallingSession {
                                 code: CloseCode::Size,
                                 description: Some(format!(
                                     "message larger than {} bytes",
+                                    self.state.config.signalling.max_message_bytes
+                                )),
+                            });
+                        }
+                        Some(Err(_)) if FrameGuard::tripped(&oversized) => {
+                            break Some(CloseReason {
+                                code: CloseCode::Size,
+                                description: Some(format!(
+                                    "frame larger than {} bytes",
                                     self.state.config.signalling.max_message_bytes
                                 )),
                             });

@@ -31,6 +31,11 @@ export const CHROMIUM_ARGS = [
   '--disable-renderer-backgrounding',
   '--disable-background-timer-throttling',
   '--disable-backgrounding-occluded-windows',
+  // The demo page sends 3 simulcast layers (1/4, 1/2, full size). Chromium
+  // sends fewer at small sizes (one below 480x270, two below 960x540,
+  // dropping the larger ones), which at the tests' 320x240 would leave only
+  // the 80x60 layer: lift that limit so that every layer flows.
+  '--force-fieldtrials=WebRTC-LegacySimulcastLayerLimit/Disabled/',
 ];
 
 function isLoopback(host) {
@@ -60,6 +65,30 @@ export function urlList(urls, url) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Polls `check` (async; returns { ok, detail } or a boolean) every
+ * `intervalMs` until it holds, and returns its last result; throws once
+ * `timeoutMs` passed, with `what` and the last detail. A check that throws
+ * counts as not holding (its error is the detail).
+ */
+export async function eventually(what, check, { timeoutMs = 30_000, intervalMs = 500 } = {}) {
+  const end = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      const r = await check();
+      last = typeof r === 'object' && r !== null ? r : { ok: !!r };
+    } catch (e) {
+      last = { ok: false, detail: `error: ${e?.message || e}` };
+    }
+    if (last.ok) return last;
+    if (Date.now() > end) {
+      throw new Error(`not within ${timeoutMs / 1000} s: ${what}; last: ${JSON.stringify(last.detail ?? last)}`);
+    }
+    await sleep(intervalMs);
+  }
+}
 
 export function parseArgs(defaults) {
   const out = { ...defaults };
@@ -107,7 +136,9 @@ export function cpuBusy(a, b) {
 export class Participant {
   constructor(name, opts) {
     this.name = name;
-    this.opts = opts; // { baseUrl, room, res, fps, video, send, origins: [base URLs it may move to] }
+    // { baseUrl, room, res, fps, video, send, origins: [base URLs it may move to],
+    //   query: { more page parameters }, args: [more Chromium flags] }
+    this.opts = opts;
     this.browser = null;
     this.page = null;
     this.console = [];
@@ -122,6 +153,7 @@ export class Participant {
     if (this.opts.video === false) q.set('video', '0');
     if (this.opts.send === false) q.set('send', '0');
     q.set('stats', '0');
+    for (const [k, v] of Object.entries(this.opts.query || {})) q.set(k, String(v));
     return `${this.opts.baseUrl}/?${q}`;
   }
 
@@ -130,7 +162,7 @@ export class Participant {
     this.browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
-      args: chromiumArgs(this.opts.baseUrl, this.opts.origins || []),
+      args: [...chromiumArgs(this.opts.baseUrl, this.opts.origins || []), ...(this.opts.args || [])],
       timeout: 60_000,
     });
     this.timings.launchMs = Date.now() - t0;

@@ -1,8 +1,25 @@
 // Mafalda demo page: join a room, publish camera + microphone, show every
 // other participant. Speaks docs/protocol.md section 1 over /ws.
 //
-// URL: /?room=NAME&name=DISPLAY[&video=0][&send=0][&res=WxH][&fps=N][&stats=0]
+// URL: /?room=NAME&name=DISPLAY[&video=0][&audio=0][&send=0][&res=WxH][&fps=N][&stats=0]
+//      [&simulcast=0][&chat=0][&mic=device|silent|tone]
 //      [&rejoin=N][&bounce=N]   (set by the page itself when it moves, see below)
+//
+// Features:
+//   - the camera is sent as 3 VP8 simulcast layers (1/4, 1/2 and full
+//     resolution; `simulcast=0`: one layer). The camera is asked for
+//     1280x720 by default (640x480 without simulcast): Chromium sends fewer
+//     layers from smaller pictures (two below 960x540, one below 480x270,
+//     the lowest ones). Each remote video tile has a
+//     select choosing the layer the node sends it (`setConsumerPreferredLayers`);
+//   - a chat box: one DataChannel (label "chat") per participant that sends,
+//     every other participant's consumed (`produceData` / `consumeData`);
+//     each message is shown with its sender's name (`chat=0`: no chat);
+//   - the active speaker's tile is outlined (`activeSpeaker`, sent when the
+//     node runs with `[rooms] active_speaker = true`, as `make run` does);
+//   - `mic=silent` sends a silent generated track instead of the microphone,
+//     `mic=tone` a generated test signal (tone bursts over a faint noise
+//     floor), e.g. to see the active speaker follow the loudest participant.
 //
 // Moving between the nodes of a cluster (docs/protocol.md, "In a cluster"):
 // once joined, the page reads /api/nodes (the signalling URLs of the nodes
@@ -38,6 +55,17 @@
 //   outboundStats() [{ kind, producerId, packetsSent, bytesSent, framesEncoded }]
 //   peers()        [{ peerId, displayName }] other participants currently known
 //   leave()        send `leave` and tear everything down
+//   (inboundStats() records also carry frameWidth, frameHeight, and for video
+//    spatialLayers (layers the producer sends) and preferredSpatialLayer (null: highest))
+//   setPreferredLayer(peerId, spatialLayer)  as the tile's select: the layer of that
+//                  peer's video we want (null: highest); resolves once the node took it
+//   chat           [{ at, peerId, from, text, local }] messages shown in the chat box
+//   chatOpen       true once our own chat DataChannel is open (we can send)
+//   sendChat(text) send a chat message (resolves false if the channel is not open)
+//   chatChannels() [{ dataProducerId, peerId, displayName, readyState }] others' chat
+//                  channels we consume
+//   activeSpeaker  peerId of the last `activeSpeaker` event (null before any)
+//   speakerEvents  [{ at, peerId, displayName }] every `activeSpeaker` event
 
 import { Device } from 'mediasoup-client';
 import { Signalling } from './signalling.js';
@@ -69,8 +97,11 @@ function parseParams() {
     if (v === null) return dflt;
     return !['0', 'false', 'no', 'off'].includes(v.toLowerCase());
   };
-  let width = 640;
-  let height = 480;
+  // Chromium sends all 3 simulcast layers only from 960x540 up (two below,
+  // one below 480x270): simulcast asks the camera for 1280x720.
+  const simulcast = flag('simulcast', true);
+  let width = simulcast ? 1280 : 640;
+  let height = simulcast ? 720 : 480;
   const res = q.get('res');
   if (res && /^\d+x\d+$/.test(res)) {
     [width, height] = res.split('x').map(Number);
@@ -84,6 +115,9 @@ function parseParams() {
     audio: flag('audio', true),
     send: flag('send', true),
     stats: flag('stats', true),
+    simulcast,
+    chat: flag('chat', true),
+    mic: ['silent', 'tone'].includes(q.get('mic')) ? q.get('mic') : 'device',
     width,
     height,
     fps,
@@ -126,6 +160,13 @@ const hook = {
   outboundStats,
   peers: () => [...peers.values()].map((p) => ({ peerId: p.peerId, displayName: p.displayName })),
   leave,
+  setPreferredLayer,
+  chat: [],
+  chatOpen: false,
+  sendChat,
+  chatChannels,
+  activeSpeaker: null,
+  speakerEvents: [],
 };
 window.mafalda = hook;
 
@@ -154,6 +195,14 @@ const consumers = new Map();
 const closedConsumerIds = new Set();
 /** local producers: kind -> Producer */
 const localProducers = new Map();
+/** our chat DataChannel (a DataProducer), once made */
+let chatProducer = null;
+/** dataProducerId -> { dataProducerId, peerId, label, closed, consumer } (others' DataChannels) */
+const remoteData = new Map();
+/** peerId -> the spatial layer chosen for that peer's video (kept across re-consumes) */
+const preferredLayers = new Map();
+/** generated audio (mic=silent|tone): its AudioContext */
+let audioCtx = null;
 
 // ---------------------------------------------------------------- UI
 
@@ -198,11 +247,77 @@ function makeTile(label, isLocal) {
   const badges = el('div', { class: 'badges' });
   const stats = el('div', { class: 'stats' });
   const avatar = el('div', { class: 'avatar', text: (label || '?').slice(0, 1).toUpperCase() });
+  // Remote tiles: which simulcast layer of this peer's video we want.
+  const layer = isLocal ? null : el('select', { class: 'layer', title: 'video layer to receive', hidden: '' });
   const tile = el('div', { class: `tile no-video${isLocal ? ' local' : ''}` },
-    avatar, video, name, badges, stats);
+    avatar, video, name, badges, stats, ...(layer ? [layer] : []));
   if (isLocal) $('grid').prepend(tile);
   else $('grid').append(tile);
-  return { tile, video, name, badges, stats };
+  return { tile, video, name, badges, stats, layer };
+}
+
+const LAYER_NAMES = ['low', 'medium', 'high'];
+
+/** Fills a tile's layer select for a video of `count` spatial layers. */
+function showLayerSelect(peer, count) {
+  const sel = peer.ui.layer;
+  if (!sel) return;
+  if (count < 2) {
+    sel.hidden = true;
+    return;
+  }
+  if (sel.options.length !== count + 1) {
+    sel.replaceChildren(el('option', { value: '', text: 'auto (highest)' }));
+    for (let i = count - 1; i >= 0; i--) {
+      const nm = count === 3 ? LAYER_NAMES[i] : `layer ${i}`;
+      sel.append(el('option', { value: String(i), text: `${nm} (${i})` }));
+    }
+    sel.onchange = () => {
+      const v = sel.value === '' ? null : Number(sel.value);
+      setPreferredLayer(peer.peerId, v).catch((err) => recordError(`layer of ${peer.displayName}`, err));
+    };
+  }
+  const want = preferredLayers.get(peer.peerId);
+  sel.value = want == null ? '' : String(want);
+  sel.hidden = false;
+}
+
+/** Spatial layers of a consumer's stream (mediasoup puts them in its scalabilityMode). */
+function spatialLayersOf(consumer) {
+  const mode = consumer.rtpParameters?.encodings?.[0]?.scalabilityMode || '';
+  const m = /^[LS](\d+)/.exec(mode);
+  return m ? Number(m[1]) : 1;
+}
+
+/** The video consumer we hold for a peer, if any. */
+function videoConsumerOf(peerId) {
+  for (const [consumerId, c] of consumers) {
+    if (c.peerId === peerId && c.kind === 'video') return { consumerId, ...c };
+  }
+  return null;
+}
+
+/**
+ * The simulcast layer of `peerId`'s video we want: 0 (lowest) .. n-1, or
+ * null for the highest. Remembered for that peer (applied again when its
+ * video is consumed anew).
+ */
+async function setPreferredLayer(peerId, spatialLayer) {
+  if (spatialLayer == null) preferredLayers.delete(peerId);
+  else preferredLayers.set(peerId, spatialLayer);
+  const peer = peers.get(peerId);
+  const vc = videoConsumerOf(peerId);
+  if (peer && vc) showLayerSelect(peer, spatialLayersOf(vc.consumer));
+  if (!vc) return false;
+  await applyPreferredLayer(vc.consumerId, vc.consumer, spatialLayer);
+  return true;
+}
+
+async function applyPreferredLayer(consumerId, consumer, spatialLayer) {
+  const layers = spatialLayersOf(consumer);
+  const s = spatialLayer == null ? layers - 1 : Math.max(0, Math.min(layers - 1, spatialLayer));
+  await sig.request('setConsumerPreferredLayers', { consumerId, spatialLayer: s });
+  logLine(`preferred layer ${s} for consumer ${consumerId}`);
 }
 
 function playVideo(video) {
@@ -255,6 +370,7 @@ function addPeer(peerId, displayName) {
     ui: makeTile(label, false),
   };
   peer.ui.tile.dataset.peerId = peerId;
+  peer.ui.tile.classList.toggle('speaking', hook.activeSpeaker === peerId);
   peers.set(peerId, peer);
   updateCount();
   return peer;
@@ -264,6 +380,9 @@ function removePeer(peerId) {
   const peer = peers.get(peerId);
   for (const p of remoteProducers.values()) {
     if (p.peerId === peerId) p.closed = true;
+  }
+  for (const d of remoteData.values()) {
+    if (d.peerId === peerId) closeRemoteData(d.dataProducerId);
   }
   if (!peer) return;
   for (const cid of [...peer.consumers]) closeConsumer(cid);
@@ -328,9 +447,16 @@ async function consumeProducer(p) {
   consumer.on('transportclose', () => closeConsumer(consumer.id));
   consumer.on('trackended', () => closeConsumer(consumer.id));
   refreshPeerTile(peer);
+  if (consumer.kind === 'video') {
+    showLayerSelect(peer, spatialLayersOf(consumer));
+    // A layer chosen for this peer before (its video consumed anew).
+    if (preferredLayers.has(p.peerId)) {
+      await applyPreferredLayer(consumer.id, consumer, preferredLayers.get(p.peerId));
+    }
+  }
   // Consumers are created paused server-side: resume now that we are ready.
   await sig.request('resumeConsumer', { consumerId: consumer.id });
-  logLine(`consuming ${consumer.kind} of ${peer.displayName} (${consumer.id})`);
+  logLine(`consuming ${consumer.kind} of ${peer.displayName} (${consumer.id}${consumer.kind === 'video' ? `, ${spatialLayersOf(consumer)} layer(s)` : ''})`);
 }
 
 function closeConsumer(consumerId) {
@@ -344,6 +470,7 @@ function closeConsumer(consumerId) {
   if (peer) {
     peer.consumers.delete(consumerId);
     peer.stream.removeTrack(c.consumer.track);
+    if (c.kind === 'video' && peer.ui.layer) peer.ui.layer.hidden = true;
     refreshPeerTile(peer);
   }
 }
@@ -389,6 +516,15 @@ function onEvent(name, data) {
         }
         break;
       }
+      case 'newDataProducer':
+        noteDataProducer(data);
+        break;
+      case 'dataProducerClosed':
+        closeRemoteData(data.dataProducerId);
+        break;
+      case 'activeSpeaker':
+        onActiveSpeaker(data);
+        break;
       case 'reconnect':
         logLine(`server asked us to reconnect: ${data.reason || ''}${data.url ? ` through ${data.url}` : ''}`);
         if (data.url) {
@@ -408,16 +544,152 @@ function onEvent(name, data) {
   }
 }
 
+// ---------------------------------------------------------------- active speaker
+
+function onActiveSpeaker({ peerId, producerId }) {
+  if (!peerId) return;
+  const known = peers.get(peerId);
+  hook.activeSpeaker = peerId;
+  hook.speakerEvents.push({ at: Date.now(), peerId, producerId, displayName: known?.displayName ?? null });
+  if (hook.speakerEvents.length > 200) hook.speakerEvents.shift();
+  for (const peer of peers.values()) peer.ui.tile.classList.toggle('speaking', peer.peerId === peerId);
+  logLine(`active speaker: ${known?.displayName ?? peerId}`);
+}
+
+// ---------------------------------------------------------------- chat (DataChannels)
+
+function chatEnabled() {
+  return params.chat && !!device?.sctpCapabilities;
+}
+
+/** Another participant's DataChannel: consume it when it is the chat. */
+function noteDataProducer(info) {
+  const { dataProducerId, peerId, label } = info;
+  if (!dataProducerId || remoteData.has(dataProducerId) || peerId === hook.peerId) return;
+  if (label !== 'chat' || !params.chat) return;
+  const d = { dataProducerId, peerId, label, closed: false, consumer: null };
+  remoteData.set(dataProducerId, d);
+  addPeer(peerId);
+  consumeChat(d).catch(async (err) => {
+    // As for media: the channel (or its peer) may be on its way out.
+    const end = Date.now() + CONSUME_GRACE_MS;
+    while (!(d.closed || leaving || GONE_CODES.has(err?.code)) && Date.now() < end) await sleep(250);
+    if (d.closed || leaving || GONE_CODES.has(err?.code)) {
+      logLine(`consumeData ${dataProducerId} abandoned: ${err?.message || err}`);
+      return;
+    }
+    recordError(`chat of ${peers.get(peerId)?.displayName ?? peerId}`, err);
+  });
+}
+
+async function consumeChat(d) {
+  const transport = await recvReady.promise;
+  if (d.closed || !transport.appData.sctp) return;
+  const r = await sig.request('consumeData', { transportId: transport.id, dataProducerId: d.dataProducerId });
+  const dc = await transport.consumeData({
+    id: r.id,
+    dataProducerId: r.dataProducerId,
+    sctpStreamParameters: r.sctpStreamParameters,
+    label: r.label,
+    protocol: r.protocol,
+    appData: { peerId: d.peerId },
+  });
+  if (d.closed || leaving) {
+    dc.close();
+    return;
+  }
+  d.consumer = dc;
+  dc.on('message', (data) => {
+    const text = typeof data === 'string' ? data : new TextDecoder().decode(data);
+    addChatLine({ peerId: d.peerId, from: peers.get(d.peerId)?.displayName ?? d.peerId, text, local: false });
+  });
+  dc.on('transportclose', () => closeRemoteData(d.dataProducerId));
+  dc.on('close', () => closeRemoteData(d.dataProducerId));
+  logLine(`consuming chat of ${peers.get(d.peerId)?.displayName ?? d.peerId} (${dc.id})`);
+}
+
+function closeRemoteData(dataProducerId) {
+  const d = remoteData.get(dataProducerId);
+  if (!d) return;
+  remoteData.delete(dataProducerId);
+  d.closed = true;
+  try { d.consumer?.close(); } catch { /* already closed */ }
+}
+
+function chatChannels() {
+  return [...remoteData.values()].map((d) => ({
+    dataProducerId: d.dataProducerId,
+    peerId: d.peerId,
+    displayName: peers.get(d.peerId)?.displayName ?? null,
+    readyState: d.consumer?.readyState ?? 'pending',
+  }));
+}
+
+function addChatLine({ peerId, from, text, local }) {
+  const msg = { at: Date.now(), peerId, from, text: String(text).slice(0, 2000), local };
+  hook.chat.push(msg);
+  if (hook.chat.length > 500) hook.chat.shift();
+  const list = $('chat-log');
+  if (!list) return;
+  const li = el('li', { class: local ? 'local' : '' },
+    el('span', { class: 'from', text: local ? `${from} (you)` : from }),
+    el('span', { class: 'text', text: msg.text }));
+  li.dataset.from = from;
+  li.dataset.peerId = peerId ?? '';
+  list.append(li);
+  list.scrollTop = list.scrollHeight;
+}
+
+/** Sends a chat message on our DataChannel; false when it is not open. */
+async function sendChat(text) {
+  const t = String(text ?? '').trim();
+  if (!t || !chatProducer || chatProducer.readyState !== 'open') return false;
+  chatProducer.send(t);
+  addChatLine({ peerId: hook.peerId, from: params.name, text: t, local: true });
+  return true;
+}
+
+/** Opens our chat DataChannel on the send transport. */
+async function openChat() {
+  if (!sendTransport?.appData.sctp) return;
+  chatProducer = await sendTransport.produceData({ label: 'chat', ordered: true });
+  const opened = () => {
+    hook.chatOpen = true;
+    $('chat-input').disabled = false;
+    $('chat-send').disabled = false;
+    logLine(`chat channel open (${chatProducer.id})`);
+  };
+  if (chatProducer.readyState === 'open') opened();
+  else chatProducer.on('open', opened);
+  chatProducer.on('close', () => { hook.chatOpen = false; });
+  chatProducer.on('error', (err) => logLine(`chat channel error: ${err?.message || err}`));
+}
+
+function initChat() {
+  if (!params.chat) return;
+  $('chat').hidden = false;
+  $('chat-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const input = $('chat-input');
+    sendChat(input.value).then((sent) => { if (sent) input.value = ''; });
+  });
+}
+
 // ---------------------------------------------------------------- transports
 
 async function createTransport(direction) {
-  const info = await sig.request('createWebRtcTransport', { direction });
+  const req = { direction };
+  // DataChannels (the chat) need SCTP on both transports.
+  if (chatEnabled()) req.sctpCapabilities = device.sctpCapabilities;
+  const info = await sig.request('createWebRtcTransport', req);
   const opts = {
     id: info.id,
     iceParameters: info.iceParameters,
     iceCandidates: info.iceCandidates,
     dtlsParameters: info.dtlsParameters,
+    ...(info.sctpParameters ? { sctpParameters: info.sctpParameters } : {}),
     iceServers: [],
+    appData: { sctp: !!info.sctpParameters }, // whether it carries DataChannels
   };
   const cand = (info.iceCandidates || [])[0];
   if (cand) hook.servedBy = cand.address || cand.ip || null;
@@ -433,6 +705,10 @@ async function createTransport(direction) {
     transport.on('produce', ({ kind, rtpParameters, appData }, callback, errback) => {
       sig.request('produce', { transportId: transport.id, kind, rtpParameters, appData })
         .then(({ id }) => callback({ id }), (err) => { recordError(`produce ${kind}`, err); errback(err); });
+    });
+    transport.on('producedata', ({ sctpStreamParameters, label, protocol, appData }, callback, errback) => {
+      sig.request('produceData', { transportId: transport.id, sctpStreamParameters, label, protocol, appData })
+        .then(({ id }) => callback({ id }), (err) => { recordError(`produceData ${label}`, err); errback(err); });
     });
   }
   transport.on('connectionstatechange', (s) => {
@@ -453,7 +729,11 @@ async function publish() {
         ...(params.fps ? { frameRate: { ideal: params.fps, max: params.fps } } : {}),
       }
     : false;
-  localStream = await navigator.mediaDevices.getUserMedia({ audio: params.audio, video });
+  const fromDevice = params.audio && params.mic === 'device';
+  localStream = (fromDevice || video)
+    ? await navigator.mediaDevices.getUserMedia({ audio: fromDevice, video })
+    : new MediaStream();
+  if (params.audio && !fromDevice) localStream.addTrack(generatedAudio(params.mic));
   const me = makeTile(`${params.name} (you)`, true);
   me.tile.classList.toggle('no-video', !params.video);
   me.video.srcObject = localStream;
@@ -463,11 +743,69 @@ async function publish() {
       recordError(`produce ${track.kind}`, { code: 'cannot_produce', message: `device cannot produce ${track.kind}` });
       continue;
     }
-    const producer = await sendTransport.produce({ track, appData: { source: track.kind === 'video' ? 'camera' : 'mic' } });
+    const options = { track, appData: { source: track.kind === 'video' ? 'camera' : 'mic' } };
+    if (track.kind === 'video') Object.assign(options, videoSendOptions());
+    const producer = await sendTransport.produce(options);
     localProducers.set(track.kind, producer);
     logLine(`producing ${track.kind} (${producer.id})`);
   }
   me.badges.textContent = [...localProducers.keys()].map((k) => (k === 'audio' ? 'mic' : 'cam')).join(' · ');
+}
+
+/**
+ * How the camera is sent: VP8, with 3 simulcast layers at 1/4, 1/2 and
+ * full resolution (unless `simulcast=0`), each with 3 temporal layers.
+ */
+function videoSendOptions() {
+  const codec = device.rtpCapabilities.codecs.find((c) => c.mimeType.toLowerCase() === 'video/vp8');
+  const out = codec ? { codec } : {};
+  if (!params.simulcast) return out;
+  out.encodings = [
+    { rid: 'r0', scaleResolutionDownBy: 4, maxBitrate: 150_000, scalabilityMode: 'L1T3' },
+    { rid: 'r1', scaleResolutionDownBy: 2, maxBitrate: 400_000, scalabilityMode: 'L1T3' },
+    { rid: 'r2', scaleResolutionDownBy: 1, maxBitrate: 1_200_000, scalabilityMode: 'L1T3' },
+  ];
+  out.codecOptions = { videoGoogleStartBitrate: 1000 };
+  return out;
+}
+
+/**
+ * A generated audio track instead of the microphone: `silent` (digital
+ * silence) or `tone` (a test signal: 440 Hz bursts, 0.6 s on and 0.4 s
+ * off, over a faint noise floor, so that it reads as someone speaking).
+ */
+function generatedAudio(kind) {
+  audioCtx = new AudioContext();
+  const dest = audioCtx.createMediaStreamDestination();
+  // A source always feeds the destination, else its track carries no audio
+  // (and no RTP) at all: silence is a constant 0.
+  const zero = audioCtx.createConstantSource();
+  zero.offset.value = 0;
+  zero.connect(dest);
+  zero.start();
+  if (kind === 'tone') {
+    const noise = audioCtx.createBuffer(1, audioCtx.sampleRate * 2, audioCtx.sampleRate);
+    const d = noise.getChannelData(0);
+    for (let i = 0; i < d.length; i++) d[i] = (Math.random() * 2 - 1) * 0.003;
+    const src = audioCtx.createBufferSource();
+    src.buffer = noise;
+    src.loop = true;
+    src.connect(dest);
+    src.start();
+    const osc = audioCtx.createOscillator();
+    osc.frequency.value = 440;
+    const gain = audioCtx.createGain();
+    gain.gain.value = 0;
+    const t0 = audioCtx.currentTime + 0.05;
+    for (let i = 0; i < 3600; i++) { // an hour of bursts
+      gain.gain.setValueAtTime(0.5, t0 + i);
+      gain.gain.setValueAtTime(0, t0 + i + 0.6);
+    }
+    osc.connect(gain).connect(dest);
+    osc.start();
+  }
+  audioCtx.resume().catch(() => {});
+  return dest.stream.getAudioTracks()[0];
 }
 
 // ---------------------------------------------------------------- stats
@@ -488,6 +826,10 @@ async function inboundStats() {
       bytesReceived: 0,
       frameWidth: 0,
       frameHeight: 0,
+      ...(c.kind === 'video' ? {
+        spatialLayers: spatialLayersOf(c.consumer),
+        preferredSpatialLayer: preferredLayers.get(c.peerId) ?? null,
+      } : {}),
     };
     try {
       const report = await c.consumer.getStats();
@@ -557,8 +899,14 @@ async function leave() {
 
 function teardown() {
   for (const cid of [...consumers.keys()]) closeConsumer(cid);
+  for (const id of [...remoteData.keys()]) closeRemoteData(id);
   for (const p of localProducers.values()) { try { p.close(); } catch { /* ignore */ } }
   localProducers.clear();
+  try { chatProducer?.close(); } catch { /* ignore */ }
+  chatProducer = null;
+  hook.chatOpen = false;
+  audioCtx?.close().catch(() => {});
+  audioCtx = null;
   try { sendTransport?.close(); } catch { /* ignore */ }
   try { recvTransport?.close(); } catch { /* ignore */ }
   localStream?.getTracks().forEach((t) => t.stop());
@@ -688,6 +1036,7 @@ async function main() {
   logLine(`joined room ${j.roomId} as ${j.peerId}`);
   for (const p of j.peers || []) if (p.peerId !== j.peerId) addPeer(p.peerId, p.displayName);
   for (const p of j.producers || []) noteProducer(p);
+  for (const d of j.dataProducers || []) noteDataProducer(d);
 
   device = new Device();
   await device.load({ routerRtpCapabilities: j.routerRtpCapabilities });
@@ -705,6 +1054,13 @@ async function main() {
     setState('publishing');
     sendTransport = await createTransport('send');
     await publish();
+    if (chatEnabled()) {
+      try {
+        await openChat();
+      } catch (err) {
+        recordError('chat', err);
+      }
+    }
   }
 
   hook.isReady = true;
@@ -744,6 +1100,7 @@ function init() {
   }
   $('room-label').textContent = `room ${params.room}`;
   $('leave').hidden = false;
+  initChat();
   updateCount();
   if (params.stats) setInterval(() => { updateOverlays().catch(() => {}); }, 2000);
   main().catch((err) => {
