@@ -39,6 +39,9 @@ use rand::{Rng, SeedableRng};
 /// Longest a single input may take.
 const HANG: Duration = Duration::from_secs(1);
 
+/// A trace id as senders pick them (random: a full 9-byte varint).
+const TRACE: u64 = 0x9e37_79b9_7f4a_7c15;
+
 fn signalling_corpus() -> Vec<Vec<u8>> {
     let t = "3b0c8b7e-6a5e-4b7b-9e57-7c8f6f2b1d10";
     let fp = ["AB"; 32].join(":");
@@ -75,6 +78,7 @@ fn fabric_corpus() -> Vec<Vec<u8>> {
             room: room.clone(),
             from: node.clone(),
             call,
+            trace: None,
         })
         .expect("encode")
     };
@@ -83,6 +87,7 @@ fn fabric_corpus() -> Vec<Vec<u8>> {
             enc(&wire::Request::Ask {
                 actor: "sfu.rooms".into(),
                 tag: "sfu.RoomCall/v1".into(),
+                trace: TRACE,
             }),
             call(ShardCall::Attach),
         )),
@@ -90,6 +95,7 @@ fn fabric_corpus() -> Vec<Vec<u8>> {
             enc(&wire::Request::Ask {
                 actor: "sfu.rooms".into(),
                 tag: "sfu.RoomCall/v1".into(),
+                trace: 1,
             }),
             call(ShardCall::PeerLeft {
                 peer_id: PeerId::new(),
@@ -139,8 +145,16 @@ fn fabric_corpus() -> Vec<Vec<u8>> {
             route: 3,
             actor: "sfu.sessions".into(),
             tag: "sfu.SessionEvent/v1".into(),
+            trace: TRACE,
         }),
         codec::encode(&(42u64, r#"{"event":"peerLeft"}"#.to_owned())).expect("encode"),
+    )));
+    corpus.push(frame(with_body(
+        enc(&TellHeader::Msg {
+            route: 3,
+            trace: TRACE,
+        }),
+        codec::encode(&(42u64, r#"{"event":"peerJoined"}"#.to_owned())).expect("encode"),
     )));
     corpus
 }

@@ -78,6 +78,7 @@ impl Handler<PauseProducersOn> for Moderator {
                 room: msg.room.clone(),
                 from: me.clone(),
                 call,
+                trace: None,
             };
             let listing = fabric
                 .actor_ref::<RoomCall>(&home, ROOMS_ACTOR)?

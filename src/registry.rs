@@ -221,7 +221,12 @@ impl Handler<HostsRoom> for RoomRegistry {
 impl Handler<RoomCall> for RoomRegistry {
     type Result = ResponseFuture<Result<ShardReply, ShardError>>;
     fn handle(&mut self, msg: RoomCall, ctx: &mut Self::Context) -> Self::Result {
-        let RoomCall { room, from, call } = msg;
+        let RoomCall {
+            room,
+            from,
+            call,
+            trace,
+        } = msg;
         let open = self.open_room(&room);
         let addr = match (open, &call) {
             (Some(addr), _) => addr,
@@ -245,7 +250,7 @@ impl Handler<RoomCall> for RoomRegistry {
             (None, _) => return Box::pin(async move { Err(ShardError::UnknownRoom(room)) }),
         };
         Box::pin(async move {
-            addr.send(ShardCallMsg { from, call })
+            addr.send(ShardCallMsg { from, call, trace })
                 .await
                 .unwrap_or(Err(ShardError::UnknownRoom(room)))
         })

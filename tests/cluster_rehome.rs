@@ -572,6 +572,7 @@ async fn a_draining_home_hands_the_room_over_and_media_goes_on() {
                 peers: vec![],
                 producers: vec![],
             },
+            trace: None,
         })
         .await
         .expect("fabric ask");

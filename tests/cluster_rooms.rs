@@ -245,6 +245,7 @@ async fn bad_room_calls_get_typed_errors() {
         room: room.clone(),
         from: a_id.clone(),
         call,
+        trace: None,
     };
     let ask = async |c: ShardCall| to_b.ask(call(&room, c)).await.expect("fabric ask");
     let b_router = RouterLoc::new(b_id.clone(), WorkerSlot(0));

@@ -1,6 +1,6 @@
 //! Location-transparent actor references.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{fmt, future::Future, sync::Arc, time::Duration};
 
 use actix::{MailboxError, Recipient};
 
@@ -10,6 +10,7 @@ use crate::{
     id::{ActorPath, NodeId},
     message::RemoteMessage,
     node::NodeInner,
+    trace::TraceId,
 };
 
 /// Default ask timeout of references made with [`ActorRef::local`].
@@ -24,6 +25,12 @@ pub const DEFAULT_ASK_TIMEOUT: Duration = Duration::from_secs(5);
 ///   actor are delivered in the order they were sent (at most once).
 /// * [`ask`](Self::ask): request/reply with a timeout. Dropping the returned
 ///   future cancels the ask and removes its pending entry.
+///
+/// Both send the message under one trace id ([`crate::trace`]), chosen
+/// when `tell` or `ask` is called: the message's own
+/// ([`RemoteMessage::trace`]), else the calling code's current one, else a
+/// fresh one. The message is given it ([`RemoteMessage::set_trace`])
+/// before a local delivery; a remote one carries it in the frame header.
 ///
 /// Cloning is cheap.
 pub struct ActorRef<M: RemoteMessage> {
@@ -150,7 +157,9 @@ impl<M: RemoteMessage> ActorRef<M> {
     ///
     /// Errors are only those detectable immediately (encoding, unknown
     /// node, full queue); delivery itself is at most once.
-    pub fn tell(&self, msg: M) -> Result<(), TellError> {
+    pub fn tell(&self, mut msg: M) -> Result<(), TellError> {
+        let trace = TraceId::resolve(msg.trace());
+        msg.set_trace(trace);
         match &self.target {
             Target::Local(r) => {
                 r.do_send(msg);
@@ -172,19 +181,41 @@ impl<M: RemoteMessage> ActorRef<M> {
                 actor,
             } => {
                 let body = codec::encode(&msg).map_err(|e| TellError::Encode(e.to_string()))?;
-                node.tell_remote(target, actor, M::TAG, body.into())
+                node.tell_remote(target, actor, M::TAG, body.into(), trace)
             }
         }
     }
 
     /// Sends `msg` and waits for the reply, at most this reference's
-    /// default timeout (the node's `ask_timeout` unless changed).
-    pub async fn ask(&self, msg: M) -> Result<M::Result, AskError> {
-        self.ask_timeout(msg, self.timeout).await
+    /// default timeout (the node's `ask_timeout` unless changed). See
+    /// [`ask_timeout`](Self::ask_timeout).
+    pub fn ask(&self, msg: M) -> impl Future<Output = Result<M::Result, AskError>> {
+        self.ask_timeout(msg, self.timeout)
     }
 
     /// Sends `msg` and waits for the reply at most `timeout`.
-    pub async fn ask_timeout(&self, msg: M, timeout: Duration) -> Result<M::Result, AskError> {
+    ///
+    /// The trace is chosen at the call, not when the returned future is
+    /// first polled, and the future does not borrow the reference: an
+    /// actix handler can ask under [`crate::trace::enter`] and return the
+    /// future as its response.
+    pub fn ask_timeout(
+        &self,
+        mut msg: M,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<M::Result, AskError>> {
+        let trace = TraceId::resolve(msg.trace());
+        msg.set_trace(trace);
+        let this = self.clone();
+        async move { this.send_ask(msg, trace, timeout).await }
+    }
+
+    async fn send_ask(
+        &self,
+        msg: M,
+        trace: TraceId,
+        timeout: Duration,
+    ) -> Result<M::Result, AskError> {
         match &self.target {
             Target::Local(r) => ask_local(r, msg, timeout, None).await,
             Target::Named { node, actor } => match Self::resolve_named(node, actor) {
@@ -201,7 +232,7 @@ impl<M: RemoteMessage> ActorRef<M> {
             } => {
                 let body = codec::encode(&msg).map_err(|e| AskError::Encode(e.to_string()))?;
                 let reply = node
-                    .ask_remote(target, actor, M::TAG, &body, timeout)
+                    .ask_remote(target, actor, M::TAG, &body, trace, timeout)
                     .await?;
                 codec::decode(&reply).map_err(|e| AskError::Decode(e.to_string()))
             }

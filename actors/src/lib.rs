@@ -54,7 +54,11 @@
 //! * [`message`]: the [`RemoteMessage`] trait (stable `TAG`s).
 //! * `registry`: named actors per node, type-erased handlers.
 //! * [`actor_ref`]: [`ActorRef`], local or remote.
-//! * `link`: I/O of peer links: dial, accept, stream servers, tell writer.
+//! * `link`: I/O of peer links: dial, accept, handshake, link lifecycle;
+//!   `link::ask` (asking and serving asks) and `link::tell` (the tell
+//!   writer and the tell stream server).
+//! * [`trace`]: [`trace::TraceId`], the id one request keeps across nodes,
+//!   and the current trace of the running code.
 //! * `traffic`: messages and bytes per peer ([`LinkStats`]).
 //! * [`membership`]: SWIM task, metadata gossip, membership events.
 //! * [`node`]: [`NodeConfig`], the [`Node`] handle, start-up and shutdown.
@@ -75,6 +79,7 @@ pub mod node;
 mod registry;
 pub mod testing;
 pub mod tls;
+pub mod trace;
 mod traffic;
 pub mod wire;
 

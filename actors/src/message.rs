@@ -2,6 +2,8 @@
 
 use serde::{de::DeserializeOwned, Serialize};
 
+use crate::trace::TraceId;
+
 /// An actix message that can be sent to an actor on another node.
 ///
 /// `TAG` is the message's stable wire name. It must be unique among the
@@ -14,7 +16,13 @@ use serde::{de::DeserializeOwned, Serialize};
 /// bincode 2): use plain structs and externally tagged enums, no
 /// `#[serde(untagged)]` or `#[serde(flatten)]`.
 ///
+/// A message that wants its handler to know the request's trace id keeps
+/// it in a `#[serde(skip)]` field through [`trace`](Self::trace) and
+/// [`set_trace`](Self::set_trace): the id travels in the frame header, not
+/// in the body.
+///
 /// ```
+/// use mafalda_actors::trace::TraceId;
 /// use serde::{Deserialize, Serialize};
 ///
 /// #[derive(actix::Message, Serialize, Deserialize)]
@@ -23,6 +31,25 @@ use serde::{de::DeserializeOwned, Serialize};
 ///
 /// impl mafalda_actors::RemoteMessage for Echo {
 ///     const TAG: &'static str = "example.Echo/v1";
+/// }
+///
+/// /// The same, with its trace id for the handler.
+/// #[derive(actix::Message, Serialize, Deserialize)]
+/// #[rtype(result = "String")]
+/// struct TracedEcho {
+///     text: String,
+///     #[serde(skip)]
+///     trace: Option<TraceId>,
+/// }
+///
+/// impl mafalda_actors::RemoteMessage for TracedEcho {
+///     const TAG: &'static str = "example.TracedEcho/v1";
+///     fn trace(&self) -> Option<TraceId> {
+///         self.trace
+///     }
+///     fn set_trace(&mut self, trace: TraceId) {
+///         self.trace = Some(trace);
+///     }
 /// }
 /// ```
 pub trait RemoteMessage:
@@ -34,4 +61,16 @@ pub trait RemoteMessage:
 {
     /// Stable wire name of the message type.
     const TAG: &'static str;
+
+    /// The trace this message travels under, if it carries one (see
+    /// [`crate::trace`]). Sending it uses this trace, else the sender's
+    /// current one, else a fresh one.
+    fn trace(&self) -> Option<TraceId> {
+        None
+    }
+
+    /// Records the trace the message is delivered under: called by the
+    /// fabric before delivery (on the receiving node, with the trace from
+    /// the frame header, and for local targets). The default forgets it.
+    fn set_trace(&mut self, _trace: TraceId) {}
 }

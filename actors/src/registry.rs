@@ -1,7 +1,8 @@
 //! The per-node registry of named actors and their accepted message tags.
 //!
 //! Registering a `Recipient<M>` stores type-erased closures that decode a
-//! body into `M` and deliver it, so the link layer never needs the type.
+//! body into `M`, hand it the frame's trace id and deliver it, so the link
+//! layer never needs the type.
 
 use std::{any::Any, collections::HashMap, fmt, future::Future, pin::Pin, sync::Arc};
 
@@ -13,13 +14,14 @@ use crate::{
     error::{CodecError, RegisterError},
     id::validate_actor_name,
     message::RemoteMessage,
+    trace::TraceId,
 };
 
 /// Outcome of serving one ask.
 pub(crate) type ServeFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send>>;
 
-type TellFn = Box<dyn Fn(&[u8]) -> Result<(), CodecError> + Send + Sync>;
-type AskFn = Box<dyn Fn(&[u8]) -> Result<ServeFuture, CodecError> + Send + Sync>;
+type TellFn = Box<dyn Fn(&[u8], TraceId) -> Result<(), CodecError> + Send + Sync>;
+type AskFn = Box<dyn Fn(&[u8], TraceId) -> Result<ServeFuture, CodecError> + Send + Sync>;
 
 /// One (actor, tag) registration.
 pub(crate) struct Entry {
@@ -59,13 +61,15 @@ impl Registry {
         let tell_to = recipient.clone();
         let ask_to = recipient.clone();
         let entry = Entry {
-            tell: Box::new(move |body| {
-                let msg: M = codec::decode(body)?;
+            tell: Box::new(move |body, trace| {
+                let mut msg: M = codec::decode(body)?;
+                msg.set_trace(trace);
                 tell_to.do_send(msg);
                 Ok(())
             }),
-            ask: Box::new(move |body| {
-                let msg: M = codec::decode(body)?;
+            ask: Box::new(move |body, trace| {
+                let mut msg: M = codec::decode(body)?;
+                msg.set_trace(trace);
                 let request = ask_to.send(msg);
                 Ok(Box::pin(async move {
                     let reply = request.await.map_err(|e| format!("actor mailbox: {e}"))?;

@@ -13,7 +13,8 @@ use crate::{
 };
 
 /// Fabric protocol version carried by every handshake frame.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Version 2 added the trace id to ask requests and tell headers.
+pub const PROTOCOL_VERSION: u16 = 2;
 /// First four bytes of every handshake frame payload.
 pub const MAGIC: [u8; 4] = *b"MFAB";
 /// TLS ALPN protocol identifier.
@@ -117,6 +118,9 @@ pub enum Request {
         actor: String,
         /// Message tag ([`crate::RemoteMessage::TAG`]).
         tag: String,
+        /// The request's trace id ([`crate::trace::TraceId`]); never sent
+        /// as 0, and a receiver given 0 picks a fresh id.
+        trace: u64,
     },
     /// Is `actor` registered for `tag`? (No body.)
     Lookup {
@@ -156,11 +160,15 @@ pub enum TellHeader {
         actor: String,
         /// Message tag.
         tag: String,
+        /// The first message's trace id (as in [`Request::Ask`]).
+        trace: u64,
     },
     /// A message body for an already bound route.
     Msg {
         /// Route number.
         route: u32,
+        /// The message's trace id (as in [`Request::Ask`]).
+        trace: u64,
     },
 }
 
@@ -263,6 +271,16 @@ mod tests {
                 remote: 99
             })
         );
+        // Version 1 had no trace ids in its headers.
+        encode_handshake_versioned(&hello, 1, 1 << 16, &mut buf).unwrap();
+        let payload = dec.decode(&mut buf).unwrap().unwrap();
+        assert_eq!(
+            decode_handshake::<Hello>(&payload),
+            Err(HandshakeError::VersionMismatch {
+                local: 2,
+                remote: 1
+            })
+        );
         assert_eq!(
             decode_handshake::<Hello>(b"GET / HTTP/1.1"),
             Err(HandshakeError::BadMagic)
@@ -272,12 +290,17 @@ mod tests {
     #[test]
     fn header_and_body() {
         let mut buf = BytesMut::new();
-        encode_with_body(&TellHeader::Msg { route: 3 }, b"xyz", 100, &mut buf).unwrap();
+        let msg = TellHeader::Msg {
+            route: 3,
+            trace: u64::MAX,
+        };
+        encode_with_body(&msg, b"xyz", 100, &mut buf).unwrap();
         let payload = FrameDecoder::new(100).decode(&mut buf).unwrap().unwrap();
         let (h, body) = decode_with_body::<TellHeader>(&payload).unwrap();
-        assert_eq!(h, TellHeader::Msg { route: 3 });
+        assert_eq!(h, msg);
         assert_eq!(body, b"xyz");
-        // Per-message overhead of a bound tell: 4 (length) + 2 (header).
-        assert_eq!(payload.len(), 5);
+        // Per-message overhead of a bound tell: 4 (length) + 2 (variant,
+        // route) + at most 9 (trace varint).
+        assert_eq!(payload.len(), 2 + 9 + 3);
     }
 }

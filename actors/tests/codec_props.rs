@@ -80,7 +80,8 @@ proptest! {
         let _ = decode_with_body::<TellHeader>(&data);
         let _ = decode_handshake::<Hello>(&data);
         let _ = decode_handshake::<HelloReply>(&data);
-        let mut prefixed = b"MFAB\x00\x01".to_vec();
+        let mut prefixed = b"MFAB".to_vec();
+        prefixed.extend_from_slice(&mafalda_actors::PROTOCOL_VERSION.to_be_bytes());
         prefixed.extend_from_slice(&data);
         let _ = decode_handshake::<Hello>(&prefixed);
         let _ = codec::decode::<Vec<String>>(&data);
@@ -88,10 +89,10 @@ proptest! {
 
     /// Wire headers round-trip with any names and bodies.
     #[test]
-    fn wire_round_trip(actor in ".{0,40}", tag in ".{0,40}", route in any::<u32>(), body in prop::collection::vec(any::<u8>(), 0..256)) {
+    fn wire_round_trip(actor in ".{0,40}", tag in ".{0,40}", route in any::<u32>(), trace in any::<u64>(), body in prop::collection::vec(any::<u8>(), 0..256)) {
         let headers = [
-            TellHeader::Bind { route, actor: actor.clone(), tag: tag.clone() },
-            TellHeader::Msg { route },
+            TellHeader::Bind { route, actor: actor.clone(), tag: tag.clone(), trace },
+            TellHeader::Msg { route, trace },
         ];
         for h in headers {
             let mut buf = BytesMut::new();
@@ -101,7 +102,7 @@ proptest! {
             prop_assert_eq!(back, h);
             prop_assert_eq!(rest, &body[..]);
         }
-        let req = Request::Ask { actor, tag };
+        let req = Request::Ask { actor, tag, trace };
         let bytes = codec::encode(&req).unwrap();
         prop_assert_eq!(codec::decode::<Request>(&bytes).unwrap(), req);
     }

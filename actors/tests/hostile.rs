@@ -173,6 +173,7 @@ async fn garbage_streams_close_only_themselves() {
     let unknown_tag = Request::Ask {
         actor: "worker".into(),
         tag: "no.such.Tag/v1".into(),
+        trace: 1,
     };
     assert_eq!(
         raw_ask(&conn, &ask_bytes(&unknown_tag, b""))
@@ -184,6 +185,7 @@ async fn garbage_streams_close_only_themselves() {
     let unknown_actor = Request::Ask {
         actor: "nobody".into(),
         tag: "test.Echo/v1".into(),
+        trace: 2,
     };
     assert_eq!(
         raw_ask(&conn, &ask_bytes(&unknown_actor, b""))
@@ -192,9 +194,11 @@ async fn garbage_streams_close_only_themselves() {
             .0,
         Reply::UnknownActor
     );
+    // Trace 0 (none) is tolerated: the node picks an id itself.
     let echo = Request::Ask {
         actor: "worker".into(),
         tag: "test.Echo/v1".into(),
+        trace: 0,
     };
     let (reply, _) = raw_ask(&conn, &ask_bytes(&echo, &[0xff; 3])).await.unwrap();
     assert!(matches!(reply, Reply::Decode(_)), "{reply:?}");
@@ -213,6 +217,7 @@ async fn garbage_streams_close_only_themselves() {
         route,
         actor: "worker".into(),
         tag: tag.into(),
+        trace: 3,
     };
     encode_with_body(&bind(0, "no.such.Tag/v1"), b"x", MAX, &mut buf).unwrap();
     let push = codec::encode(&Push {
@@ -273,6 +278,14 @@ async fn wrong_protocol_version_and_wrong_name_are_refused() {
         )
     );
 
+    // Version 1 (before trace ids in the headers) is refused, naming 2.
+    let conn = ep.connect(a.addr(), "node-a").unwrap().await.unwrap();
+    let reply = handshake(&conn, &hello("evil", &ep), 1).await.unwrap();
+    assert_eq!(
+        reply,
+        HelloReply::Reject(RejectReason::VersionMismatch { supported: 2 })
+    );
+
     // A valid certificate for "evil" claiming to be node-b.
     let conn = ep.connect(a.addr(), "node-a").unwrap().await.unwrap();
     let reply = handshake(&conn, &hello("node-b", &ep), PROTOCOL_VERSION)
@@ -288,7 +301,7 @@ async fn wrong_protocol_version_and_wrong_name_are_refused() {
     within("connection closed by the node", SOON, conn.closed()).await;
 
     assert_cluster_works(&a, &b).await;
-    assert!(a.stats().refused_links >= 2);
+    assert!(a.stats().refused_links >= 3);
     a.shutdown().await;
     b.shutdown().await;
     assert_no_panic();

@@ -115,6 +115,15 @@ pub struct FrameGuard {
     tripped: Arc<AtomicBool>,
 }
 
+impl std::fmt::Debug for FrameGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameGuard")
+            .field("scanner", &self.scanner)
+            .field("tripped", &self.tripped)
+            .finish_non_exhaustive()
+    }
+}
+
 impl FrameGuard {
     /// Guards `inner` with a `max`-byte frame limit; the flag is set when
     /// a frame was refused.

@@ -29,6 +29,7 @@
 use std::net::IpAddr;
 
 use actix::prelude::*;
+use mafalda_actors::trace::TraceId;
 use mafalda_actors::{NodeId, RemoteMessage};
 use mediasoup::prelude::ProducerId;
 use mediasoup::types::rtp_parameters::{MediaKind, RtpParameters};
@@ -50,10 +51,22 @@ pub struct RoomCall {
     pub from: NodeId,
     /// What it asks.
     pub call: ShardCall,
+    /// The request's trace id (carried in the fabric frame's header, not
+    /// in this body).
+    #[serde(skip)]
+    pub trace: Option<TraceId>,
 }
 
 impl RemoteMessage for RoomCall {
     const TAG: &'static str = "sfu.RoomCall/v1";
+
+    fn trace(&self) -> Option<TraceId> {
+        self.trace
+    }
+
+    fn set_trace(&mut self, trace: TraceId) {
+        self.trace = Some(trace);
+    }
 }
 
 /// An address and port of a pipe transport.
@@ -319,6 +332,8 @@ pub struct ShardCallMsg {
     pub from: NodeId,
     /// What it asks.
     pub call: ShardCall,
+    /// The fabric request's trace id.
+    pub trace: Option<TraceId>,
 }
 
 #[cfg(test)]
@@ -338,6 +353,7 @@ mod tests {
             room: RoomId::new("r"),
             from: node("b"),
             call,
+            trace: None,
         };
         assert_eq!(
             codec::encode(&call(ShardCall::Attach)).unwrap(),

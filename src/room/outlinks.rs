@@ -13,7 +13,6 @@ use actix::prelude::*;
 use mafalda_actors::NodeId;
 use mediasoup::prelude::*;
 use mediasoup::types::rtp_parameters::RtpCapabilities;
-use tracing::Instrument;
 
 use super::fabric::{HopChange, PipeTuple, ShardCall, ShardError, ShardReply};
 use super::remote::{far_pipe_options, tuple_of};
@@ -79,6 +78,7 @@ impl RoomActor {
             self.env.config.rtc.pipe_socket_buffer_bytes,
             srtp.is_some(),
         );
+        let caller_log = caller.clone();
         let fut = async move {
             let refused = |e: mediasoup::worker::RequestError| ShardError::Refused(e.to_string());
             let transport = lease
@@ -94,9 +94,10 @@ impl RoomActor {
                 })
                 .await
                 .map_err(refused)?;
+            tracing::info!(caller = %caller_log, "cross-node pipe link opened for a caller");
             Ok::<_, ShardError>(transport)
-        }
-        .instrument(self.span.clone());
+        };
+        let fut = self.traced("serve_link", fut);
         Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
             let transport = res?;
             let reply = ShardReply::Link {
@@ -174,9 +175,10 @@ impl RoomActor {
                 );
                 consumer.on_close(move || drop(guards)).detach();
             }
+            tracing::debug!(producer = %producer_id, "producer piped to another node");
             Ok::<_, ShardError>(consumer)
-        }
-        .instrument(self.span.clone());
+        };
+        let fut = self.traced("serve_hop", fut);
         Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
             let consumer = res?;
             let Some(link) = act.out_links.get_mut(&(from.clone(), to.clone())) else {

@@ -22,6 +22,7 @@ use super::{RoomActor, RoomError};
 use crate::ids::RouterLoc;
 use crate::metrics::{Resource, Tracked};
 use crate::worker::RouterLease;
+use mafalda_actors::trace::{self, TraceId};
 
 pub(super) type PipeFuture = Shared<LocalBoxFuture<'static, Result<PipeHandles, RoomError>>>;
 pub(super) type PairFuture = Shared<LocalBoxFuture<'static, Result<PipeLink, RoomError>>>;
@@ -166,15 +167,17 @@ impl RoomActor {
         let fut = if parent.node == self.env.node {
             let src = self.lease(&parent)?;
             let link = self.link_for(&parent, &src, target, &dst);
-            make_hop(hop, parent_fut, link, (src, dst), counters, ctx.address()).boxed_local()
+            make_hop(hop, parent_fut, link, (src, dst), counters, ctx.address())
+                .instrument(self.span.clone())
+                .boxed_local()
         } else {
+            // One trace id for the link (if it is opened now) and the hop.
+            let _trace = trace::enter(TraceId::resolve(trace::current()));
             let link = self.remote_link_for(&parent, target, &dst)?;
             let far = self.far(&parent.node)?;
-            self.remote_hop(hop, parent.clone(), link, dst, far, counters)
-                .boxed_local()
+            let hop = self.remote_hop(hop, parent.clone(), link, dst, far, counters);
+            self.traced("open_hop", hop).boxed_local()
         }
-        .instrument(self.span.clone())
-        .boxed_local()
         .shared();
         self.pipes
             .entry(producer_id)

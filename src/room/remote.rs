@@ -32,6 +32,7 @@ use crate::ids::{RoomId, RouterLoc};
 use crate::metrics::{Counters, Resource, Tracked};
 use crate::registry::ROOMS_ACTOR;
 use crate::worker::RouterLease;
+use mafalda_actors::trace::{self, TraceId};
 
 /// The same room's shard on another node.
 #[derive(Debug, Clone)]
@@ -41,12 +42,28 @@ pub(super) struct Far {
     me: NodeId,
 }
 
+impl RoomActor {
+    /// `fut` as one request across the fabric: under the current trace id
+    /// (a fresh one when there is none), which every fabric call it makes
+    /// carries, in a span naming it (so both nodes' logs show the id).
+    pub(super) fn traced<F: std::future::Future>(
+        &self,
+        op: &'static str,
+        fut: F,
+    ) -> impl std::future::Future<Output = F::Output> {
+        let id = TraceId::resolve(trace::current());
+        let span = tracing::info_span!(parent: &self.span, "fabric", op, trace = %id);
+        trace::scope(id, fut.instrument(span))
+    }
+}
+
 impl Far {
     fn call(&self, call: ShardCall) -> RoomCall {
         RoomCall {
             room: self.room.clone(),
             from: self.me.clone(),
             call,
+            trace: None,
         }
     }
 
@@ -167,7 +184,10 @@ impl RoomActor {
             // From here on the far end has its side: close it with ours.
             let guard = Arc::new(FarCall {
                 far,
-                call: Some(ShardCall::CloseLink { from, to }),
+                call: Some(ShardCall::CloseLink {
+                    from: from.clone(),
+                    to: to.clone(),
+                }),
             });
             let ShardReply::Link { tuple, srtp } = reply else {
                 return Err(RoomError::Remote("unexpected answer to OpenLink".into()));
@@ -187,14 +207,13 @@ impl RoomActor {
                 })
                 .await
                 .map_err(RoomError::mediasoup)?;
+            tracing::info!(from = %from, to = %to, "cross-node pipe link up");
             Ok(PipeLink::Remote {
                 receiving,
                 _guard: guard,
             })
-        }
-        .instrument(self.span.clone())
-        .boxed_local()
-        .shared();
+        };
+        let fut = self.traced("open_link", fut).boxed_local().shared();
         self.pipe_pairs.insert(key, fut.clone());
         Ok(fut)
     }
@@ -412,8 +431,11 @@ impl Handler<ShardCallMsg> for RoomActor {
         if self.closing {
             return done(Err(ShardError::UnknownRoom(self.id.clone())));
         }
+        // Work started here, and fabric calls made for it, keep the
+        // caller's trace id.
+        let _trace = trace::enter(msg.trace);
         let _e = self.span.clone().entered();
-        tracing::debug!(from = %msg.from, call = ?msg.call, "shard call");
+        tracing::debug!(from = %msg.from, call = ?msg.call, trace = ?msg.trace.map(|t| t.to_string()), "shard call");
         drop(_e);
         if let Some(answer) = self.map_call(&msg.from, &msg.call, ctx) {
             return Box::pin(fut::ready(answer));

@@ -1,9 +1,12 @@
-//! Peer links: dialing, accepting, the handshake exchange, and the stream
-//! servers (asks, tells) and datagram dispatch of each link.
+//! Peer links: dialing, accepting, the handshake and each link's lifecycle.
+//!
+//! A link is installed, retired or closed here, and its datagrams are
+//! dispatched here.
 //!
 //! This is the I/O half of the link protocol; the decisions live in
 //! [`crate::handshake`], the framing in [`crate::frame`], the wire types in
-//! [`crate::wire`].
+//! [`crate::wire`]. The streams of a link are served by [`ask`] (one ask
+//! per bidirectional stream) and [`tell`] (the ordered tell stream).
 //!
 //! Per peer the node keeps a [`Peer`]: a watch slot holding the link state
 //! (idle, dialing, up, failed) and the queue of the peer's tell writer. Each
@@ -11,44 +14,46 @@
 //! connection dies every stream on it fails at once, which is how pending
 //! asks of a dead peer fail together with `Unreachable`.
 
+mod ask;
+mod tell;
+
 use std::{
     collections::HashMap,
     net::SocketAddr,
     sync::{atomic::Ordering, Arc},
-    time::Duration,
 };
 
 use bytes::{BufMut, Bytes, BytesMut};
-use quinn::{ReadError, RecvStream, SendStream, VarInt, WriteError};
+use quinn::{ReadError, RecvStream, SendStream, VarInt};
 use tokio::sync::{mpsc, watch};
 
 use crate::{
-    codec,
-    error::{AskError, DialError, FrameError, HandshakeError, TellError},
-    frame::{FrameDecoder, FrameOrInner},
+    error::{DialError, FrameError, HandshakeError},
+    frame::FrameDecoder,
     handshake::{decide_incoming, decide_outgoing, Decision, Existing},
     id::{Incarnation, NodeId},
     membership::SwimCmd,
     node::NodeInner,
-    registry::Lookup,
     tls,
+    trace::TraceId,
     traffic::PeerTraffic,
     wire::{
-        close_code, datagram_kind, decode_handshake, decode_with_body, encode_handshake,
-        encode_with_body, stream_code, stream_kind, Hello, HelloReply, RejectReason, Reply,
-        Request, TellHeader,
+        close_code, datagram_kind, decode_handshake, encode_handshake, stream_kind, Hello,
+        HelloReply, RejectReason,
     },
 };
+use tell::TellItem;
 
-/// Most distinct (actor, tag) routes one tell stream may bind.
-const MAX_ROUTES: usize = 65_536;
 /// Bytes read from a stream at once.
 const READ_CHUNK: usize = 64 * 1024;
-/// Tell bytes coalesced into one stream write.
-const TELL_BATCH: usize = 256 * 1024;
 
 fn code(c: u32) -> VarInt {
     VarInt::from_u32(c)
+}
+
+/// The trace of a received frame header; a peer's 0 (none) gets a fresh id.
+fn wire_trace(raw: u64) -> TraceId {
+    TraceId::from_u64(raw).unwrap_or_else(TraceId::random)
 }
 
 /// State of the link to one peer.
@@ -82,13 +87,6 @@ pub(crate) struct Peer {
     pub(crate) slot: watch::Sender<Slot>,
     tells: mpsc::Sender<TellItem>,
     addr: Option<SocketAddr>,
-}
-
-#[derive(Debug)]
-struct TellItem {
-    actor: Arc<str>,
-    tag: &'static str,
-    body: Bytes,
 }
 
 /// Reads frames off a QUIC receive stream.
@@ -161,7 +159,7 @@ impl NodeInner {
     ) -> &'a mut Peer {
         peers.entry(id.clone()).or_insert_with(|| {
             let (tx, rx) = mpsc::channel(self.settings.tell_queue);
-            self.spawn(tell_writer(self.clone(), id.clone(), rx));
+            self.spawn(tell::tell_writer(self.clone(), id.clone(), rx));
             Peer {
                 slot: watch::channel(Slot::Idle).0,
                 tells: tx,
@@ -505,201 +503,6 @@ impl NodeInner {
             other => tracing::debug!(kind = ?other, "ignoring datagram of unknown kind"),
         }
     }
-
-    pub(crate) fn tell_remote(
-        self: &Arc<Self>,
-        target: &NodeId,
-        actor: &Arc<str>,
-        tag: &'static str,
-        body: Bytes,
-    ) -> Result<(), TellError> {
-        if self.is_stopping() {
-            return Err(TellError::Stopped);
-        }
-        let max = self.settings.max_frame_bytes;
-        // Worst-case header: bind variant with both names and a varint.
-        let len = body.len() + actor.len() + tag.len() + 16;
-        if len > max {
-            return Err(TellError::TooLarge { len, max });
-        }
-        let member = self.view.read().contains_key(target);
-        let tx = {
-            let mut peers = self.peers.lock();
-            if !member && !peers.contains_key(target) {
-                return Err(TellError::Unreachable {
-                    node: target.clone(),
-                    reason: "unknown node: not a member and never linked".into(),
-                });
-            }
-            self.peer_entry(&mut peers, target).tells.clone()
-        };
-        let item = TellItem {
-            actor: actor.clone(),
-            tag,
-            body,
-        };
-        tx.try_send(item).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => TellError::QueueFull {
-                node: target.clone(),
-            },
-            mpsc::error::TrySendError::Closed(_) => TellError::Stopped,
-        })
-    }
-
-    pub(crate) async fn ask_remote(
-        self: &Arc<Self>,
-        target: &NodeId,
-        actor: &str,
-        tag: &str,
-        body: &[u8],
-        timeout: Duration,
-    ) -> Result<Bytes, AskError> {
-        let request = Request::Ask {
-            actor: actor.to_string(),
-            tag: tag.to_string(),
-        };
-        match self.request(target, &request, body, timeout).await? {
-            (Reply::Ok, body) => Ok(body),
-            (other, _) => Err(reply_error(target, actor, tag, other)),
-        }
-    }
-
-    pub(crate) async fn lookup_remote(
-        self: &Arc<Self>,
-        target: &NodeId,
-        actor: &str,
-        tag: &str,
-        timeout: Duration,
-    ) -> Result<(), AskError> {
-        let request = Request::Lookup {
-            actor: actor.to_string(),
-            tag: tag.to_string(),
-        };
-        match self.request(target, &request, &[], timeout).await? {
-            (Reply::Found, _) => Ok(()),
-            (other, _) => Err(reply_error(target, actor, tag, other)),
-        }
-    }
-
-    /// One request/reply exchange on a fresh bidirectional stream, counted
-    /// as pending until it completes, times out or is dropped.
-    async fn request(
-        self: &Arc<Self>,
-        target: &NodeId,
-        request: &Request,
-        body: &[u8],
-        timeout: Duration,
-    ) -> Result<(Reply, Bytes), AskError> {
-        let id = self.next_ask.fetch_add(1, Ordering::Relaxed);
-        self.pending.lock().insert(id, target.clone());
-        let _guard = PendingGuard { node: self, id };
-        match tokio::time::timeout(timeout, self.exchange(target, request, body)).await {
-            Ok(result) => result,
-            Err(_) => Err(AskError::Timeout(timeout)),
-        }
-    }
-
-    async fn exchange(
-        self: &Arc<Self>,
-        target: &NodeId,
-        request: &Request,
-        body: &[u8],
-    ) -> Result<(Reply, Bytes), AskError> {
-        let unreachable = |reason: String| AskError::Unreachable {
-            node: target.clone(),
-            reason,
-        };
-        let link = self
-            .link_to(target, None, false)
-            .await
-            .map_err(unreachable)?;
-        let max = self.settings.max_frame_bytes;
-        let mut buf = BytesMut::with_capacity(body.len() + 64);
-        buf.put_u8(stream_kind::ASK);
-        encode_with_body(request, body, max, &mut buf).map_err(|e| match e {
-            FrameOrInner::Frame(f) => AskError::Encode(f.to_string()),
-            FrameOrInner::Inner(c) => AskError::Encode(c.to_string()),
-        })?;
-        let conn = link.conn.clone();
-        let work = async {
-            let (mut send, recv) = conn
-                .open_bi()
-                .await
-                .map_err(|e| unreachable(e.to_string()))?;
-            send.write_all(&buf)
-                .await
-                .map_err(|e| write_error(target, e))?;
-            let _ = send.finish();
-            link.traffic.asks_sent.fetch_add(1, Ordering::Relaxed);
-            let mut reader = FrameReader::new(recv, max);
-            let frame = match reader.next().await {
-                Ok(Some(frame)) => frame,
-                Ok(None) => return Err(unreachable("stream closed without a reply".into())),
-                Err(ReadFrameError::Frame(e)) => {
-                    reader.stop(stream_code::DECODE);
-                    return Err(AskError::Decode(e.to_string()));
-                }
-                Err(ReadFrameError::Read(e)) => return Err(read_error(target, e)),
-            };
-            let (reply, used) = codec::decode_prefix::<Reply>(&frame)
-                .map_err(|e| AskError::Decode(e.to_string()))?;
-            Ok((reply, frame.slice(used..)))
-        };
-        tokio::select! {
-            result = work => result,
-            reason = link.conn.closed() => Err(unreachable(format!("link lost: {reason}"))),
-        }
-    }
-}
-
-struct PendingGuard<'a> {
-    node: &'a NodeInner,
-    id: u64,
-}
-
-impl Drop for PendingGuard<'_> {
-    fn drop(&mut self) {
-        self.node.pending.lock().remove(&self.id);
-    }
-}
-
-fn reply_error(target: &NodeId, actor: &str, tag: &str, reply: Reply) -> AskError {
-    match reply {
-        Reply::UnknownActor => AskError::UnknownActor {
-            node: target.clone(),
-            actor: actor.to_string(),
-        },
-        Reply::UnknownMessage => AskError::UnknownMessage {
-            node: target.clone(),
-            actor: actor.to_string(),
-            tag: tag.to_string(),
-        },
-        Reply::Decode(reason) => AskError::Decode(format!("remote: {reason}")),
-        Reply::Remote(reason) => AskError::RemoteError(reason),
-        Reply::Ok | Reply::Found => AskError::Decode("unexpected reply".into()),
-    }
-}
-
-fn read_error(target: &NodeId, e: ReadError) -> AskError {
-    match e {
-        ReadError::Reset(c) => AskError::RemoteError(format!("peer reset the stream (code {c})")),
-        other => AskError::Unreachable {
-            node: target.clone(),
-            reason: other.to_string(),
-        },
-    }
-}
-
-fn write_error(target: &NodeId, e: WriteError) -> AskError {
-    match e {
-        WriteError::Stopped(c) => {
-            AskError::RemoteError(format!("peer stopped the stream (code {c})"))
-        }
-        other => AskError::Unreachable {
-            node: target.clone(),
-            reason: other.to_string(),
-        },
-    }
 }
 
 fn existing_of(slot: &Slot) -> Existing {
@@ -956,11 +759,11 @@ async fn drive_link(inner: Arc<NodeInner>, link: Link) {
     let reason = loop {
         tokio::select! {
             r = conn.accept_bi() => match r {
-                Ok((send, recv)) => inner.spawn(serve_bi(inner.clone(), link.clone(), send, recv)),
+                Ok((send, recv)) => inner.spawn(ask::serve_bi(inner.clone(), link.clone(), send, recv)),
                 Err(e) => break e,
             },
             r = conn.accept_uni() => match r {
-                Ok(recv) => inner.spawn(serve_tells(inner.clone(), link.clone(), recv)),
+                Ok(recv) => inner.spawn(tell::serve_tells(inner.clone(), link.clone(), recv)),
                 Err(e) => break e,
             },
             r = conn.read_datagram() => match r {
@@ -971,349 +774,4 @@ async fn drive_link(inner: Arc<NodeInner>, link: Link) {
     };
     link.traffic.link_closed(&conn);
     inner.on_link_closed(&link, &reason);
-}
-
-async fn serve_bi(inner: Arc<NodeInner>, link: Link, mut send: SendStream, mut recv: RecvStream) {
-    let peer = &link.peer.node;
-    let mut kind = [0u8; 1];
-    if recv.read_exact(&mut kind).await.is_err() {
-        return;
-    }
-    if kind[0] != stream_kind::ASK {
-        tracing::warn!(%peer, kind = kind[0], "unknown bidirectional stream kind; stream closed");
-        let _ = recv.stop(code(stream_code::UNKNOWN_KIND));
-        let _ = send.reset(code(stream_code::UNKNOWN_KIND));
-        return;
-    }
-    let max = inner.settings.max_frame_bytes;
-    let mut reader = FrameReader::new(recv, max);
-    let frame = match reader.next().await {
-        Ok(Some(frame)) => frame,
-        Ok(None) => {
-            write_reply(
-                &mut send,
-                max,
-                &Reply::Decode("empty ask stream".into()),
-                &[],
-            )
-            .await;
-            return;
-        }
-        Err(ReadFrameError::Frame(e)) => {
-            inner.counters.decode_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%peer, error = %e, "bad ask frame; stream closed");
-            let c = match e {
-                FrameError::TooLarge { .. } => stream_code::FRAME_TOO_LARGE,
-                FrameError::Truncated { .. } => stream_code::DECODE,
-            };
-            reader.stop(c);
-            write_reply(&mut send, max, &Reply::Decode(e.to_string()), &[]).await;
-            return;
-        }
-        Err(ReadFrameError::Read(_)) => return,
-    };
-    let (request, body) = match decode_with_body::<Request>(&frame) {
-        Ok(decoded) => decoded,
-        Err(e) => {
-            inner.counters.decode_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%peer, error = %e, "undecodable ask header");
-            write_reply(&mut send, max, &Reply::Decode(e.to_string()), &[]).await;
-            return;
-        }
-    };
-    link.traffic.asks_received.fetch_add(1, Ordering::Relaxed);
-    let (actor, tag, lookup_only) = match &request {
-        Request::Ask { actor, tag } => (actor, tag, false),
-        Request::Lookup { actor, tag } => (actor, tag, true),
-    };
-    let entry = match inner.registry.lookup(actor, tag) {
-        Lookup::Found(entry) => entry,
-        Lookup::UnknownActor => {
-            inner
-                .counters
-                .unknown_messages
-                .fetch_add(1, Ordering::Relaxed);
-            write_reply(&mut send, max, &Reply::UnknownActor, &[]).await;
-            return;
-        }
-        Lookup::UnknownMessage => {
-            inner
-                .counters
-                .unknown_messages
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%peer, actor, tag, "ask with unknown message tag");
-            write_reply(&mut send, max, &Reply::UnknownMessage, &[]).await;
-            return;
-        }
-    };
-    if lookup_only {
-        write_reply(&mut send, max, &Reply::Found, &[]).await;
-        return;
-    }
-    let serving = match (entry.ask)(body) {
-        Ok(fut) => fut,
-        Err(e) => {
-            inner.counters.decode_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%peer, actor, tag, error = %e, "undecodable ask body");
-            write_reply(&mut send, max, &Reply::Decode(e.to_string()), &[]).await;
-            return;
-        }
-    };
-    let stopped = send.stopped();
-    tokio::select! {
-        result = serving => {
-            inner.counters.asks_served.fetch_add(1, Ordering::Relaxed);
-            match result {
-                Ok(reply) => write_reply(&mut send, max, &Reply::Ok, &reply).await,
-                Err(e) => write_reply(&mut send, max, &Reply::Remote(e), &[]).await,
-            }
-        }
-        _ = stopped => tracing::trace!(%peer, actor, "ask cancelled by the asker"),
-    }
-}
-
-async fn write_reply(send: &mut SendStream, max: usize, reply: &Reply, body: &[u8]) {
-    let mut buf = BytesMut::with_capacity(body.len() + 16);
-    if encode_with_body(reply, body, max, &mut buf).is_err() {
-        buf.clear();
-        let too_big = Reply::Remote(format!(
-            "reply of {} bytes exceeds the frame limit",
-            body.len()
-        ));
-        if encode_with_body(&too_big, &[], max, &mut buf).is_err() {
-            return;
-        }
-    }
-    let _ = send.write_all(&buf).await;
-    let _ = send.finish();
-}
-
-/// One bound route of a tell stream.
-struct Route {
-    actor: String,
-    tag: String,
-    target: Lookup,
-    warned: bool,
-}
-
-async fn serve_tells(inner: Arc<NodeInner>, link: Link, mut recv: RecvStream) {
-    let peer = &link.peer.node;
-    let mut kind = [0u8; 1];
-    if recv.read_exact(&mut kind).await.is_err() {
-        return;
-    }
-    if kind[0] != stream_kind::TELL {
-        tracing::warn!(%peer, kind = kind[0], "unknown unidirectional stream kind; stream closed");
-        let _ = recv.stop(code(stream_code::UNKNOWN_KIND));
-        return;
-    }
-    let mut reader = FrameReader::new(recv, inner.settings.max_frame_bytes);
-    let mut routes: HashMap<u32, Route> = HashMap::new();
-    loop {
-        let frame = match reader.next().await {
-            Ok(Some(frame)) => frame,
-            Ok(None) => return,
-            Err(ReadFrameError::Frame(e)) => {
-                inner.counters.decode_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%peer, error = %e, "bad tell frame; tell stream closed");
-                reader.stop(match e {
-                    FrameError::TooLarge { .. } => stream_code::FRAME_TOO_LARGE,
-                    FrameError::Truncated { .. } => stream_code::DECODE,
-                });
-                return;
-            }
-            Err(ReadFrameError::Read(_)) => return,
-        };
-        let (header, body) = match decode_with_body::<TellHeader>(&frame) {
-            Ok(decoded) => decoded,
-            Err(e) => {
-                inner.counters.decode_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%peer, error = %e, "undecodable tell header; tell stream closed");
-                reader.stop(stream_code::DECODE);
-                return;
-            }
-        };
-        let route = match header {
-            TellHeader::Bind { route, actor, tag } => {
-                if routes.len() >= MAX_ROUTES && !routes.contains_key(&route) {
-                    tracing::warn!(%peer, "too many tell routes; tell stream closed");
-                    reader.stop(stream_code::DECODE);
-                    return;
-                }
-                let target = inner.registry.lookup(&actor, &tag);
-                routes.insert(
-                    route,
-                    Route {
-                        actor,
-                        tag,
-                        target,
-                        warned: false,
-                    },
-                );
-                route
-            }
-            TellHeader::Msg { route } => route,
-        };
-        let Some(route) = routes.get_mut(&route) else {
-            inner.counters.decode_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%peer, route, "tell for an unbound route; tell stream closed");
-            reader.stop(stream_code::DECODE);
-            return;
-        };
-        link.traffic.tells_received.fetch_add(1, Ordering::Relaxed);
-        deliver_tell(&inner, peer, route, body);
-    }
-}
-
-fn deliver_tell(inner: &NodeInner, peer: &NodeId, route: &mut Route, body: &[u8]) {
-    if !matches!(route.target, Lookup::Found(_)) {
-        // The actor may have been registered since the route was bound.
-        route.target = inner.registry.lookup(&route.actor, &route.tag);
-    }
-    match &route.target {
-        Lookup::Found(entry) => match (entry.tell)(body) {
-            Ok(()) => {
-                inner
-                    .counters
-                    .tells_received
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                inner.counters.decode_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%peer, actor = %route.actor, tag = %route.tag, error = %e, "undecodable tell dropped");
-            }
-        },
-        Lookup::UnknownActor | Lookup::UnknownMessage => {
-            inner
-                .counters
-                .unknown_messages
-                .fetch_add(1, Ordering::Relaxed);
-            if !route.warned {
-                route.warned = true;
-                tracing::warn!(%peer, actor = %route.actor, tag = %route.tag, "tell for an unknown actor or message dropped");
-            }
-        }
-    }
-}
-
-/// Writes the tells queued for one peer, in order, coalescing them into
-/// large stream writes. One unidirectional stream per link.
-async fn tell_writer(inner: Arc<NodeInner>, peer: NodeId, mut rx: mpsc::Receiver<TellItem>) {
-    let max = inner.settings.max_frame_bytes;
-    let mut stop = inner.stop.subscribe();
-    let mut stream: Option<(usize, SendStream)> = None;
-    let mut routes: HashMap<(Arc<str>, &'static str), u32> = HashMap::new();
-    let mut buf = BytesMut::with_capacity(TELL_BATCH + 1024);
-    loop {
-        let first = tokio::select! {
-            item = rx.recv() => match item {
-                Some(item) => item,
-                None => break,
-            },
-            () = wait_stop(&mut stop) => break,
-        };
-        let link = match inner.link_to(&peer, None, false).await {
-            Ok(link) => link,
-            Err(reason) => {
-                let mut dropped = 1;
-                while rx.try_recv().is_ok() {
-                    dropped += 1;
-                }
-                inner
-                    .counters
-                    .tells_dropped
-                    .fetch_add(dropped, Ordering::Relaxed);
-                tracing::warn!(%peer, dropped, %reason, "tells dropped: peer unreachable");
-                continue;
-            }
-        };
-        if stream.as_ref().map(|(id, _)| *id) != Some(link.id()) {
-            if let Some((_, mut old)) = stream.take() {
-                let _ = old.finish();
-            }
-            match link.conn.open_uni().await {
-                Ok(mut s) => {
-                    if s.write_all(&[stream_kind::TELL]).await.is_err() {
-                        inner.counters.tells_dropped.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    routes.clear();
-                    stream = Some((link.id(), s));
-                }
-                Err(e) => {
-                    inner.counters.tells_dropped.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%peer, error = %e, "cannot open tell stream");
-                    continue;
-                }
-            }
-        }
-        buf.clear();
-        let mut count = 0u64;
-        let mut item = Some(first);
-        while let Some(next) = item.take() {
-            if encode_tell(&mut routes, &next, max, &mut buf) {
-                count += 1;
-            } else {
-                inner.counters.tells_dropped.fetch_add(1, Ordering::Relaxed);
-            }
-            if buf.len() < TELL_BATCH {
-                item = rx.try_recv().ok();
-            }
-        }
-        let Some((_, send)) = stream.as_mut() else {
-            continue;
-        };
-        match send.write_all(&buf).await {
-            Ok(()) => {
-                inner
-                    .counters
-                    .tells_sent
-                    .fetch_add(count, Ordering::Relaxed);
-                link.traffic.tells_sent.fetch_add(count, Ordering::Relaxed);
-            }
-            Err(e) => {
-                inner
-                    .counters
-                    .tells_dropped
-                    .fetch_add(count, Ordering::Relaxed);
-                tracing::debug!(%peer, error = %e, dropped = count, "tell stream write failed");
-                stream = None;
-            }
-        }
-    }
-    if let Some((_, mut s)) = stream {
-        let _ = s.finish();
-    }
-}
-
-fn encode_tell(
-    routes: &mut HashMap<(Arc<str>, &'static str), u32>,
-    item: &TellItem,
-    max: usize,
-    buf: &mut BytesMut,
-) -> bool {
-    let key = (item.actor.clone(), item.tag);
-    let (header, new_route) = match routes.get(&key) {
-        Some(&route) => (TellHeader::Msg { route }, None),
-        None => {
-            let route = routes.len() as u32;
-            (
-                TellHeader::Bind {
-                    route,
-                    actor: item.actor.to_string(),
-                    tag: item.tag.to_string(),
-                },
-                Some(route),
-            )
-        }
-    };
-    match encode_with_body(&header, &item.body, max, buf) {
-        Ok(()) => {
-            if let Some(route) = new_route {
-                routes.insert(key, route);
-            }
-            true
-        }
-        Err(_) => false,
-    }
 }
