@@ -108,8 +108,11 @@ both_modes! {
         assert_eq!(router.dump().await.expect("router dump").rtp_observer_ids.len(), 2);
         drop(o2);
         // The close request reaches the worker asynchronously.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(router.dump().await.expect("router dump").rtp_observer_ids.len(), 1);
+        eventually("the router dump with one observer", TIMEOUT, async || {
+            let dump = router.dump().await.expect("router dump");
+            (dump.rtp_observer_ids.len() == 1).then_some(())
+        })
+        .await;
     }
 
     // Not an upstream test: an observer hears a producer of another
@@ -151,11 +154,13 @@ both_modes! {
             panic!("a direct transport makes direct producers");
         };
         let speaker = within("dominant speaker", async {
+            // Pacing, not waiting: one audio packet every 20 ms (the first
+            // tick is immediate) until the observer names a speaker.
+            let mut pace = tokio::time::interval(Duration::from_millis(20));
             for seq in 0_u16.. {
-                direct.send(rtp(seq, 10)).expect("send");
                 tokio::select! {
                     id = dominant.recv() => return id,
-                    () = tokio::time::sleep(Duration::from_millis(20)) => {}
+                    _ = pace.tick() => direct.send(rtp(seq, 10)).expect("send"),
                 }
             }
             None
@@ -170,8 +175,10 @@ both_modes! {
             .get(&p.id())
             .is_none_or(|os| os.is_empty()));
         // The pipe goes with the observer's last use of it.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(links(&w).await, 0);
+        eventually("no pipe links once removed", TIMEOUT, async || {
+            (links(&w).await == 0).then_some(())
+        })
+        .await;
         // Added again, it is let go when the producer closes (silently, as
         // in mediasoup: no remove event).
         o.add_producer(RtpObserverAddProducerOptions::new(p.id()))
@@ -180,10 +187,15 @@ both_modes! {
         assert_eq!(links(&w).await, piped);
         let id = p.id();
         drop(p);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(links(&w).await, 0);
-        let dump = router.dump().await.expect("router dump");
-        assert!(!dump.map_producer_id_observer_ids.contains_key(&id));
-        assert!(removed.try_recv().is_err());
+        eventually("no pipe links nor producer once closed", TIMEOUT, async || {
+            let dump = router.dump().await.expect("router dump");
+            (links(&w).await == 0 && !dump.map_producer_id_observer_ids.contains_key(&id))
+                .then_some(())
+        })
+        .await;
+        holds_for("no remove event", Duration::from_millis(200), async || {
+            removed.try_recv().is_err()
+        })
+        .await;
     }
 }

@@ -115,8 +115,11 @@ both_modes! {
         assert_eq!(router.dump().await.expect("router dump").rtp_observer_ids.len(), 2);
         drop(o2);
         // The close request reaches the worker asynchronously.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(router.dump().await.expect("router dump").rtp_observer_ids.len(), 1);
+        eventually("the router dump with one observer", TIMEOUT, async || {
+            let dump = router.dump().await.expect("router dump");
+            (dump.rtp_observer_ids.len() == 1).then_some(())
+        })
+        .await;
     }
 
     // Not an upstream test: an observer hears a producer of another
@@ -163,11 +166,13 @@ both_modes! {
             panic!("a direct transport makes direct producers");
         };
         let heard = within("volumes", async {
+            // Pacing, not waiting: one audio packet every 20 ms (the first
+            // tick is immediate) until the observer reports volumes.
+            let mut pace = tokio::time::interval(Duration::from_millis(20));
             for seq in 0_u16.. {
-                direct.send(rtp(seq, 10)).expect("send");
                 tokio::select! {
                     v = volumes.recv() => return v,
-                    () = tokio::time::sleep(Duration::from_millis(20)) => {}
+                    _ = pace.tick() => direct.send(rtp(seq, 10)).expect("send"),
                 }
             }
             None
@@ -183,15 +188,19 @@ both_modes! {
             .get(&p.id())
             .is_none_or(|os| os.is_empty()));
         // The pipe goes with the observer's last use of it.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(links(&w).await, 0);
+        eventually("no pipe links once removed", TIMEOUT, async || {
+            (links(&w).await == 0).then_some(())
+        })
+        .await;
         // Added again, it is let go when the observer closes.
         o.add_producer(RtpObserverAddProducerOptions::new(p.id()))
             .await
             .expect("add producer again");
         assert_eq!(links(&w).await, piped);
         drop(o);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(links(&w).await, 0);
+        eventually("no pipe links once the observer closed", TIMEOUT, async || {
+            (links(&w).await == 0).then_some(())
+        })
+        .await;
     }
 }

@@ -8,7 +8,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use mafalda::config::{Config, PlacementMode};
+use mafalda::mafalda_actors::testing::POLL_INTERVAL;
 use mafalda::mediasoup::prelude::*;
+use tokio::time::{sleep_until, timeout_at, Instant};
 
 /// Where the room's transports go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,11 +66,59 @@ pub fn webrtc_options() -> WebRtcTransportOptions {
     WebRtcTransportOptions::new(WebRtcTransportListenInfos::new(listen_info()))
 }
 
+/// The deadline of every wait.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The project's one way of waiting for a state (not every file uses it).
+#[allow(unused_imports)]
+pub use mafalda::mafalda_actors::testing::eventually;
+
 /// Waits for `fut`, failing the test after 10 s.
 pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(10), fut)
+    tokio::time::timeout(TIMEOUT, fut)
         .await
         .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// Checks that `probe` holds throughout `window` (from now), polling it
+/// as [`eventually`] does, and fails the test the first time it does
+/// not: how a test says that something does *not* happen (no event
+/// arrives, a state does not change) over a bounded observation window.
+pub async fn holds_for(what: &str, window: Duration, mut probe: impl AsyncFnMut() -> bool) {
+    let end = Instant::now() + window;
+    loop {
+        if !within(what, probe()).await {
+            panic!("{what} stopped holding within {window:?}");
+        }
+        if Instant::now() >= end {
+            return;
+        }
+        sleep_until((Instant::now() + POLL_INTERVAL).min(end)).await;
+    }
+}
+
+/// Waits (under [`TIMEOUT`]) until `probe` has held for one whole
+/// `window` without a break: how a test says that a state which may
+/// still flicker while changes in flight land settles on a value and
+/// stays there.
+pub async fn settles(what: &str, window: Duration, mut probe: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    let mut since = None;
+    loop {
+        let polled = Instant::now();
+        if matches!(timeout_at(deadline, probe()).await, Ok(true)) {
+            let start = *since.get_or_insert(polled);
+            if Instant::now() >= start + window {
+                return;
+            }
+        } else {
+            since = None;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {TIMEOUT:?} waiting for {what} to hold for {window:?}");
+        }
+        sleep_until((Instant::now() + POLL_INTERVAL).min(deadline)).await;
+    }
 }
 
 /// Declares each `async fn name(mode: Mode)` as a module `name` with two

@@ -238,14 +238,20 @@ both_modes! {
         });
         drop(dc);
         within("data consumer close", rx).await.expect("closed");
-        // The close request reaches the worker asynchronously.
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        let dump = router.dump().await.expect("router dump");
-        assert_eq!(dump.map_data_producer_id_data_consumer_ids.len(), 1);
-        assert!(dump.map_data_producer_id_data_consumer_ids[&dp.id()].is_empty());
-        assert!(dump.map_data_consumer_id_data_producer_id.is_empty());
-        let d = t2.dump().await.expect("transport dump");
-        assert!(d.data_producer_ids.is_empty() && d.data_consumer_ids.is_empty());
+        // The close request reaches the worker asynchronously: the dumps
+        // settle shortly after the event.
+        eventually("the dumps without the data consumer", TIMEOUT, async || {
+            let dump = router.dump().await.expect("router dump");
+            let d = t2.dump().await.expect("transport dump");
+            let consumers = &dump.map_data_producer_id_data_consumer_ids;
+            (consumers.len() == 1
+                && consumers.get(&dp.id()).is_some_and(|cs| cs.is_empty())
+                && dump.map_data_consumer_id_data_producer_id.is_empty()
+                && d.data_producer_ids.is_empty()
+                && d.data_consumer_ids.is_empty())
+            .then_some(())
+        })
+        .await;
     }
 
     // Not an upstream test: messages sent by a direct data producer reach
@@ -305,8 +311,16 @@ both_modes! {
         let (_w, router, _t1, dp) = setup(mode).await;
         let t2 = plain(&router).await;
         let first = t2.consume_data(sctp_4000(&dp)).await.expect("consume data");
+        let first_id = first.id();
         drop(first);
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        eventually("the dumps without the first data consumer", TIMEOUT, async || {
+            let dump = router.dump().await.expect("router dump");
+            let d = t2.dump().await.expect("transport dump");
+            (!dump.map_data_consumer_id_data_producer_id.contains_key(&first_id)
+                && !d.data_consumer_ids.contains(&first_id))
+            .then_some(())
+        })
+        .await;
         let dc = t2.consume_data(sctp_4000(&dp)).await.expect("consume data again");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let _h = dc.on_data_producer_close(move || {
@@ -314,11 +328,15 @@ both_modes! {
         });
         drop(dp);
         within("data producer close", rx).await.expect("data producer closed");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        assert!(dc.closed());
-        let dump = router.dump().await.expect("router dump");
-        assert!(dump.map_data_producer_id_data_consumer_ids.is_empty());
-        assert!(dump.map_data_consumer_id_data_producer_id.is_empty());
-        assert!(t2.dump().await.expect("transport dump").data_consumer_ids.is_empty());
+        eventually("the data consumer closed and out of the dumps", TIMEOUT, async || {
+            let dump = router.dump().await.expect("router dump");
+            let d = t2.dump().await.expect("transport dump");
+            (dc.closed()
+                && dump.map_data_producer_id_data_consumer_ids.is_empty()
+                && dump.map_data_consumer_id_data_producer_id.is_empty()
+                && d.data_consumer_ids.is_empty())
+            .then_some(())
+        })
+        .await;
     }
 }

@@ -170,12 +170,17 @@ both_modes! {
         });
         drop(dp);
         within("data producer close", rx).await.expect("closed");
-        // The close request reaches the worker asynchronously.
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        let dump = router.dump().await.expect("router dump");
-        assert!(dump.map_data_producer_id_data_consumer_ids.is_empty());
-        assert!(dump.map_data_consumer_id_data_producer_id.is_empty());
-        let d = t1.dump().await.expect("transport dump");
-        assert!(d.data_producer_ids.is_empty() && d.data_consumer_ids.is_empty());
+        // The close request reaches the worker asynchronously: the dumps
+        // settle shortly after the event.
+        eventually("the dumps without the data producer", TIMEOUT, async || {
+            let dump = router.dump().await.expect("router dump");
+            let d = t1.dump().await.expect("transport dump");
+            (dump.map_data_producer_id_data_consumer_ids.is_empty()
+                && dump.map_data_consumer_id_data_producer_id.is_empty()
+                && d.data_producer_ids.is_empty()
+                && d.data_consumer_ids.is_empty())
+            .then_some(())
+        })
+        .await;
     }
 }

@@ -61,3 +61,38 @@ both_modes! {
         assert!(worker.dump().await.expect("worker dump").router_ids.is_empty());
     }
 }
+
+/// mediasoup's own tests drive the API with `futures_lite::future::block_on`
+/// and no async runtime: so can an application.
+#[test]
+fn works_without_an_async_runtime() {
+    use mafalda::mediasoup::prelude::*;
+    futures::executor::block_on(async {
+        let worker = WorkerManager::new()
+            .create_worker(WorkerSettings::default())
+            .await
+            .expect("a node starts");
+        let router = worker
+            .create_router(RouterOptions::new(fixtures::codecs()))
+            .await
+            .expect("router");
+        let t1 = router
+            .create_webrtc_transport(webrtc_options())
+            .await
+            .expect("transport 1");
+        let t2 = router
+            .create_webrtc_transport(webrtc_options())
+            .await
+            .expect("transport 2");
+        let p = t1
+            .produce(fixtures::audio_producer())
+            .await
+            .expect("produce");
+        let c = t2
+            .consume(ConsumerOptions::new(p.id(), fixtures::device()))
+            .await
+            .expect("consume");
+        assert_eq!(c.producer_id(), p.id());
+        assert_eq!(worker.dump().await.expect("dump").router_ids, vec![router.id()]);
+    });
+}
