@@ -25,6 +25,8 @@ use mafalda::node::RunningNode;
 use mafalda_actors::{tls, NodeId};
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// The nodes' token key; the bench's participants' tokens are signed with it.
+const BENCH_SECRET: &str = "a secret for the spill bench, never for production";
 /// Subscribers node A serves before it is full.
 const LOCAL_SUBSCRIBERS: usize = 4;
 /// Subscribers after that (spilled).
@@ -33,6 +35,10 @@ const SPILLED_SUBSCRIBERS: usize = 2;
 fn config(name: &str, certs: &Path, seeds: Vec<SocketAddr>) -> Config {
     let mut c = Config::default();
     c.node.name = name.into();
+    c.auth.keys = vec![mafalda::auth::AuthKey {
+        kid: "bench".into(),
+        secret: BENCH_SECRET.into(),
+    }];
     c.http.static_dir = "/nonexistent".into();
     c.workers.count = 1;
     c.rtc.enable_tcp = false;
@@ -86,6 +92,10 @@ fn median(mut v: Vec<Duration>) -> f64 {
 }
 
 fn main() {
+    mafalda::loadgen::tokens::use_keys(mafalda::auth::AuthKey {
+        kid: "bench".into(),
+        secret: BENCH_SECRET.into(),
+    });
     let rounds: usize = std::env::var("SPILL_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())

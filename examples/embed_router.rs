@@ -107,6 +107,8 @@ async fn run() -> anyhow::Result<()> {
     config.http.listen = "127.0.0.1:0".parse()?;
     config.workers.count = 2;
     config.placement.mode = PlacementMode::Spread;
+    // Signalling clients would need tokens of this key; none come here.
+    config.auth.keys = vec![mafalda::auth::AuthKey::random("embedded")];
     let worker = Worker::start(config).await?;
 
     let router = worker

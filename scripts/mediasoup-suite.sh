@@ -18,7 +18,7 @@ trap 'rm -f "$out"' EXIT
 declare -A ok1 ok2 seen
 status=0
 for file in $targets; do
-    $CARGO test --offline --test "ms_$file" -- --test-threads 2 > "$out" 2>&1 || status=1
+    $CARGO test --workspace --offline --test "ms_$file" -- --test-threads 2 > "$out" 2>&1 || status=1
     grep -E "^test result|FAILED|panicked" "$out" | sed "s/^/[$file] /" || true
     while IFS= read -r line; do
         if [[ $line =~ ^test\ ([a-z0-9_]+)::(one_worker|two_workers)\ \.\.\.\ (ok|FAILED) ]]; then

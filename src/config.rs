@@ -34,6 +34,44 @@ pub struct Config {
     pub drain: DrainSection,
     /// Per-room and per-participant limits.
     pub limits: LimitsSection,
+    /// Client access tokens.
+    pub auth: AuthSection,
+}
+
+/// How joins are admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// A join needs a token signed with one of `auth.keys`.
+    #[default]
+    Token,
+    /// As `token`, and `GET /api/dev-token` hands tokens to anyone: for a
+    /// development machine only (`make run`). Without keys, a random key
+    /// is made at start-up.
+    Dev,
+}
+
+/// `[auth]`: client access tokens (see [`crate::auth`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSection {
+    /// `token` (default) or `dev`.
+    pub mode: AuthMode,
+    /// HS256 keys by id: the first signs what this node issues (dev
+    /// tokens, `mafalda token`); any verifies a token naming it.
+    pub keys: Vec<crate::auth::AuthKey>,
+    /// How long a dev token lasts, in seconds.
+    pub dev_token_ttl_s: u64,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::Token,
+            keys: Vec::new(),
+            dev_token_ttl_s: 24 * 3600,
+        }
+    }
 }
 
 /// `[limits]`: what one room or participant may hold; one more is refused
@@ -444,6 +482,22 @@ impl Config {
         Self::from_toml(&text)
     }
 
+    /// What a node needs to start beyond a valid file: in token mode, a
+    /// key to verify tokens with (the default configuration has none, so a
+    /// node refuses to start until it is given one, or dev mode).
+    pub fn check_startable(&self) -> Result<(), ConfigError> {
+        self.validate()?;
+        if self.auth.mode == AuthMode::Token && self.auth.keys.is_empty() {
+            return Err(ConfigError::Invalid {
+                field: "auth.keys",
+                reason: "token mode needs at least one key ([[auth.keys]] kid, secret); \
+                         for a development node set [auth] mode = \"dev\""
+                    .to_owned(),
+            });
+        }
+        Ok(())
+    }
+
     /// Checks value ranges that serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |field, reason: &str| {
@@ -475,6 +529,14 @@ impl Config {
                     "rtc.media_codecs",
                     &format!("{:?} is not a codec mediasoup supports", codec.mime_type()),
                 );
+            }
+        }
+        for (i, key) in self.auth.keys.iter().enumerate() {
+            if key.secret.len() < 32 {
+                return invalid("auth.keys", "each secret has at least 32 bytes");
+            }
+            if key.kid.is_empty() || self.auth.keys[..i].iter().any(|k| k.kid == key.kid) {
+                return invalid("auth.keys", "each key has a distinct, non-empty kid");
             }
         }
         if self.worker_count() > 256 {

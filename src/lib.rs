@@ -7,6 +7,7 @@
 //! # Layout
 //!
 //! - [`config`] — the TOML node configuration with embedded defaults.
+//! - [`auth`] — client access tokens (JWT, HS256) and their grants.
 //! - [`ids`] — newtype ids for Mafalda's own entities (peers, rooms, worker
 //!   slots, router locations).
 //! - [`net`] — IP networks for allow-lists.
@@ -46,6 +47,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod drain;

@@ -44,6 +44,42 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Print a client access token (JWT) signed with the configuration's
+    /// first `[[auth.keys]]`.
+    Token {
+        /// The node configuration holding the keys.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The room it opens.
+        #[arg(long)]
+        room: String,
+        /// The participant's identity (its display name unless `rename`).
+        #[arg(long)]
+        identity: String,
+        /// How long it lasts: seconds, or with a unit (`90s`, `30m`, `1h`, `7d`).
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+        /// A grant (repeatable): publish, publish:audio, publish:video,
+        /// publish:data, subscribe, plain, rename. Default: publish and
+        /// subscribe.
+        #[arg(long = "grant", value_name = "GRANT")]
+        grants: Vec<String>,
+    },
+}
+
+/// `90`, `90s`, `30m`, `1h`, `7d`.
+fn parse_ttl(s: &str) -> anyhow::Result<std::time::Duration> {
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits.parse().with_context(|| format!("--ttl `{s}`"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        other => anyhow::bail!("--ttl unit `{other}`: s, m, h or d"),
+    };
+    anyhow::ensure!(secs > 0, "--ttl must be positive");
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +129,11 @@ struct LoadgenArgs {
     /// RTC ports); every field has a default.
     #[arg(long, short)]
     config: Option<PathBuf>,
+    /// For `ws://` targets: sign the participants' access tokens with this
+    /// key (`kid:secret`, one of the nodes' `[[auth.keys]]`); without it,
+    /// tokens are asked of the nodes' `/api/dev-token` (dev mode).
+    #[arg(long, value_name = "KID:SECRET")]
+    auth_key: Option<String>,
     /// Workers of the in-process node (overrides the configuration).
     #[arg(long)]
     workers: Option<usize>,
@@ -257,6 +298,10 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
     use mafalda::loadgen::target::{BaselineTarget, FacadeTarget, SignallingTarget, Target};
     use std::time::Duration;
 
+    if let Some(spec) = &args.auth_key {
+        let key = mafalda::loadgen::tokens::parse_key(spec).map_err(anyhow::Error::msg)?;
+        mafalda::loadgen::tokens::use_keys(key);
+    }
     if let Some(seconds) = args.soak {
         return soak(&args, seconds);
     }
@@ -266,7 +311,12 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
     );
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
-        None => Config::default(),
+        None => {
+            // The load generator's own node: nobody joins it by signalling.
+            let mut c = Config::default();
+            c.auth.keys = vec![mafalda::auth::AuthKey::random("loadgen")];
+            c
+        }
     };
     if let Some(n) = args.workers {
         config.workers.count = n;
@@ -536,6 +586,30 @@ fn main() -> anyhow::Result<()> {
             actix_web::rt::System::new().block_on(run_node(config))
         }
         Command::Cluster { command } => cluster(command),
+        Command::Token {
+            config,
+            room,
+            identity,
+            ttl,
+            grants,
+        } => {
+            let config = Config::load(&config)?;
+            anyhow::ensure!(
+                !config.auth.keys.is_empty(),
+                "the configuration has no [[auth.keys]] to sign with"
+            );
+            let mut granted = mafalda::auth::Grants::default();
+            for g in &grants {
+                mafalda::auth::add_grant(&mut granted, g).map_err(anyhow::Error::msg)?;
+            }
+            if grants.is_empty() {
+                granted = mafalda::auth::Grants::participant();
+            }
+            let keys = mafalda::auth::Keys::new(config.auth.keys.clone());
+            let token = keys.issue(&room, &identity, parse_ttl(&ttl)?, granted)?;
+            println!("{token}");
+            Ok(())
+        }
         Command::Config {
             command: ConfigCommand::Default,
         } => {

@@ -53,7 +53,7 @@ impl RunningNode {
     /// Starts a node on an already bound listener. Must be called inside an
     /// actix `System`.
     pub async fn start(mut config: Config, listener: TcpListener) -> Result<Self, StartError> {
-        config.validate()?;
+        config.check_startable()?;
         // The effective address (port 0 resolved), for the signalling URL
         // the node names to clients.
         config.http.listen = listener.local_addr()?;
@@ -75,9 +75,17 @@ impl RunningNode {
             None
         };
         let drain = Drainer::new(server.clone(), cluster.clone());
+        let auth = match (config.auth.mode, config.auth.keys.is_empty()) {
+            (crate::config::AuthMode::Dev, true) => crate::auth::Keys::ephemeral(),
+            _ => crate::auth::Keys::new(config.auth.keys.clone()),
+        };
+        if config.auth.mode == crate::config::AuthMode::Dev {
+            tracing::warn!("[auth] mode = \"dev\": GET /api/dev-token gives a token to anyone; never on a network others reach");
+        }
         let state = ApiState {
             server: server.clone(),
             config: Arc::clone(&config),
+            auth,
             cluster: cluster.clone(),
             metrics: Default::default(),
             drain: drain.clone(),

@@ -90,7 +90,7 @@ async fn a_draining_node_sends_everyone_to_a_peer_and_is_drained_once_they_left(
     let refused = late
         .fails(
             "join",
-            json!({"room": "draining", "displayName": "late"}),
+            json!({"room": "draining", "displayName": "late", "token": token("draining", "late")}),
             "draining",
         )
         .await;

@@ -356,7 +356,7 @@ async fn two_nodes_count_spills_admissions_fabric_traffic_and_members() {
     refused
         .fails(
             "join",
-            json!({"room": "mx-room", "displayName": "late"}),
+            json!({"room": "mx-room", "displayName": "late", "token": token("mx-room", "late")}),
             "draining",
         )
         .await;

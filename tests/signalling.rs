@@ -474,7 +474,7 @@ async fn limits_are_typed_errors_that_name_the_limit_and_the_peer_goes_on() {
     over_limit(
         &mut c,
         "join",
-        json!({"room": "limited", "displayName": "c"}),
+        json!({"room": "limited", "displayName": "c", "token": token("limited", "c")}),
         "peers_per_room",
     )
     .await;

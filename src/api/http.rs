@@ -81,6 +81,57 @@ pub async fn nodes(state: web::Data<ApiState>) -> HttpResponse {
 }
 
 /// `POST /api/drain`: starts the node's graceful drain ([`crate::drain`]).
+/// `GET /api/dev-token?room=R&identity=I[&grant=...]`: a token for anyone,
+/// in `[auth] mode = "dev"` only (404 otherwise). Grants as
+/// `mafalda token --grant` (publish and subscribe when none is given).
+pub async fn dev_token(req: HttpRequest, state: web::Data<ApiState>) -> HttpResponse {
+    if state.config.auth.mode != crate::config::AuthMode::Dev {
+        return HttpResponse::NotFound().body("no dev tokens: [auth] mode is not \"dev\"\n");
+    }
+    let mut room = None;
+    let mut identity = None;
+    let mut grants = crate::auth::Grants::default();
+    let mut any_grant = false;
+    for (k, v) in form_urlencoded::parse(req.query_string().as_bytes()) {
+        match k.as_ref() {
+            "room" => room = Some(v.into_owned()),
+            "identity" => identity = Some(v.into_owned()),
+            "grant" => {
+                if let Err(e) = crate::auth::add_grant(&mut grants, &v) {
+                    return HttpResponse::BadRequest().body(format!("{e}\n"));
+                }
+                any_grant = true;
+            }
+            _ => {}
+        }
+    }
+    let limits = &state.config.signalling;
+    let (Some(room), Some(identity)) = (room, identity) else {
+        return HttpResponse::BadRequest().body("needs ?room=...&identity=...\n");
+    };
+    if room.is_empty()
+        || identity.is_empty()
+        || room.chars().count() > limits.max_room_name_chars
+        || identity.chars().count() > limits.max_display_name_chars
+    {
+        return HttpResponse::BadRequest()
+            .body("room and identity: non-empty, within the signalling limits\n");
+    }
+    if !any_grant {
+        grants = crate::auth::Grants::participant();
+    }
+    let ttl = std::time::Duration::from_secs(state.config.auth.dev_token_ttl_s.max(1));
+    match state.auth.issue(&room, &identity, ttl, grants) {
+        Ok(token) => HttpResponse::Ok().json(serde_json::json!({
+            "token": token,
+            "room": room,
+            "identity": identity,
+            "expiresIn": ttl.as_secs(),
+        })),
+        Err(e) => HttpResponse::InternalServerError().body(format!("{e}\n")),
+    }
+}
+
 /// With `http.admin_token` set it needs `Authorization: Bearer <token>`;
 /// without, it only answers clients on the loopback interface.
 pub async fn drain(req: HttpRequest, state: web::Data<ApiState>) -> HttpResponse {
@@ -145,6 +196,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &ApiState) {
             web::get().to(super::stream::status_stream),
         )
         .route("/api/nodes", web::get().to(nodes))
+        .route("/api/dev-token", web::get().to(dev_token))
         .route("/api/drain", web::post().to(drain))
         .route("/metrics", web::get().to(super::metrics::metrics))
         .route("/ws", web::get().to(super::ws::upgrade))

@@ -7,15 +7,17 @@
 //!   Server-Sent Events ([`stream`]).
 //! - `GET /api/nodes` — the signalling URLs of the nodes that take
 //!   participants (this one and its cluster peers).
+//! - `GET /api/dev-token` — an access token for anyone (`[auth] mode =
+//!   "dev"` only).
 //! - `POST /api/drain` — starts the node's graceful drain ([`crate::drain`]).
 //! - `GET /metrics` — Prometheus metrics ([`metrics`]).
 //! - `GET /dashboard` — the cluster dashboard page, and `/` — the browser
 //!   demo, both bundled in `http.static_dir`.
 
+pub mod frame_guard;
 pub mod guard;
 pub mod http;
 pub mod metrics;
-pub mod frame_guard;
 pub mod requests;
 pub mod stream;
 pub mod ws;
@@ -38,6 +40,8 @@ pub struct ApiState {
     pub metrics: metrics::Metrics,
     /// The node's graceful drain (`POST /api/drain`).
     pub drain: crate::drain::Drainer,
+    /// The keys that verify (and, in dev mode, issue) access tokens.
+    pub auth: crate::auth::Keys,
     /// Open WebSocket connections (`[limits]`).
     pub connections: guard::Connections,
     /// The open `/api/status/stream` responses (ended when the node stops).

@@ -64,6 +64,9 @@ pub async fn upgrade(
             return Ok(HttpResponse::ServiceUnavailable().body(format!("{refused}\n")));
         }
     };
+    let url_token = form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned());
     let max = state.config.signalling.max_message_bytes;
     // Frames are refused at their header when they declare more than
     // `max` (see `frame_guard`): nothing of them is buffered.
@@ -83,7 +86,7 @@ pub async fn upgrade(
         remote = ?req.peer_addr(),
     );
     actix_web::rt::spawn(
-        SignallingSession::new(state.get_ref().clone(), span.clone(), slot)
+        SignallingSession::new(state.get_ref().clone(), span.clone(), slot, url_token)
             .run(session, stream, oversized)
             .instrument(span),
     );
@@ -126,6 +129,10 @@ struct SignallingSession {
     state: ApiState,
     span: tracing::Span,
     joined: Option<Joined>,
+    /// The token given on the URL (`?token=`), if any.
+    url_token: Option<String>,
+    /// What the joined participant's token grants.
+    grants: Option<crate::auth::Grants>,
     /// Its requests' token bucket (`limits.requests_per_second`).
     bucket: Bucket,
     /// Its place among the node's connections, freed when it ends.
@@ -142,7 +149,7 @@ fn to_value<T: serde::Serialize>(v: &T) -> Value {
 }
 
 impl SignallingSession {
-    fn new(state: ApiState, span: tracing::Span, slot: Slot) -> Self {
+    fn new(state: ApiState, span: tracing::Span, slot: Slot, url_token: Option<String>) -> Self {
         let limits = &state.config.limits;
         let bucket = Bucket::new(
             limits.requests_per_second,
@@ -153,6 +160,8 @@ impl SignallingSession {
             state,
             span,
             joined: None,
+            url_token,
+            grants: None,
             bucket,
             _slot: slot,
         }
@@ -334,13 +343,30 @@ impl SignallingSession {
         &self.state.server.env().tallies
     }
 
-    async fn join(&mut self, join: JoinRequest) -> Result<Value, SignalError> {
+    async fn join(&mut self, mut join: JoinRequest) -> Result<Value, SignalError> {
         let limits = &self.state.config.signalling;
         validate_join(
             &join,
             limits.max_room_name_chars,
             limits.max_display_name_chars,
         )?;
+        // The token first: nothing is made for a join it does not admit.
+        let token = join.token.take().or_else(|| self.url_token.take());
+        let claims = token
+            .ok_or(crate::auth::TokenError::Missing)
+            .and_then(|t| self.state.auth.verify(&t, &join.room))
+            .map_err(|e| {
+                tracing::info!(room = %join.room, reason = %e, "join refused: token");
+                SignalError::new(ErrorCode::Unauthorized, e.to_string())
+            })?;
+        if !claims.grants.rename {
+            join.display_name = claims
+                .sub
+                .chars()
+                .take(limits.max_display_name_chars)
+                .collect();
+        }
+        self.grants = Some(claims.grants);
         let env = self.state.server.env();
         if let Some(cluster) = &self.state.cluster {
             if env.draining() {
@@ -413,6 +439,19 @@ impl SignallingSession {
             (Request::Join(j), None) => self.join(j).await,
             (Request::Join(_), Some(_)) => Err(already()),
             (_, None) => Err(SignalError::new(ErrorCode::NotJoined, "send `join` first")),
+            (request, Some(_))
+                if self
+                    .grants
+                    .as_ref()
+                    .is_some_and(|g| g.check(&request).is_err()) =>
+            {
+                let reason = self
+                    .grants
+                    .as_ref()
+                    .and_then(|g| g.check(&request).err())
+                    .unwrap_or_default();
+                Err(SignalError::new(ErrorCode::Forbidden, reason))
+            }
             (_, Some(Joined::Remote(session))) => {
                 let reply = session.request(frame).await;
                 if leave {

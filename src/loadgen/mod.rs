@@ -23,6 +23,8 @@
 //!   or one plain mediasoup router (the baseline without Mafalda).
 //! - [`scenario`](crate::loadgen::scenario) — room shapes (broadcast, mesh),
 //!   measured windows (loss, latency, worker CPU) and the capacity ramp.
+//! - [`tokens`](crate::loadgen::tokens) — access tokens for its signalling
+//!   participants (minted with `--auth-key`, or a dev node's `/api/dev-token`).
 //! - [`soak`](crate::loadgen::soak) — a room kept alive over several nodes
 //!   while they die or drain: participants that follow their
 //!   [`events`](crate::loadgen::events) and rejoin elsewhere, and the media
@@ -57,6 +59,7 @@ pub mod recv;
 pub mod scenario;
 pub mod send;
 mod signalling_client;
+pub mod tokens;
 pub mod soak;
 pub mod stats;
 pub mod target;

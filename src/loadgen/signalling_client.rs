@@ -158,14 +158,17 @@ impl SignallingPeer {
         })
     }
 
-    fn join_data(room: &str, name: &str) -> Value {
-        json!({"room": room, "displayName": name})
+    /// The `join` data, with a token for it (see [`super::tokens`]).
+    async fn join_data(url: &str, room: &str, name: &str) -> Result<Value, TargetError> {
+        let token = super::tokens::token_for(url, room, name).await?;
+        Ok(json!({"room": room, "displayName": name, "token": token}))
     }
 
     /// Connects to `url` and joins `room` as `name`; events are dropped.
     pub async fn join(url: &str, room: &str, name: &str) -> Result<Self, TargetError> {
+        let data = Self::join_data(url, room, name).await?;
         let mut peer = Self::connect(url, None).await?;
-        peer.request("join", Self::join_data(room, name)).await?;
+        peer.request("join", data).await?;
         Ok(peer)
     }
 
@@ -178,8 +181,9 @@ impl SignallingPeer {
         name: &str,
     ) -> Result<Listening, TargetError> {
         let (tx, events) = mpsc::unbounded_channel();
+        let join = Self::join_data(url, room, name).await?;
         let mut peer = Self::connect(url, Some(tx)).await?;
-        let data = match peer.request("join", Self::join_data(room, name)).await {
+        let data = match peer.request("join", join).await {
             Ok(data) => data,
             // Dropping the peer closes the socket.
             Err(e) => return Err(e),

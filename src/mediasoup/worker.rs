@@ -64,6 +64,9 @@ struct Inner {
     handlers: Handlers,
     /// Stops the node's own thread, when [`Worker::start`] made it.
     stop: Mutex<Option<futures::channel::oneshot::Sender<()>>>,
+    /// That thread, joined when the last handle goes (so that a process
+    /// does not exit with mediasoup workers still running).
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     closed: AtomicBool,
 }
 
@@ -73,6 +76,13 @@ impl Drop for Inner {
         self.handlers.close.call_simple();
         if let Some(stop) = self.stop.lock().take() {
             let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.lock().take() {
+            // Not from the node's own thread (a handle it dropped itself):
+            // it is stopping, and ends on its own.
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
         }
     }
 }
@@ -108,6 +118,7 @@ impl Worker {
                 routers: Mutex::new(Vec::new()),
                 handlers: Handlers::default(),
                 stop: Mutex::new(stop),
+                thread: Mutex::new(None),
                 closed: AtomicBool::new(false),
             }),
         }
@@ -120,7 +131,7 @@ impl Worker {
         let listener = TcpListener::bind(config.http.listen)?;
         let (ready_tx, ready_rx) = futures::channel::oneshot::channel();
         let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("mafalda-node".into())
             .spawn(move || {
                 actix_rt::System::new().block_on(async move {
@@ -139,7 +150,9 @@ impl Worker {
                 })
             })?;
         let (server, config) = ready_rx.await.map_err(|_| StartError::ThreadGone)??;
-        Ok(Self::new(server, config, Some(stop_tx)))
+        let worker = Self::new(server, config, Some(stop_tx));
+        *worker.inner.thread.lock() = Some(thread);
+        Ok(worker)
     }
 
     /// On a node already running in this actix system (it is not stopped

@@ -37,6 +37,8 @@ impl WorkerManager {
             .filter(|n: &usize| *n > 0)
             .unwrap_or(1);
         c.placement.mode = PlacementMode::Spread;
+        // Nobody joins an embedded node through signalling: a random key.
+        c.auth.keys = vec![crate::auth::AuthKey::random("embedded")];
         Self::with_config(c)
     }
 

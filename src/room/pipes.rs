@@ -374,10 +374,7 @@ async fn make_hop(
         consumer.rtp_parameters().clone(),
     );
     options.paused = consumer.producer_paused();
-    let producer = receiving
-        .produce(options)
-        .await
-        .map_err(RoomError::mediasoup)?;
+    let producer = produce_pipe(&receiving, options).await?;
     let (sc, dc) = (&src.worker_counters, &dst.worker_counters);
     let guards = (
         Tracked::new(Resource::Consumer, &[&node, sc]),
@@ -402,6 +399,30 @@ async fn make_hop(
     handles.sync_paused().await;
     tracing::debug!(producer = %producer_id, from = %src.slot, to = %dst.slot, "producer piped");
     Ok(handles)
+}
+
+/// Makes a hop's pipe producer. A hop into the same router dropped just
+/// before (its last consumer went, then a consume came again) closes its
+/// pipe producer of the same id asynchronously: mediasoup sends that close
+/// from a task of its own, so the new one may reach the worker first and
+/// be refused as a duplicate id. It is then tried again, briefly.
+pub(super) async fn produce_pipe(
+    receiving: &PipeTransport,
+    options: ProducerOptions,
+) -> Result<Producer, RoomError> {
+    const ATTEMPTS: u32 = 50;
+    for attempt in 1..=ATTEMPTS {
+        match receiving.produce(options.clone()).await {
+            Err(ProduceError::Request(mediasoup::worker::RequestError::Response { reason }))
+                if reason.contains("already exists") && attempt < ATTEMPTS =>
+            {
+                tracing::debug!(attempt, "pipe producer id still closing: trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            other => return other.map_err(RoomError::mediasoup),
+        }
+    }
+    Err(RoomError::mediasoup("pipe producer id never freed"))
 }
 
 /// Internal: the source of a hop was paused or resumed; so is the hop's

@@ -274,10 +274,7 @@ impl RoomActor {
             let mut options =
                 ProducerOptions::new_pipe_transport(producer_id, kind, rtp_parameters);
             options.paused = paused;
-            let producer = receiving
-                .produce(options)
-                .await
-                .map_err(RoomError::mediasoup)?;
+            let producer = super::pipes::produce_pipe(&receiving, options).await?;
             let guards = (
                 Tracked::new(Resource::Producer, &[&node, &dst.worker_counters]),
                 Tracked::new(Resource::PipeProducer, &[&node, &dst.worker_counters]),

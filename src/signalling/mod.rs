@@ -62,6 +62,10 @@ pub enum ErrorCode {
     Forbidden,
     /// Anything else.
     Internal,
+    /// `join` without a valid access token for the room (missing, expired,
+    /// not yet valid, forged, for another room, or signed with an unknown
+    /// key).
+    Unauthorized,
 }
 
 /// An error reply: a code and a human-readable message.
@@ -105,6 +109,9 @@ pub struct JoinRequest {
     /// Protocol version the client speaks; absent means the current one.
     #[serde(default)]
     pub protocol_version: Option<u32>,
+    /// The access token (or `?token=` on the WebSocket URL).
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 /// `createWebRtcTransport` arguments.

@@ -77,7 +77,8 @@ fn parses_join() {
         Request::Join(JoinRequest {
             room: "r".into(),
             display_name: "A".into(),
-            protocol_version: None
+            protocol_version: None,
+            token: None,
         })
     );
 }
@@ -177,6 +178,7 @@ fn join_validation() {
         room: "room".into(),
         display_name: "me".into(),
         protocol_version: Some(PROTOCOL_VERSION),
+        token: None,
     };
     assert!(validate_join(&j, 16, 16).is_ok());
     j.protocol_version = Some(99);

@@ -213,6 +213,8 @@ impl Handler<SpillJoin> for SessionsActor {
             room: msg.room,
             display_name: msg.display_name,
             protocol_version: None,
+            // The origin verified the client's token.
+            token: None,
         };
         let span = tracing::info_span!(parent: &self.span, "spill_join", room = %join.room, origin = %msg.origin);
         let fut = async move {

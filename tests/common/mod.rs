@@ -34,10 +34,43 @@ pub fn test_config(workers: usize) -> Config {
     c.workers.count = workers;
     c.rtc.enable_tcp = false;
     c.signalling.max_message_bytes = 16 * 1024;
+    c.auth.keys = vec![test_key()];
     c
 }
 
+/// The signing key of every test node.
+pub fn test_key() -> mafalda::auth::AuthKey {
+    mafalda::auth::AuthKey {
+        kid: "test".into(),
+        secret: "a secret for the tests, never for production".into(),
+    }
+}
+
+/// Every grant.
+pub fn all_grants() -> mafalda::auth::Grants {
+    mafalda::auth::Grants {
+        publish: mafalda::auth::Publish::All(true),
+        subscribe: true,
+        plain: true,
+        rename: true,
+    }
+}
+
+/// A token of the test key for `identity` in `room` with `grants`.
+pub fn token_with(room: &str, identity: &str, grants: mafalda::auth::Grants) -> String {
+    mafalda::auth::Keys::new(vec![test_key()])
+        .issue(room, identity, Duration::from_secs(3600), grants)
+        .expect("token")
+}
+
+/// A token of the test key for `identity` in `room` with every grant.
+pub fn token(room: &str, identity: &str) -> String {
+    token_with(room, identity, all_grants())
+}
+
 pub async fn start_node(config: Config) -> RunningNode {
+    // Load generators in tests sign their participants' tokens with it.
+    mafalda::loadgen::tokens::use_keys(test_key());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
         .with_test_writer()
@@ -49,6 +82,18 @@ pub async fn start_node(config: Config) -> RunningNode {
 }
 
 /// The body of `GET path` on `addr` (plain HTTP/1.1, connection closed).
+/// The status line of `GET path`.
+pub async fn http_status(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.expect("read");
+    let text = String::from_utf8_lossy(&buf);
+    text.lines().next().unwrap_or_default().to_owned()
+}
+
 pub async fn http_get(addr: SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = TcpStream::connect(addr).await.expect("connect");
@@ -97,7 +142,12 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Self {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        Self::connect_url(&format!("ws://{addr}/ws")).await
+    }
+
+    /// Connects to a WebSocket URL (e.g. with `?token=`).
+    pub async fn connect_url(url: &str) -> Self {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("websocket connects");
         Self {
@@ -196,8 +246,11 @@ impl Client {
     }
 
     pub async fn join(&mut self, room: &str, name: &str) -> Value {
-        self.ok("join", json!({"room": room, "displayName": name}))
-            .await
+        self.ok(
+            "join",
+            json!({"room": room, "displayName": name, "token": token(room, name)}),
+        )
+        .await
     }
 }
 

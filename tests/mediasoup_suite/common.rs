@@ -35,6 +35,7 @@ pub async fn worker(mode: Mode) -> Worker {
         Mode::TwoWorkers => 2,
     };
     c.placement.mode = PlacementMode::Spread;
+    c.auth.keys = vec![mafalda::auth::AuthKey::random("suite")];
     Worker::start(c).await.expect("node starts")
 }
 
