@@ -60,5 +60,6 @@ done
 echo "cluster: $N nodes up (logs in $WORK); one demo URL per node:"
 for i in $(seq "$N"); do echo "  http://198.18.0.$i:3000/   (status: http://198.18.0.$i:3000/api/status)"; done
 echo "cluster: the cluster dashboard (any node's): http://198.18.0.1:3000/dashboard"
+echo "cluster: the nodes run [auth] mode = \"dev\": each page fetches its token from its node's /api/dev-token"
 echo "cluster: open the same room on several nodes; Ctrl-C stops everything"
 wait

@@ -3,7 +3,7 @@
 #
 #   scripts/e2e.sh                 # setup (apt/npm/pip, needs the registries), then the tests
 #   E2E_SKIP_SETUP=1 scripts/e2e.sh
-#   E2E_TESTS="browser" scripts/e2e.sh   # subset: browser aiortc cleanup, or features
+#   E2E_TESTS="browser" scripts/e2e.sh   # subset: browser aiortc auth cleanup, or features
 #   E2E_WORKERS=2 E2E_PLACEMENT=spread scripts/e2e.sh   # peers spread over 2 workers
 #   E2E_WORKERS=2 E2E_PLACEMENT=spread E2E_TESTS="features cleanup" scripts/e2e.sh
 #
@@ -11,11 +11,14 @@
 # (re-exec under `unshare -n` unless already isolated): a node from
 # $MAFALDA_BIN (default ${CARGO_TARGET_DIR:-/var/cache/mafalda/target}/debug/mafalda),
 # 3 headless Chromium instances (tests/e2e/browser.mjs), a Chromium + aiortc
-# pair (tests/e2e/aiortc_pair.mjs), then a check that the node released every
-# peer/transport/producer/consumer. `features` (tests/e2e/features.mjs, not
+# pair (tests/e2e/aiortc_pair.mjs), access tokens as clients see them
+# (tests/e2e/auth.mjs: refused joins, grants, the page's `token=`), then a
+# check that the node released every peer/transport/producer/consumer. `features` (tests/e2e/features.mjs, not
 # in the default list; `make test` runs it on 2 workers with spread
 # placement): simulcast layers, chat over DataChannels and the active
-# speaker with 3 Chromium. The node runs with `[rooms] active_speaker = true`.
+# speaker with 3 Chromium. The node runs with `[rooms] active_speaker = true`
+# and `[auth] mode = "dev"`: every client fetches its access token from the
+# node's GET /api/dev-token.
 # Prints `e2e: N passed, M failed`.
 set -uo pipefail
 
@@ -26,7 +29,7 @@ MAFALDA_BIN="${MAFALDA_BIN:-${CARGO_TARGET_DIR:-/var/cache/mafalda/target}/debug
 [[ "$MAFALDA_BIN" = /* ]] || MAFALDA_BIN="$ROOT/$MAFALDA_BIN"
 export MAFALDA_BIN
 PORT="${E2E_PORT:-3000}"
-TESTS="${E2E_TESTS:-browser aiortc cleanup}"
+TESTS="${E2E_TESTS:-browser aiortc auth cleanup}"
 
 say() { echo "e2e: $*"; }
 
@@ -90,6 +93,11 @@ count = ${E2E_WORKERS:-1}
 
 [rooms]
 active_speaker = true
+
+# The test clients get their tokens from GET /api/dev-token (a loopback-only
+# namespace: nobody else can reach it).
+[auth]
+mode = "dev"
 
 [log]
 level = "${E2E_LOG_LEVEL:-info}"
@@ -248,6 +256,8 @@ for t in $TESTS; do
     aiortc)
       run_test aiortc "${E2E_AIORTC_LIMIT:-360}" node "$ROOT/tests/e2e/aiortc_pair.mjs" --url "http://127.0.0.1:$PORT" \
         --timeout "${E2E_MEDIA_TIMEOUT:-120}" ;;
+    auth)
+      run_test auth "${E2E_AUTH_LIMIT:-240}" node "$ROOT/tests/e2e/auth.mjs" --url "http://127.0.0.1:$PORT" ;;
     cleanup)
       if node_alive; then
         say "----- cleanup -----"

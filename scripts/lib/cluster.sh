@@ -6,8 +6,11 @@
 #   cluster_node_config FILE NAME IP CERTS SEEDS [STATIC_DIR] [LOG_LEVEL] [EXTRA]
 #     HTTP on IP:3000, QUIC on IP:7000 (joining through SEEDS, addresses
 #     separated by commas; a node skips its own),
-#     WebRTC and cross-node pipes on IP, one worker, fast SWIM timings;
-#     EXTRA is more TOML appended (sections not written above).
+#     WebRTC and cross-node pipes on IP, one worker, fast SWIM timings,
+#     `[auth] mode = "dev"` (clients fetch tokens from each node's
+#     GET /api/dev-token: these nodes are on private namespaces or a
+#     developer's machine only); EXTRA is more TOML appended (sections not
+#     written above).
 
 cluster_certs() {
   local bin="$1" dir="$2"; shift 2
@@ -50,6 +53,10 @@ cert = "$certs/$name.pem"
 key = "$certs/$name.key"
 probe_period_ms = 300
 suspect_to_down_ms = 900
+
+# Development only: GET /api/dev-token hands a token to anyone who asks.
+[auth]
+mode = "dev"
 
 [log]
 level = "$level"

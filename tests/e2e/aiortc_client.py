@@ -23,6 +23,14 @@ goes there), round after round with backoff for up to --timeout seconds;
 it prints "AIORTC REJOINED n=N via=URL ...", then checks the media again from
 the start (printing "AIORTC PASS ... rejoins=N" again) and keeps holding.
 
+Access tokens: every `join` carries one. With --token it is that one (each
+join); otherwise each join, rejoins included, first asks the node it joins
+through for a fresh one: GET /api/dev-token?room=..&identity=<--name>
+&grant=publish&grant=subscribe (subscribe only with --no-send) from the
+http(s) origin of that node's signalling URL, which a node in
+`[auth] mode = "dev"` serves (scripts/e2e.sh and the cluster scripts run
+their nodes so). A node that answers 404 there needs --token.
+
 Run inside a loopback-only network namespace (see scripts/e2e.sh).
 """
 
@@ -37,6 +45,7 @@ import math
 import sys
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -222,6 +231,40 @@ class Signalling:
                     fut.set_exception(SignallingError(method, "socket_closed", "socket closed"))
 
 
+# --- Access tokens -------------------------------------------------------------------
+
+
+def http_origin(ws_url: str) -> str:
+    """The http(s) origin of the node behind a ws(s):// signalling URL."""
+    u = urllib.parse.urlsplit(ws_url)
+    return f"{'https' if u.scheme in ('wss', 'https') else 'http'}://{u.netloc}"
+
+
+async def fetch_dev_token(http: aiohttp.ClientSession, ws_url: str, room: str, identity: str,
+                          grants: list[str], timeout: float = 10.0) -> str:
+    """A token from GET /api/dev-token of the node behind `ws_url` (a node in
+    `[auth] mode = "dev"`); a SignallingError `token_required` when that node
+    serves none (404), `token_fetch_failed` on any other failure."""
+    url = http_origin(ws_url) + "/api/dev-token"
+    params = [("room", room), ("identity", identity)] + [("grant", g) for g in grants]
+    try:
+        async with http.get(url, params=params, timeout=aiohttp.ClientTimeout(total=timeout)) as r:
+            if r.status == 404:
+                raise SignallingError("token", "token_required",
+                                      f"{url} answers 404: this node needs an access token (give --token)")
+            text = await r.text()
+            if r.status != 200:
+                raise SignallingError("token", "token_fetch_failed", f"{url}: HTTP {r.status}: {text.strip()[:200]}")
+            token = json.loads(text).get("token")
+    except SignallingError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise SignallingError("token", "token_fetch_failed", f"{url}: {type(e).__name__}: {e}") from None
+    if not isinstance(token, str) or not token:
+        raise SignallingError("token", "token_fetch_failed", f"{url}: no token in the answer")
+    return token
+
+
 # --- One session: a signalling socket and what it joined ---------------------------
 
 
@@ -256,6 +299,7 @@ class Session:
 
     args: argparse.Namespace
     url: str
+    http: aiohttp.ClientSession | None = None
     ws: aiohttp.ClientWebSocketResponse | None = None
     sig: Signalling | None = None
     device: Device | None = None
@@ -423,6 +467,7 @@ class Session:
 
     # -- life
     async def open(self, http: aiohttp.ClientSession, timeout: float):
+        self.http = http
         self.ws = await asyncio.wait_for(http.ws_connect(self.url, heartbeat=None, max_msg_size=0), timeout)
         self.sig = Signalling(self.ws, self.on_event)
         loop = asyncio.get_running_loop()
@@ -432,7 +477,10 @@ class Session:
     async def join(self):
         """Joins, makes the transports and publishes (unless --no-send)."""
         a = self.args
-        j = await self.sig.request("join", {"room": a.room, "displayName": a.name, "protocolVersion": 1})
+        token = a.token or await fetch_dev_token(
+            self.http, self.url, a.room, a.name, ["publish", "subscribe"] if a.send else ["subscribe"])
+        j = await self.sig.request("join", {"room": a.room, "displayName": a.name, "protocolVersion": 1,
+                                            "token": token})
         self.peer_id = j["peerId"]
         self.joined_at = time.monotonic()
         log.info("joined %s as %s through %s", j.get("roomId"), self.peer_id, self.url)
@@ -731,6 +779,9 @@ def main() -> int:
     ap.add_argument("--hold-stdin", action="store_true", help="keep publishing after PASS until a stdin line/EOF")
     ap.add_argument("--hold-max", type=float, default=120.0)
     ap.add_argument("--host-ip", default="127.0.0.1", help="the ICE host candidate to offer")
+    ap.add_argument("--token", default="",
+                    help="the access token of every join (default: a fresh one from each node's "
+                         "GET /api/dev-token, for nodes in [auth] mode = \"dev\")")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
     args.width, args.height = (int(x) for x in args.res.split("x"))

@@ -48,7 +48,7 @@ const [fullW] = opts.res.split('x').map(Number);
 // CHROMIUM_ARGS lift its limit of layers by size.)
 const mic = ['tone', 'silent', 'silent'];
 const parts = mic.map((m, i) => new Participant(`browser-${i + 1}`, {
-  baseUrl, room, res: opts.res, fps: opts.fps, query: { mic: m },
+  baseUrl, room, res: opts.res, fps: opts.fps, query: { mic: m, simulcast: 1 },
 }));
 const [loud, low, high] = parts; // browser-1 speaks; browser-2 asks for the low layer; browser-3 stays high
 const t0 = Date.now();

@@ -111,6 +111,26 @@ export function parseArgs(defaults) {
   return out;
 }
 
+/**
+ * An access token from GET /api/dev-token of the node at `baseUrl` (a node
+ * in `[auth] mode = "dev"`), for `identity` in `room` with these grants
+ * (none: the node's default, publish + subscribe). Throws with the HTTP
+ * status (404: the node serves no dev tokens).
+ */
+export async function devToken(baseUrl, room, identity, grants = []) {
+  const u = new URL('/api/dev-token', baseUrl);
+  u.searchParams.set('room', room);
+  u.searchParams.set('identity', identity);
+  for (const g of grants) u.searchParams.append('grant', g);
+  const r = await fetch(u, { signal: AbortSignal.timeout(10_000) });
+  if (!r.ok) {
+    const e = new Error(`GET ${u}: HTTP ${r.status}: ${(await r.text()).trim().slice(0, 200)}`);
+    e.status = r.status;
+    throw e;
+  }
+  return (await r.json()).token;
+}
+
 export function randomRoom(prefix) {
   return `${prefix}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
 }
@@ -137,6 +157,7 @@ export class Participant {
   constructor(name, opts) {
     this.name = name;
     // { baseUrl, room, res, fps, video, send, origins: [base URLs it may move to],
+    //   token (the page's `token=`; default: the page fetches a dev token from its node),
     //   query: { more page parameters }, args: [more Chromium flags] }
     this.opts = opts;
     this.browser = null;
@@ -153,6 +174,10 @@ export class Participant {
     if (this.opts.video === false) q.set('video', '0');
     if (this.opts.send === false) q.set('send', '0');
     q.set('stats', '0');
+    // One layer unless a test asks for simulcast (features.mjs does): a
+    // receiver that is not a browser (aiortc) follows layer switches badly.
+    q.set('simulcast', '0');
+    if (this.opts.token) q.set('token', this.opts.token);
     for (const [k, v] of Object.entries(this.opts.query || {})) q.set(k, String(v));
     return `${this.opts.baseUrl}/?${q}`;
   }
@@ -378,7 +403,8 @@ export class PythonPeer {
     this.name = name;
     // { baseUrl, room, python, expect: [names], minFrames, res, fps, timeout, hostIp, verbose }
     // `urls`: signalling URLs to join through (the first) and rejoin through;
-    // default: baseUrl's /ws.
+    // default: baseUrl's /ws. `token`: the access token of its joins; default:
+    // it fetches a dev token from each node it joins through (aiortc_client.py).
     this.opts = opts;
     this.proc = null;
     this.exit = null; // Promise<{ code, signal }>
@@ -404,6 +430,7 @@ export class PythonPeer {
       '--fps', String(o.fps),
       '--timeout', String(o.timeout),
       '--host-ip', o.hostIp || '127.0.0.1',
+      ...(o.token ? ['--token', o.token] : []),
       '--hold-stdin',
       '--hold-max', String(o.timeout + 30),
       ...(o.verbose ? ['-v'] : []),

@@ -2,8 +2,15 @@
 // other participant. Speaks docs/protocol.md section 1 over /ws.
 //
 // URL: /?room=NAME&name=DISPLAY[&video=0][&audio=0][&send=0][&res=WxH][&fps=N][&stats=0]
-//      [&simulcast=0][&chat=0][&mic=device|silent|tone]
+//      [&simulcast=0][&chat=0][&mic=device|silent|tone][&token=JWT]
 //      [&rejoin=N][&bounce=N]   (set by the page itself when it moves, see below)
+//
+// Access token: `join` carries one (docs/protocol.md). With `token=` in the
+// URL the page uses it (its identity is the display name unless it grants
+// `rename`); otherwise it asks the node it signals through for one,
+// GET /api/dev-token?room=..&identity=<name>&grant=publish&grant=subscribe&grant=rename
+// (a node in `[auth] mode = "dev"`, as `make run` runs). A node that serves
+// no dev tokens answers 404: the page then says it needs `?token=...`.
 //
 // Features:
 //   - the camera is sent as 3 VP8 simulcast layers (1/4, 1/2 and full
@@ -45,6 +52,7 @@
 //   peerId         our peer id once joined
 //   rejoins        how many times the page moved to rejoin (the `rejoin` query parameter)
 //   via            the signalling URL the page joined through
+//   tokenFrom      where the join's access token came from: 'url' (token=) or 'dev' (/api/dev-token)
 //   node           that node's name, once /api/nodes answered
 //   nodes          the signalling URLs the page would rejoin through (from /api/nodes)
 //   servedBy       the address in the ICE candidates the page got: the node carrying its media
@@ -68,7 +76,7 @@
 //   speakerEvents  [{ at, peerId, displayName }] every `activeSpeaker` event
 
 import { Device } from 'mediasoup-client';
-import { Signalling } from './signalling.js';
+import { Signalling, AccessTokenError, fetchDevToken, tokenClaims } from './signalling.js';
 
 // ---------------------------------------------------------------- helpers
 
@@ -108,9 +116,15 @@ function parseParams() {
   }
   const fps = Number(q.get('fps')) || undefined;
   const count = (name) => Math.max(0, Math.floor(Number(q.get(name)) || 0));
+  const token = q.get('token') || '';
+  let name = q.get('name') || `guest-${Math.random().toString(36).slice(2, 6)}`;
+  // A given token without `rename` names us: the node uses its identity.
+  const claims = token ? tokenClaims(token) : null;
+  if (claims && typeof claims.sub === 'string' && claims.sub && !claims.grants?.rename) name = claims.sub;
   return {
     room: q.get('room') || '',
-    name: q.get('name') || `guest-${Math.random().toString(36).slice(2, 6)}`,
+    name,
+    token,
     video: flag('video', true),
     audio: flag('audio', true),
     send: flag('send', true),
@@ -151,6 +165,7 @@ const hook = {
   roomId: null,
   rejoins: params.rejoin,
   via: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`,
+  tokenFrom: null,
   node: null,
   nodes: [],
   servedBy: null,
@@ -1002,8 +1017,26 @@ async function rejoinElsewhere(why, { ownFirst = false, refused = false } = {}) 
   }
 }
 
+/**
+ * The access token of a join through `wsUrl`: the page URL's `token=`, else
+ * a fresh one from that node's GET /api/dev-token (each page load, so each
+ * rejoin through another node, asks the node it joins through). Throws an
+ * AccessTokenError (code `token_required`) when the node serves none.
+ */
+async function accessToken(wsUrl) {
+  if (params.token) {
+    hook.tokenFrom = 'url';
+    return params.token;
+  }
+  const token = await fetchDevToken(wsUrl, params.room, params.name, ['publish', 'subscribe', 'rename']);
+  hook.tokenFrom = 'dev';
+  logLine(`access token from ${new URL(wsUrl).host}/api/dev-token`);
+  return token;
+}
+
 async function main() {
   setState('connecting');
+  const token = await accessToken(hook.via);
   sig = new Signalling(hook.via, {
     onEvent,
     onProtocolError: (msg) => recordError('signalling', { code: 'protocol', message: msg }),
@@ -1023,8 +1056,12 @@ async function main() {
   setState('joining');
   let j;
   try {
-    j = await sig.request('join', { room: params.room, displayName: params.name, protocolVersion: 1 });
+    j = await sig.request('join', { room: params.room, displayName: params.name, protocolVersion: 1, token });
   } catch (err) {
+    if (err?.code === 'unauthorized') {
+      const from = hook.tokenFrom === 'url' ? 'the token= of the URL' : 'the dev token of this node';
+      throw new AccessTokenError('unauthorized', `unauthorized: the access token (${from}) was refused: ${err.reason}`);
+    }
     if (err?.code !== 'draining') throw err;
     logLine(`join refused: ${err.message}`);
     if (err.url) moveTo(err.url, 'this node is draining', { refused: true });

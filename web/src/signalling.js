@@ -8,7 +8,75 @@ export class SignallingError extends Error {
     this.name = 'SignallingError';
     this.method = method;
     this.code = code;
+    this.reason = message;
     if (url) this.url = url;
+  }
+}
+
+/**
+ * A join without a usable access token: code `token_required` (the node
+ * serves no dev tokens and none was given), `token_fetch_failed`, or
+ * `unauthorized` (the node refused the token; the demo page's wording).
+ */
+export class AccessTokenError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.name = 'AccessTokenError';
+    this.code = code;
+  }
+}
+
+/** The http(s) origin of the node behind a ws(s):// signalling URL. */
+export function httpOriginOf(wsUrl) {
+  const u = new URL(wsUrl, globalThis.location?.href);
+  return `${u.protocol === 'wss:' ? 'https:' : 'http:'}//${u.host}`;
+}
+
+/**
+ * An access token for `identity` in `room` from `GET /api/dev-token` of the
+ * node behind the signalling URL `wsUrl` (a node in `[auth] mode = "dev"`),
+ * with these grants (docs/protocol.md). A node that serves no dev tokens
+ * answers 404: an AccessTokenError `token_required`, whose message tells the
+ * user what to do. Another origin than the page's needs that node to allow
+ * it (CORS); the demo page only asks the node that served it.
+ */
+export async function fetchDevToken(wsUrl, room, identity, grants = ['publish', 'subscribe'], timeoutMs = 5000) {
+  const url = new URL('/api/dev-token', httpOriginOf(wsUrl));
+  url.searchParams.set('room', room);
+  url.searchParams.set('identity', identity);
+  for (const g of grants) url.searchParams.append('grant', g);
+  let r;
+  try {
+    r = await fetch(url, { cache: 'no-store', signal: AbortSignal.timeout(timeoutMs) });
+  } catch (err) {
+    throw new AccessTokenError('token_fetch_failed', `no access token: GET ${url.origin}/api/dev-token: ${err?.message || err}`);
+  }
+  if (r.status === 404) {
+    throw new AccessTokenError('token_required', 'this node needs an access token: add ?token=... to the URL');
+  }
+  if (!r.ok) {
+    const why = (await r.text().catch(() => '')).trim().slice(0, 200);
+    throw new AccessTokenError('token_fetch_failed', `no access token: GET ${url.origin}/api/dev-token: HTTP ${r.status}${why ? `: ${why}` : ''}`);
+  }
+  const body = await r.json().catch(() => ({}));
+  if (typeof body.token !== 'string' || !body.token) {
+    throw new AccessTokenError('token_fetch_failed', `no access token: GET ${url.origin}/api/dev-token: no token in the answer`);
+  }
+  return body.token;
+}
+
+/**
+ * The claims of a JWT (its payload, not verified: only the node can), or
+ * null when it does not decode.
+ */
+export function tokenClaims(token) {
+  try {
+    const b64 = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const bytes = Uint8Array.from(atob(b64.padEnd(Math.ceil(b64.length / 4) * 4, '=')), (c) => c.charCodeAt(0));
+    const claims = JSON.parse(new TextDecoder().decode(bytes));
+    return claims && typeof claims === 'object' ? claims : null;
+  } catch {
+    return null;
   }
 }
 
