@@ -619,3 +619,49 @@ async fn connections_are_limited_by_origin_count_rate_and_join_time() {
     wait_idle(&node).await;
     node.stop().await;
 }
+
+/// What `docs/protocol.md` says of requests that do not parse.
+#[actix_rt::test]
+async fn parse_failures_are_as_documented() {
+    let node = start_node(test_config(1)).await;
+    let mut c = Client::connect(node.http_addr).await;
+    c.join("documented", "a").await;
+    // A valid id without a method is echoed.
+    c.send_raw(Message::Text(r#"{"id": 41}"#.into())).await;
+    let r = c.next_response().await;
+    assert_eq!(
+        (r["id"].clone(), r["error"]["code"].clone()),
+        (json!(41), json!("bad_request")),
+        "{r}"
+    );
+    // A malformed entity id is bad_request; a well-formed unknown one is unknown_*.
+    c.fails(
+        "resumeConsumer",
+        json!({"consumerId": "not-a-uuid"}),
+        "bad_request",
+    )
+    .await;
+    c.fails(
+        "resumeConsumer",
+        json!({"consumerId": "8c6e0b1e-2b1f-4f5e-9d38-6d0c4f1d9a11"}),
+        "unknown_consumer",
+    )
+    .await;
+    // A codec mediasoup does not know is bad_request.
+    let t = c
+        .ok("createWebRtcTransport", json!({"direction": "send"}))
+        .await;
+    let mut rtp = vp8_rtp_parameters(9);
+    rtp["codecs"][0]["mimeType"] = json!("video/NOPE");
+    c.fails(
+        "produce",
+        json!({"transportId": t["id"], "kind": "video", "rtpParameters": rtp}),
+        "bad_request",
+    )
+    .await;
+    // ICE candidates name their address `address`.
+    assert!(t["iceCandidates"][0]["address"].is_string(), "{t}");
+    drop(c);
+    wait_idle(&node).await;
+    node.stop().await;
+}
