@@ -200,9 +200,14 @@ pub struct HttpSection {
     /// signalling WebSocket, besides this node's own (`*`: any). Clients
     /// that send no `Origin` (servers, tools) are not concerned.
     pub allowed_origins: Vec<String>,
-    /// Bearer token that operator endpoints (`POST /api/drain`) require.
-    /// Unset: they only answer clients on the loopback interface.
+    /// The operator's token: `POST /api/drain`, and the detail of
+    /// `/api/status` (rooms, workers, members), answer a client that
+    /// presents it (`Authorization: Bearer`, or `?token=` for pages), or
+    /// one in `admin_networks`.
     pub admin_token: Option<String>,
+    /// Networks whose clients are operators without a token (default:
+    /// loopback only; empty: the token only).
+    pub admin_networks: Vec<crate::net::Network>,
 }
 
 impl HttpSection {
@@ -224,6 +229,10 @@ impl Default for HttpSection {
             public_url: None,
             allowed_origins: Vec::new(),
             admin_token: None,
+            admin_networks: vec![
+                "127.0.0.0/8".parse().expect("a network"),
+                "::1/128".parse().expect("a network"),
+            ],
         }
     }
 }

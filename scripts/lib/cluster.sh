@@ -33,6 +33,8 @@ name = "$name"
 [http]
 listen = "$ip:3000"
 static_dir = "$static"
+# The test network's hosts are operators (status detail, drain).
+admin_networks = ["198.18.0.0/15", "127.0.0.0/8", "::1/128"]
 
 [rtc]
 listen_ip = "$ip"

@@ -32,18 +32,21 @@ pub async fn status_json(state: &ApiState) -> Result<serde_json::Value, NodeGone
             );
         }
         obj.insert("drain".into(), serde_json::json!(state.drain.state()));
+        obj.insert("detail".into(), serde_json::json!(true));
     }
     Ok(body)
 }
 
-/// `GET /api/status`. Read-only and public, so any origin may read it
-/// (the dashboard served by one node reads every node's).
-pub async fn status(state: web::Data<ApiState>) -> HttpResponse {
+/// `GET /api/status`: the counts for anyone; the rooms, workers and
+/// members for operators ([`is_operator`]). Any origin may read it (the
+/// dashboard served by one node reads every node's, with `?token=`).
+pub async fn status(req: HttpRequest, state: web::Data<ApiState>) -> HttpResponse {
+    let operator = is_operator(&req, &state);
     match status_json(&state).await {
         Ok(body) => HttpResponse::Ok()
             .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
             .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(body),
+            .json(if operator { body } else { public_status(body) }),
         Err(e) => HttpResponse::ServiceUnavailable().body(format!("node actor unavailable: {e}")),
     }
 }
@@ -132,22 +135,12 @@ pub async fn dev_token(req: HttpRequest, state: web::Data<ApiState>) -> HttpResp
     }
 }
 
-/// With `http.admin_token` set it needs `Authorization: Bearer <token>`;
-/// without, it only answers clients on the loopback interface.
+/// Operators only (see [`is_operator`]).
 pub async fn drain(req: HttpRequest, state: web::Data<ApiState>) -> HttpResponse {
-    let allowed = match &state.config.http.admin_token {
-        Some(token) => req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes())),
-        None => req.peer_addr().is_some_and(|a| a.ip().is_loopback()),
-    };
-    if !allowed {
+    if !is_operator(&req, &state) {
         return HttpResponse::Forbidden()
             .content_type("text/plain")
-            .body("operator endpoint: needs http.admin_token as a bearer token (or a loopback client when none is set)\n");
+            .body("operator endpoint: present http.admin_token (Authorization: Bearer), or come from http.admin_networks\n");
     }
     let started = state.drain.start();
     HttpResponse::Accepted().json(serde_json::json!({
@@ -155,6 +148,45 @@ pub async fn drain(req: HttpRequest, state: web::Data<ApiState>) -> HttpResponse
         "started": started,
         "deadlineMs": state.config.drain.deadline_ms,
     }))
+}
+
+/// Whether the client is an operator: it presents `http.admin_token`
+/// (`Authorization: Bearer`, or `?token=`), or comes from one of
+/// `http.admin_networks` (loopback by default).
+pub fn is_operator(req: &HttpRequest, state: &ApiState) -> bool {
+    let http = &state.config.http;
+    if let Some(token) = &http.admin_token {
+        let bearer = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_owned);
+        let query = form_urlencoded::parse(req.query_string().as_bytes())
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v.into_owned());
+        if [bearer, query]
+            .iter()
+            .flatten()
+            .any(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
+        {
+            return true;
+        }
+    }
+    req.peer_addr()
+        .is_some_and(|a| http.admin_networks.iter().any(|n| n.contains(a.ip())))
+}
+
+/// The part of a status that anyone may read: the node's counts, without
+/// its rooms, workers and members.
+pub fn public_status(mut body: serde_json::Value) -> serde_json::Value {
+    if let Some(obj) = body.as_object_mut() {
+        for detail in ["workerDetails", "roomDetails", "cluster"] {
+            obj.remove(detail);
+        }
+        obj.insert("detail".into(), serde_json::json!(false));
+    }
+    body
 }
 
 /// Compares two secrets in time independent of where they differ.

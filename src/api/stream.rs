@@ -93,6 +93,8 @@ struct Cursor {
     started: Instant,
     /// When the next event is due; `None` before the first (sent at once).
     next: Option<Instant>,
+    /// The reader is an operator: it gets the detail.
+    operator: bool,
     _slot: Slot,
 }
 
@@ -119,6 +121,11 @@ impl Cursor {
             return None;
         }
         let body = super::http::status_json(&self.state).await.ok()?;
+        let body = if self.operator {
+            body
+        } else {
+            super::http::public_status(body)
+        };
         // No catching up: after a late event, the next one is due at once
         // at the earliest, never several in a burst.
         let now = Instant::now();
@@ -134,7 +141,11 @@ impl Cursor {
 }
 
 /// `GET /api/status/stream`: `text/event-stream` of the node's status.
-pub async fn status_stream(state: web::Data<ApiState>) -> HttpResponse {
+pub async fn status_stream(
+    req: actix_web::HttpRequest,
+    state: web::Data<ApiState>,
+) -> HttpResponse {
+    let operator = super::http::is_operator(&req, &state);
     let streams = state.streams.clone();
     let stop = streams.stop.subscribe();
     let refused = |why: &str| {
@@ -155,6 +166,7 @@ pub async fn status_stream(state: web::Data<ApiState>) -> HttpResponse {
         stop,
         started: Instant::now(),
         next: None,
+        operator,
         _slot: slot,
     };
     let body = futures::stream::unfold(cursor, |mut cursor| async move {

@@ -83,7 +83,12 @@ class Source {
   }
 
   open() {
-    this.es = new EventSource(`${this.origin}/api/status/stream`);
+    // An operator's token from the dashboard's own URL (`?token=`) opens
+    // every node's detail; without it, each node shows its detail to
+    // clients of its `http.admin_networks` only.
+    const token = new URLSearchParams(location.search).get('token');
+    const q = token ? `?token=${encodeURIComponent(token)}` : '';
+    this.es = new EventSource(`${this.origin}/api/status/stream${q}`);
     this.es.onmessage = (e) => {
       try {
         this.status = JSON.parse(e.data);
