@@ -488,6 +488,15 @@ impl Cluster {
         })
     }
 
+    /// Reads the certificate files of `section` again and makes the node
+    /// present them from now on (links already up keep theirs until they
+    /// close): renewing a certificate needs no restart (`SIGHUP`).
+    pub fn reload_certificates(&self, section: &ClusterSection) -> Result<(), ClusterError> {
+        let tls = TlsConfig::from_files(&section.ca, &section.cert, &section.key)?;
+        self.node().reload_tls(tls)?;
+        Ok(())
+    }
+
     /// The fabric node, to message actors on other nodes.
     pub fn node(&self) -> &Node {
         &self.node

@@ -552,7 +552,25 @@ async fn run_node(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.http.listen)
         .with_context(|| format!("cannot listen on {}", config.http.listen))?;
     let name = config.node.name.clone();
+    let section = config.cluster.clone();
     let node = RunningNode::start(config, listener).await?;
+    // SIGHUP: the cluster certificate is read again (renewal without a restart).
+    #[cfg(unix)]
+    if let (Some(cluster), Ok(mut hup)) = (
+        node.cluster.clone(),
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()),
+    ) {
+        actix_web::rt::spawn(async move {
+            while hup.recv().await.is_some() {
+                match cluster.reload_certificates(&section) {
+                    Ok(()) => tracing::info!("SIGHUP: cluster certificate reloaded"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "SIGHUP: certificate not reloaded; the old one stays")
+                    }
+                }
+            }
+        });
+    }
     println!(
         "mafalda node `{name}` is up. Demo: http://{}/?room=demo  (status: http://{}/api/status)",
         node.http_addr, node.http_addr

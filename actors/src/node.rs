@@ -241,7 +241,10 @@ pub(crate) struct NodeInner {
     pub(crate) me: Incarnation,
     pub(crate) settings: Settings,
     pub(crate) endpoint: quinn::Endpoint,
-    pub(crate) client_config: quinn::ClientConfig,
+    /// What links this node dials present (replaced by [`Node::reload_tls`]).
+    pub(crate) client_config: parking_lot::RwLock<quinn::ClientConfig>,
+    /// The QUIC transport settings, to build new TLS configurations with.
+    pub(crate) transport: Arc<quinn::TransportConfig>,
     pub(crate) registry: Registry,
     pub(crate) peers: Mutex<HashMap<NodeId, Peer>>,
     /// Traffic per peer ever linked (kept for the node's life: bounded by
@@ -383,7 +386,7 @@ impl Node {
             .send_window(16 << 20);
         let transport = Arc::new(transport);
         let server_config = config.tls.server_config(transport.clone())?;
-        let client_config = config.tls.client_config(transport)?;
+        let client_config = config.tls.client_config(transport.clone())?;
 
         let endpoint = match config.endpoint {
             EndpointSource::Bind(addr) => quinn::Endpoint::server(server_config, addr)?,
@@ -429,7 +432,8 @@ impl Node {
                 swim: config.swim,
             },
             endpoint,
-            client_config,
+            client_config: parking_lot::RwLock::new(client_config),
+            transport,
             registry: Registry::default(),
             peers: Mutex::new(HashMap::new()),
             traffic: Mutex::new(HashMap::new()),
@@ -465,6 +469,20 @@ impl Node {
     /// This node's name.
     pub fn id(&self) -> &NodeId {
         self.inner.id()
+    }
+
+    /// Replaces the node's certificate (and CA) without a restart: links
+    /// made from now on, dialed or accepted, use `tls`; links already up
+    /// keep the certificate they were made with until they close. Refused
+    /// (and nothing changes) when the certificate is not for this node.
+    pub fn reload_tls(&self, tls: crate::TlsConfig) -> Result<(), crate::error::CertError> {
+        tls.check_name(&self.inner.me.node)?;
+        let server = tls.server_config(Arc::clone(&self.inner.transport))?;
+        let client = tls.client_config(Arc::clone(&self.inner.transport))?;
+        self.inner.endpoint.set_server_config(Some(server));
+        *self.inner.client_config.write() = client;
+        tracing::info!(node = %self.inner.me.node, "certificate reloaded");
+        Ok(())
     }
 
     /// The address peers dial (advertised address).

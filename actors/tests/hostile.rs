@@ -455,3 +455,52 @@ async fn a_node_with_an_expired_certificate_cannot_join() {
     fresh.shutdown().await;
     a.shutdown().await;
 }
+
+#[actix_rt::test]
+async fn a_node_reloads_its_certificate_without_a_restart() {
+    init();
+    let pki = Pki::new();
+    let a = start(&pki, "node-reloads", vec![]).await;
+    let day = std::time::Duration::from_secs(24 * 3600);
+    let now = std::time::SystemTime::now();
+    let cert = |not_before, not_after| {
+        let c = mafalda_actors::tls::generate_node_cert_valid(
+            &pki.ca.cert_pem,
+            &pki.ca.key_pem,
+            &id("node-reloads"),
+            not_before,
+            not_after,
+        )
+        .unwrap();
+        mafalda_actors::TlsConfig::from_pem(&pki.ca.cert_pem, &c.cert_pem, &c.key_pem).unwrap()
+    };
+    // A certificate for another node is refused, and nothing changes.
+    let other = pki.node_pem("someone-else");
+    let wrong =
+        mafalda_actors::TlsConfig::from_pem(&pki.ca.cert_pem, &other.cert_pem, &other.key_pem)
+            .unwrap();
+    assert!(a.reload_tls(wrong).is_err());
+    // Reloaded with an expired certificate: a new peer refuses to link, so
+    // the node really presents the new one.
+    a.reload_tls(cert(now - 2 * day, now - day)).unwrap();
+    let b = start(&pki, "node-dials", vec![]).await;
+    assert!(
+        b.join(a.addr()).await.is_err(),
+        "the expired certificate was accepted"
+    );
+    // Reloaded again with a valid one: the same peer links, no restart.
+    a.reload_tls(cert(now - day, now + 90 * day)).unwrap();
+    b.join(a.addr())
+        .await
+        .expect("links with the fresh certificate");
+    eventually("a to see b", SOON, async || {
+        a.members()
+            .iter()
+            .any(|m| m.id == id("node-dials"))
+            .then_some(())
+    })
+    .await;
+    b.shutdown().await;
+    a.shutdown().await;
+    assert_no_panic();
+}

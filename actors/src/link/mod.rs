@@ -274,9 +274,9 @@ impl NodeInner {
         }
         let timeout = self.settings.connect_timeout;
         let sni = expected.map_or("seed.mafalda", |n| n.as_str());
-        let connecting = self
-            .endpoint
-            .connect_with(self.client_config.clone(), addr, sni)?;
+        let connecting =
+            self.endpoint
+                .connect_with(self.client_config.read().clone(), addr, sni)?;
         let conn = tokio::time::timeout(timeout, connecting)
             .await
             .map_err(|_| HandshakeError::Timeout)??;
