@@ -118,43 +118,31 @@ pub mod data_consumer {
 /// WebRTC transports.
 pub mod webrtc_transport {
     pub use super::WebRtcTransport;
-    pub use ::mediasoup::webrtc_transport::{
-        WebRtcTransportDump, WebRtcTransportListenInfos, WebRtcTransportOptions,
-        WebRtcTransportRemoteParameters, WebRtcTransportStat,
-    };
+    pub use ::mediasoup::webrtc_transport::*;
 }
 
 /// Plain transports.
 pub mod plain_transport {
     pub use super::PlainTransport;
-    pub use ::mediasoup::plain_transport::{
-        PlainTransportDump, PlainTransportOptions, PlainTransportRemoteParameters,
-        PlainTransportStat,
-    };
+    pub use ::mediasoup::plain_transport::*;
 }
 
 /// Direct transports.
 pub mod direct_transport {
     pub use super::DirectTransport;
-    pub use ::mediasoup::direct_transport::{
-        DirectTransportDump, DirectTransportOptions, DirectTransportStat,
-    };
+    pub use ::mediasoup::direct_transport::*;
 }
 
 /// Active speaker observers.
 pub mod active_speaker_observer {
     pub use super::ActiveSpeakerObserver;
-    pub use ::mediasoup::active_speaker_observer::{
-        ActiveSpeakerObserverDominantSpeaker, ActiveSpeakerObserverOptions,
-    };
+    pub use ::mediasoup::active_speaker_observer::*;
 }
 
 /// Audio level observers.
 pub mod audio_level_observer {
     pub use super::AudioLevelObserver;
-    pub use ::mediasoup::audio_level_observer::{
-        AudioLevelObserverOptions, AudioLevelObserverVolume,
-    };
+    pub use ::mediasoup::audio_level_observer::*;
 }
 
 /// What most applications import: `use mafalda::mediasoup::prelude::*;`.
