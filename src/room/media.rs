@@ -158,10 +158,31 @@ impl Handler<ConsumerGone> for RoomActor {
     }
 }
 
+/// How often a consume of a producer announced from another node is
+/// tried again when the far end does not know it yet, and after how long.
+const REMOTE_CONSUME_RETRIES: u32 = 3;
+const REMOTE_CONSUME_RETRY_AFTER: std::time::Duration = std::time::Duration::from_millis(250);
+
 impl Handler<Consume> for RoomActor {
     type Result = ResponseActFuture<Self, Result<ConsumerInfo, RoomError>>;
 
     fn handle(&mut self, msg: Consume, ctx: &mut Self::Context) -> Self::Result {
+        self.consume_request(msg, 0, ctx)
+    }
+}
+
+impl RoomActor {
+    /// A consume request. A producer announced from another node may not
+    /// be known yet where its new hop comes from (an announce travels
+    /// through the home while the hop's source is asked directly): such a
+    /// refusal is tried again, a few times, while the producer is still
+    /// announced.
+    fn consume_request(
+        &mut self,
+        msg: Consume,
+        attempt: u32,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Result<ConsumerInfo, RoomError>> {
         let max = self.env.config.limits.consumers_per_peer;
         if let Err(e) = self
             .peer(msg.peer_id)
@@ -169,20 +190,39 @@ impl Handler<Consume> for RoomActor {
         {
             return Box::pin(fut::ready(Err(e)));
         }
+        let again = msg.clone();
         // A producer from another node whose new hop would cross nodes:
         // ask where to take it from first (its node may point elsewhere
         // when its fan-out is full).
-        match self.remote_parent_for(&msg) {
-            Some(start) => {
-                let resolve = self.resolve_source(msg.producer_id, start);
-                Box::pin(
-                    resolve
-                        .into_actor(self)
-                        .then(move |via, act, ctx| act.consume(msg, via, ctx)),
-                )
+        let first: ResponseActFuture<Self, Result<ConsumerInfo, RoomError>> =
+            match self.remote_parent_for(&msg) {
+                Some(start) => {
+                    let resolve = self.resolve_source(msg.producer_id, start);
+                    Box::pin(
+                        resolve
+                            .into_actor(self)
+                            .then(move |via, act, ctx| act.consume(msg, via, ctx)),
+                    )
+                }
+                None => self.consume(msg, None, ctx),
+            };
+        Box::pin(first.then(move |res, act, _ctx| {
+            let retry = matches!(&res, Err(RoomError::UnknownProducer(id))
+                if *id == again.producer_id && act.remote_producers.contains_key(id))
+                && attempt < REMOTE_CONSUME_RETRIES;
+            if !retry {
+                return Box::pin(fut::ready(res))
+                    as ResponseActFuture<Self, Result<ConsumerInfo, RoomError>>;
             }
-            None => self.consume(msg, None, ctx),
-        }
+            let _e = act.span.clone().entered();
+            tracing::debug!(producer = %again.producer_id, attempt, "remote producer not known at its source yet: consuming again");
+            drop(_e);
+            Box::pin(
+                tokio::time::sleep(REMOTE_CONSUME_RETRY_AFTER)
+                    .into_actor(act)
+                    .then(move |(), act, ctx| act.consume_request(again, attempt + 1, ctx)),
+            )
+        }))
     }
 }
 

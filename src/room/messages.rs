@@ -313,7 +313,7 @@ pub struct Produce {
 /// A peer starts receiving another peer's track; the consumer starts paused.
 /// When the producer lives on another worker, it is piped into the
 /// consumer's worker first (one pipe per producer and worker, shared).
-#[derive(Debug, Message)]
+#[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<ConsumerInfo, RoomError>")]
 pub struct Consume {
     /// Who receives.
