@@ -188,3 +188,36 @@ async fn rooms_offer_the_configured_codecs() {
     wait_idle(&node).await;
     node.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_late_joiner_is_told_who_speaks() {
+    let mut config = test_config(1);
+    config.rooms.active_speaker = true;
+    let node = start_node(config).await;
+    let mut a = Client::connect(node.http_addr).await;
+    let mut b = Client::connect(node.http_addr).await;
+    let ja = a.join("speakers", "Alice").await;
+    b.join("speakers", "Bob").await;
+    let t = a
+        .ok(
+            "createPlainTransport",
+            json!({"direction": "send", "comedia": true}),
+        )
+        .await;
+    a.ok(
+        "produce",
+        json!({"transportId": t["id"], "kind": "audio", "rtpParameters": opus_rtp_parameters(11)}),
+    )
+    .await;
+    // mediasoup names a lone audio producer the dominant speaker.
+    let heard = b.event("activeSpeaker").await;
+    assert_eq!(heard["peerId"], ja["peerId"]);
+    // Carol joins later: she is told at once.
+    let mut c = Client::connect(node.http_addr).await;
+    c.join("speakers", "Carol").await;
+    let told = c.event("activeSpeaker").await;
+    assert_eq!(told["peerId"], ja["peerId"]);
+    drop((a, b, c));
+    wait_idle(&node).await;
+    node.stop().await;
+}

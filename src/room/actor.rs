@@ -404,6 +404,7 @@ impl Handler<Join> for RoomActor {
             drop(_e);
             act.publish_peer_joined(&info);
             act.broadcast(peer_id, Event::PeerJoined(info), ctx);
+            act.tell_current_speaker(peer_id, ctx);
             Ok(Joined {
                 peer_id,
                 room_id: act.id.clone(),

@@ -26,6 +26,8 @@ pub(crate) struct SpeakerState {
     /// Audio producers heard (or to be heard once the observer is up),
     /// with the id holding the pipe that brings each, when piped.
     heard: HashMap<ProducerId, Option<ConsumerId>>,
+    /// The last dominant speaker, told to peers that join later.
+    pub current: Option<(crate::ids::PeerId, ProducerId)>,
 }
 
 impl SpeakerState {
@@ -94,6 +96,9 @@ impl RoomActor {
 
     /// Stops hearing a producer (it closed); its pipe is released.
     pub(super) fn unhear(&mut self, producer_id: ProducerId) {
+        if self.speaker.current.is_some_and(|(_, p)| p == producer_id) {
+            self.speaker.current = None;
+        }
         let Some(hold) = self.speaker.heard.remove(&producer_id) else {
             return;
         };
@@ -168,6 +173,24 @@ impl RoomActor {
     }
 }
 
+impl RoomActor {
+    /// Tells a peer that just joined who speaks now, if anyone does.
+    pub(super) fn tell_current_speaker(&mut self, to: crate::ids::PeerId, ctx: &mut Context<Self>) {
+        if let Some((peer_id, producer_id)) = self.speaker.current {
+            if peer_id != to {
+                self.send_to(
+                    to,
+                    Event::ActiveSpeaker {
+                        peer_id,
+                        producer_id,
+                    },
+                    ctx,
+                );
+            }
+        }
+    }
+}
+
 impl Handler<ObserverReady> for RoomActor {
     type Result = ();
     fn handle(&mut self, msg: ObserverReady, ctx: &mut Self::Context) {
@@ -197,6 +220,7 @@ impl Handler<Dominant> for RoomActor {
                 .map(|(i, _)| i.peer_id)
         });
         if let Some(peer_id) = owner {
+            self.speaker.current = Some((peer_id, producer_id));
             self.broadcast(
                 peer_id,
                 Event::ActiveSpeaker {
