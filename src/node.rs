@@ -86,6 +86,7 @@ impl RunningNode {
             server: server.clone(),
             config: Arc::clone(&config),
             auth,
+            recent_spills: Default::default(),
             cluster: cluster.clone(),
             metrics: Default::default(),
             drain: drain.clone(),

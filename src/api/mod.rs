@@ -27,6 +27,14 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::server::Server;
 
+/// Room name → (peer, when) of this node's recent spills.
+pub type RecentSpills =
+    std::collections::HashMap<String, Vec<(mafalda_actors::NodeId, std::time::Instant)>>;
+
+/// How long a spill counts as "that peer serves the room" before the
+/// room's map says so.
+pub const RECENT_SPILL: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What every request handler needs.
 #[derive(Debug, Clone)]
 pub struct ApiState {
@@ -42,6 +50,10 @@ pub struct ApiState {
     pub drain: crate::drain::Drainer,
     /// The keys that verify (and, in dev mode, issue) access tokens.
     pub auth: crate::auth::Keys,
+    /// The peers this node spilled each room's participants to lately:
+    /// they serve the room already, though the room's map may not say so
+    /// yet (see [`crate::spill`]'s ranking).
+    pub recent_spills: Arc<parking_lot::Mutex<RecentSpills>>,
     /// Open WebSocket connections (`[limits]`).
     pub connections: guard::Connections,
     /// The open `/api/status/stream` responses (ended when the node stops).

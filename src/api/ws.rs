@@ -379,7 +379,7 @@ impl SignallingSession {
             }
             if env.workers.headroom(&env.config.placement).full {
                 let capacity = limits.max_pending_events;
-                let prefer = self
+                let mut prefer = self
                     .state
                     .server
                     .rooms()
@@ -388,6 +388,15 @@ impl SignallingSession {
                     })
                     .await
                     .unwrap_or_default();
+                // Peers this node just spilled the room to serve it too,
+                // before the room's map says so.
+                if let Some(recent) = self.state.recent_spills.lock().get(&join.room) {
+                    for (host, at) in recent {
+                        if at.elapsed() < super::RECENT_SPILL && !prefer.contains(host) {
+                            prefer.push(host.clone());
+                        }
+                    }
+                }
                 let placed =
                     join_elsewhere(cluster.node(), cluster.sessions(), &join, capacity, &prefer)
                         .await;
@@ -396,6 +405,16 @@ impl SignallingSession {
                         session,
                         join: reply,
                     } => {
+                        {
+                            let mut recent = self.state.recent_spills.lock();
+                            recent.retain(|_, hosts| {
+                                hosts.retain(|(_, at)| at.elapsed() < super::RECENT_SPILL);
+                                !hosts.is_empty()
+                            });
+                            let hosts = recent.entry(join.room.clone()).or_default();
+                            hosts.retain(|(h, _)| h != session.host());
+                            hosts.push((session.host().clone(), std::time::Instant::now()));
+                        }
                         tracing::info!(room = %join.room, media = %session.host(), "node full: participant served by a peer");
                         self.span.record("room", join.room.as_str());
                         self.joined = Some(Joined::Remote(session));
