@@ -303,9 +303,11 @@ pub fn add_grant(grants: &mut Grants, spec: &str) -> Result<(), String> {
         None if spec == "subscribe" => grants.subscribe = true,
         None if spec == "plain" => grants.plain = true,
         None if spec == "rename" => grants.rename = true,
-        _ => return Err(format!(
+        _ => {
+            return Err(format!(
             "unknown grant `{spec}` (publish, publish:audio|video|data, subscribe, plain, rename)"
-        )),
+        ))
+        }
     }
     Ok(())
 }

@@ -59,10 +59,10 @@ pub mod recv;
 pub mod scenario;
 pub mod send;
 mod signalling_client;
-pub mod tokens;
 pub mod soak;
 pub mod stats;
 pub mod target;
+pub mod tokens;
 
 pub use media::{
     now_since_epoch, parse_trailer, rtp_parameters, subscriber_rtp_capabilities, MediaGenerator,

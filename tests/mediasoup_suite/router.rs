@@ -93,6 +93,9 @@ fn works_without_an_async_runtime() {
             .await
             .expect("consume");
         assert_eq!(c.producer_id(), p.id());
-        assert_eq!(worker.dump().await.expect("dump").router_ids, vec![router.id()]);
+        assert_eq!(
+            worker.dump().await.expect("dump").router_ids,
+            vec![router.id()]
+        );
     });
 }
