@@ -150,6 +150,13 @@ pub async fn drain(req: HttpRequest, state: web::Data<ApiState>) -> HttpResponse
     }))
 }
 
+/// The first value of query parameter `name`.
+pub fn query_param(req: &HttpRequest, name: &str) -> Option<String> {
+    form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
 /// Whether the client is an operator: it presents `http.admin_token`
 /// (`Authorization: Bearer`, or `?token=`), or comes from one of
 /// `http.admin_networks` (loopback by default).
@@ -162,9 +169,7 @@ pub fn is_operator(req: &HttpRequest, state: &ApiState) -> bool {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::to_owned);
-        let query = form_urlencoded::parse(req.query_string().as_bytes())
-            .find(|(k, _)| k == "token")
-            .map(|(_, v)| v.into_owned());
+        let query = query_param(req, "token");
         if [bearer, query]
             .iter()
             .flatten()

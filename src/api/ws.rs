@@ -64,9 +64,7 @@ pub async fn upgrade(
             return Ok(HttpResponse::ServiceUnavailable().body(format!("{refused}\n")));
         }
     };
-    let url_token = form_urlencoded::parse(req.query_string().as_bytes())
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v.into_owned());
+    let url_token = super::http::query_param(&req, "token");
     let max = state.config.signalling.max_message_bytes;
     // Frames are refused at their header when they declare more than
     // `max` (see `frame_guard`): nothing of them is buffered.
@@ -454,23 +452,14 @@ impl SignallingSession {
             )
         };
         let leave = matches!(request, Request::Leave);
+        // Outside the token's grants: refused before it reaches a room.
+        if let Some(Err(reason)) = self.grants.as_ref().map(|g| g.check(&request)) {
+            return Err(SignalError::new(ErrorCode::Forbidden, reason));
+        }
         match (request, self.joined.as_ref()) {
             (Request::Join(j), None) => self.join(j).await,
             (Request::Join(_), Some(_)) => Err(already()),
             (_, None) => Err(SignalError::new(ErrorCode::NotJoined, "send `join` first")),
-            (request, Some(_))
-                if self
-                    .grants
-                    .as_ref()
-                    .is_some_and(|g| g.check(&request).is_err()) =>
-            {
-                let reason = self
-                    .grants
-                    .as_ref()
-                    .and_then(|g| g.check(&request).err())
-                    .unwrap_or_default();
-                Err(SignalError::new(ErrorCode::Forbidden, reason))
-            }
             (_, Some(Joined::Remote(session))) => {
                 let reply = session.request(frame).await;
                 if leave {

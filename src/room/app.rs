@@ -67,7 +67,8 @@ impl AppState {
 /// receiving one.
 #[derive(Debug, Clone)]
 pub(super) struct DataPipe {
-    _consumer: DataConsumer,
+    consumer: DataConsumer,
+    /// Kept open while the hop lives.
     _producer: DataProducer,
 }
 
@@ -557,7 +558,7 @@ async fn data_hop(id: DataProducerId, link: DataLinkFuture) -> Result<DataPipe, 
         .await
         .map_err(RoomError::mediasoup)?;
     Ok(DataPipe {
-        _consumer: consumer,
+        consumer,
         _producer: producer,
     })
 }
@@ -632,7 +633,7 @@ impl Handler<GetInternalIds> for RoomActor {
         }
         for h in self.app.data_pipes.values() {
             if let Some(Ok(p)) = h.fut.peek() {
-                ids.data_consumers.insert(p._consumer.id());
+                ids.data_consumers.insert(p.consumer.id());
             }
         }
         ids.routers = self
